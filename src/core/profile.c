@@ -1,0 +1,97 @@
+#include "core/profile.h"
+
+#include <mpi.h>
+#include <papi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+
+const char *const fh_phase_names[FH_NPHASES] = {"broadcast", "local", "reduce",
+                                                "server", "eval", "io"};
+
+const fh_key_spec fh_profile_keys[] = {
+    {"profile.papi_events", FH_T_STRLIST, "", 0, 0, NULL,
+     "PAPI events counted on every phase, e.g. PAPI_TOT_INS,perf::TASK-CLOCK (up to 8)"},
+    FH_KEYS_END};
+
+static int papi_ready(void) {
+  static int state = 0; /* 0 untried, 1 ok, -1 failed */
+  if (state == 0) {
+    int v = PAPI_library_init(PAPI_VER_CURRENT);
+    state = (v == PAPI_VER_CURRENT) ? 1 : -1;
+  }
+  return state == 1;
+}
+
+const char *fh_papi_version(void) {
+  static char buf[32];
+  if (!papi_ready()) return "unavailable";
+  int v = PAPI_get_opt(PAPI_LIB_VERSION, NULL);
+  snprintf(buf, sizeof buf, "%d.%d.%d.%d", PAPI_VERSION_MAJOR(v), PAPI_VERSION_MINOR(v),
+           PAPI_VERSION_REVISION(v), PAPI_VERSION_INCREMENT(v));
+  return buf;
+}
+
+static void append_name(char *list, int len, const char *name) {
+  size_t used = strlen(list);
+  if (used > 0 && used + 2 < (size_t)len) strcat(list, ",");
+  strncat(list, name, (size_t)len - strlen(list) - 1);
+}
+
+void fh_profiler_init(fh_profiler *p, const fh_config *cfg, char *dropped, int dropped_len) {
+  memset(p, 0, sizeof *p);
+  p->eventset = PAPI_NULL;
+  p->open_phase = -1;
+  if (dropped_len > 0) dropped[0] = '\0';
+  const char *const *names = NULL;
+  int n = cfg ? fh_cfg_strlist(cfg, "profile.papi_events", &names) : 0;
+  if (n == 0) return;
+  if (!papi_ready() || PAPI_create_eventset(&p->eventset) != PAPI_OK) {
+    for (int i = 0; i < n; i++) append_name(dropped, dropped_len, names[i]);
+    p->eventset = PAPI_NULL;
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    if (p->nevents == FH_MAX_EVENTS || PAPI_add_named_event(p->eventset, names[i]) != PAPI_OK) {
+      append_name(dropped, dropped_len, names[i]);
+      continue;
+    }
+    snprintf(p->event_names[p->nevents++], sizeof p->event_names[0], "%s", names[i]);
+  }
+  if (p->nevents == 0 || PAPI_start(p->eventset) != PAPI_OK) {
+    for (int i = 0; i < p->nevents; i++) append_name(dropped, dropped_len, p->event_names[i]);
+    p->nevents = 0;
+  }
+}
+
+void fh_profiler_finalize(fh_profiler *p) {
+  if (p->eventset != PAPI_NULL) {
+    long long scratch[FH_MAX_EVENTS];
+    if (p->nevents > 0) PAPI_stop(p->eventset, scratch);
+    PAPI_cleanup_eventset(p->eventset);
+    PAPI_destroy_eventset(&p->eventset);
+  }
+}
+
+void fh_profiler_reset_round(fh_profiler *p) {
+  memset(p->time, 0, sizeof p->time);
+  memset(p->counts, 0, sizeof p->counts);
+}
+
+void fh_prof_begin(fh_profiler *p, int phase) {
+  p->open_phase = phase;
+  if (p->nevents > 0) PAPI_read(p->eventset, p->v0);
+  p->t0 = MPI_Wtime();
+}
+
+void fh_prof_end(fh_profiler *p, int phase) {
+  double t1 = MPI_Wtime();
+  p->time[phase] += t1 - p->t0;
+  if (p->nevents > 0) {
+    long long v1[FH_MAX_EVENTS];
+    PAPI_read(p->eventset, v1);
+    for (int i = 0; i < p->nevents; i++) p->counts[phase][i] += v1[i] - p->v0[i];
+  }
+  p->open_phase = -1;
+}

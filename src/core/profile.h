@@ -1,0 +1,49 @@
+/* Profiling regions: wall time (MPI_Wtime) around every phase of a round, and
+ * PAPI counters on the same regions when the deck names events
+ * (profile.papi_events). Events this machine cannot count are dropped with one
+ * warning (a VM without a PMU has no PAPI_TOT_INS); timers always work. */
+#ifndef FH_PROFILE_H
+#define FH_PROFILE_H
+
+#include "core/config.h"
+
+enum fh_phase {
+  FH_PH_BCAST,  /* broadcast of the global payload            */
+  FH_PH_LOCAL,  /* clients' local work                         */
+  FH_PH_REDUCE, /* reduction of contributions to rank 0        */
+  FH_PH_SERVER, /* server step                                 */
+  FH_PH_EVAL,   /* evaluation                                  */
+  FH_PH_IO,     /* metrics, profiles, models                   */
+  FH_NPHASES
+};
+extern const char *const fh_phase_names[FH_NPHASES];
+
+#define FH_MAX_EVENTS 8
+
+typedef struct {
+  int nevents;
+  char event_names[FH_MAX_EVENTS][64];
+  int eventset; /* PAPI event set, valid when nevents > 0 */
+  int open_phase;
+  double t0;
+  long long v0[FH_MAX_EVENTS];
+  /* this round, this rank */
+  double time[FH_NPHASES];
+  long long counts[FH_NPHASES][FH_MAX_EVENTS];
+} fh_profiler;
+
+extern const fh_key_spec fh_profile_keys[];
+
+/* Sets up timers and the counters named by profile.papi_events. Events that
+ * cannot be added are listed in *dropped (comma-separated, "" if none) so rank 0
+ * can warn once. Never fails because of counters. */
+void fh_profiler_init(fh_profiler *p, const fh_config *cfg, char *dropped, int dropped_len);
+void fh_profiler_finalize(fh_profiler *p);
+void fh_profiler_reset_round(fh_profiler *p);
+void fh_prof_begin(fh_profiler *p, int phase);
+void fh_prof_end(fh_profiler *p, int phase);
+
+/* PAPI library version as "7.0.0.0", or "unavailable". */
+const char *fh_papi_version(void);
+
+#endif

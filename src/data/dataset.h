@@ -1,0 +1,56 @@
+/* Federated datasets in memory. Each rank holds only the clients it hosts:
+ * client k's train and test samples, as float features [n, C*H*W] and int32
+ * labels [n]. The same (deck, seed) gives every client the same samples on any
+ * rank count. Sources: the Synthetic(alpha, beta) generator (data/synthetic.c)
+ * and HDF5 files in the layout of docs/dataset-format.md (data/hdf5_dataset.c). */
+#ifndef FH_DATASET_H
+#define FH_DATASET_H
+
+#include <stdint.h>
+
+#include "core/config.h"
+
+typedef struct {
+  int n;          /* samples                                   */
+  float *x;       /* [n, dim]                                   */
+  int32_t *y;     /* [n], each in [0, num_classes)              */
+} fh_split;
+
+typedef struct {
+  int id;         /* global client id                           */
+  fh_split train, test;
+} fh_client_data;
+
+typedef struct {
+  char name[64];       /* "synthetic(0.5,0.5)" or the file's name */
+  int num_classes;
+  int c, h, w;         /* sample shape; flat features are [d, 1, 1] */
+  int dim;             /* c*h*w                                    */
+  int num_clients;     /* K, all ranks                             */
+  int first_client;    /* this rank hosts first_client ..          */
+  int nlocal;          /*   .. first_client + nlocal - 1           */
+  fh_client_data *clients; /* [nlocal]                             */
+  /* Storage the splits point into (owned; freed by fh_dataset_free): every
+   * local client's train rows, then every local client's test rows. */
+  float *x_store;      /* [rows, dim] */
+  int32_t *y_store;    /* [rows]      */
+} fh_dataset;
+
+/* Deck keys of the data section. */
+extern const fh_key_spec fh_data_keys[];
+
+/* Loads (or generates) the data of clients [first_client, first_client+nlocal)
+ * out of run.clients, as the deck says. Errors: FH_ERR_DATA naming the file and
+ * what is wrong (missing file, wrong layout, labels out of range, too few samples
+ * for the clients), or FH_ERR_CONFIG. Collective over nothing: each rank calls it
+ * for its own block. nlocal may be 0 (a rank without clients still learns the
+ * sample shape and the number of classes). */
+int fh_dataset_load(fh_dataset **out, const fh_config *cfg, int first_client, int nlocal);
+void fh_dataset_free(fh_dataset *ds);
+
+/* Train and test sample counts of every client 0..run.clients-1, without loading
+ * any sample (synthetic: the size draws only; HDF5: offsets or the IID blocks).
+ * train_n and test_n hold run.clients entries each. Same errors as the load. */
+int fh_dataset_client_sizes(const fh_config *cfg, int *train_n, int *test_n);
+
+#endif

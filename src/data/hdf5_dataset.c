@@ -1,0 +1,565 @@
+/* Datasets in HDF5 files laid out as docs/dataset-format.md describes:
+ *   /train/x [N, D] | [N, H, W] | [N, C, H, W], any numeric type (read as float32)
+ *   /train/y [N], any integer type (read as int32); /test/x, /test/y likewise
+ *   root attributes num_classes (integer >= 2) and optionally name (string)
+ *   optional /train/client_offsets, /test/client_offsets [K+1] integers
+ * With offsets, client k owns rows offsets[k] .. offsets[k+1]-1 of each split.
+ * Without, each split's rows are shuffled by a permutation from the stream
+ * (seed, FH_RNG_SPLIT, FH_RNG_NONE, FH_RNG_NONE) (train's drawn first, test's
+ * next from the same stream) and cut into K contiguous near-equal blocks
+ * (fh_block_range); a client's rows keep ascending file order.
+ *
+ * Every rank opens the file on its own (default, serial access) and reads only
+ * the rows of its clients, coalesced into hyperslab reads, so the memory of a
+ * rank falls as ranks grow; the IID permutation (4 bytes per row) is the one
+ * thing every rank holds whole. */
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "data/dataset_build.h"
+#include "data/partition.h"
+
+/* Reads coalesce wanted rows into one hyperslab when fewer than READ_GAP_BYTES of
+ * unwanted rows lie between them (cheaper than another H5Dread call), up to
+ * READ_WINDOW_BYTES per read (the bounce buffer). */
+#define READ_WINDOW_BYTES ((size_t)4 << 20)
+#define READ_GAP_BYTES ((size_t)128 << 10)
+
+enum { TRAIN = 0, TEST = 1 };
+
+typedef struct {
+  const char *group; /* "/train" */
+  hid_t x, y;
+  hsize_t rows;
+  int64_t *offsets; /* [K+1], or NULL: IID blocks */
+} h5_split;
+
+typedef struct {
+  const char *path; /* as data.path gives it: messages name it */
+  hid_t file;
+  int num_classes;
+  char name[64];
+  int xrank;          /* 2, 3 or 4 */
+  hsize_t xdims[4];   /* of /train/x */
+  int c, h, w, dim;
+  int num_clients;
+  h5_split split[2];
+} h5_source;
+
+/* ---- HDF5 error handling ---------------------------------------------------- */
+
+static herr_t innermost_cb(unsigned n, const H5E_error2_t *e, void *data) {
+  if (n == 0 && e->desc) snprintf((char *)data, 256, "%s", e->desc);
+  return 0;
+}
+
+/* The most specific reason on HDF5's error stack ("" if none). */
+static const char *h5_reason(char buf[256]) {
+  buf[0] = '\0';
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, buf);
+  if (buf[0] == '\0') snprintf(buf, 256, "HDF5 call failed");
+  return buf;
+}
+
+typedef struct {
+  H5E_auto2_t func;
+  void *data;
+} h5_quiet;
+
+/* HDF5 prints its error stack on every failure by default; we report one line. */
+static void quiet_begin(h5_quiet *q) {
+  H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+static void quiet_end(const h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+/* ---- opening and checking the layout ---------------------------------------- */
+
+static void close_id(hid_t *id, herr_t (*close)(hid_t)) {
+  if (*id >= 0) close(*id);
+  *id = H5I_INVALID_HID;
+}
+
+static void source_close(h5_source *s) {
+  for (int i = 0; i < 2; i++) {
+    close_id(&s->split[i].x, H5Dclose);
+    close_id(&s->split[i].y, H5Dclose);
+    free(s->split[i].offsets);
+    s->split[i].offsets = NULL;
+  }
+  close_id(&s->file, H5Fclose);
+}
+
+/* Whether every link of an absolute path like "/train/x" exists. */
+static int path_exists(hid_t file, const char *path) {
+  char prefix[256];
+  size_t len = strlen(path);
+  if (len >= sizeof prefix) return 0;
+  for (size_t i = 1; i <= len; i++) {
+    if (path[i] != '/' && path[i] != '\0') continue;
+    memcpy(prefix, path, i);
+    prefix[i] = '\0';
+    if (H5Lexists(file, prefix, H5P_DEFAULT) <= 0) return 0;
+  }
+  return 1;
+}
+
+static int open_dataset(const h5_source *s, const char *path, hid_t *out) {
+  if (!path_exists(s->file, path))
+    return FH_FAIL(FH_ERR_DATA, "%s: no dataset %s; see docs/dataset-format.md", s->path, path);
+  *out = H5Dopen2(s->file, path, H5P_DEFAULT);
+  if (*out < 0)
+    return FH_FAIL(FH_ERR_DATA, "%s: %s is not a dataset; see docs/dataset-format.md", s->path, path);
+  return 0;
+}
+
+/* Rank, dims (up to 4) and type class of a dataset. */
+static int dataset_shape(const h5_source *s, hid_t d, const char *path, int *rank, hsize_t dims[4],
+                         H5T_class_t *cls) {
+  char why[256];
+  hid_t space = H5Dget_space(d), type = H5Dget_type(d);
+  int r = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+  if (r >= 0 && r <= 4) H5Sget_simple_extent_dims(space, dims, NULL);
+  *cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
+  if (space >= 0) H5Sclose(space);
+  if (type >= 0) H5Tclose(type);
+  if (r < 0) return FH_FAIL(FH_ERR_DATA, "%s: cannot read the shape of %s: %s", s->path, path, h5_reason(why));
+  *rank = r;
+  return 0;
+}
+
+static int read_num_classes(h5_source *s) {
+  if (H5Aexists(s->file, "num_classes") <= 0)
+    return FH_FAIL(FH_ERR_DATA,
+                   "%s: no root attribute num_classes; add it (an integer >= 2), see docs/dataset-format.md",
+                   s->path);
+  char why[256];
+  hid_t a = H5Aopen(s->file, "num_classes", H5P_DEFAULT);
+  hid_t type = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+  hid_t space = a >= 0 ? H5Aget_space(a) : H5I_INVALID_HID;
+  int ok = type >= 0 && H5Tget_class(type) == H5T_INTEGER && space >= 0 && H5Sget_simple_extent_npoints(space) == 1;
+  long long v = 0;
+  herr_t st = ok ? H5Aread(a, H5T_NATIVE_LLONG, &v) : -1;
+  if (type >= 0) H5Tclose(type);
+  if (space >= 0) H5Sclose(space);
+  if (a >= 0) H5Aclose(a);
+  if (!ok) return FH_FAIL(FH_ERR_DATA, "%s: root attribute num_classes must be one integer", s->path);
+  if (st < 0) return FH_FAIL(FH_ERR_DATA, "%s: cannot read attribute num_classes: %s", s->path, h5_reason(why));
+  if (v < 2 || v > 0x7fffffff)
+    return FH_FAIL(FH_ERR_DATA, "%s: num_classes = %lld; a classification dataset needs at least 2 classes",
+                   s->path, v);
+  s->num_classes = (int)v;
+  return 0;
+}
+
+/* The optional root attribute name, else the file's base name without extension. */
+static int read_name(h5_source *s) {
+  if (H5Aexists(s->file, "name") <= 0) {
+    const char *base = strrchr(s->path, '/');
+    base = base ? base + 1 : s->path;
+    snprintf(s->name, sizeof s->name, "%s", base);
+    char *dot = strrchr(s->name, '.');
+    if (dot && dot != s->name) *dot = '\0';
+    return 0;
+  }
+  char why[256];
+  hid_t a = H5Aopen(s->file, "name", H5P_DEFAULT);
+  hid_t ftype = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+  int rc = 0;
+  if (ftype < 0 || H5Tget_class(ftype) != H5T_STRING) {
+    rc = FH_FAIL(FH_ERR_DATA, "%s: root attribute name must be a string", s->path);
+  } else {
+    hid_t mtype = H5Tcopy(H5T_C_S1);
+    H5Tset_cset(mtype, H5Tget_cset(ftype));
+    if (H5Tis_variable_str(ftype) > 0) {
+      char *v = NULL;
+      H5Tset_size(mtype, H5T_VARIABLE);
+      if (H5Aread(a, mtype, &v) < 0) {
+        rc = FH_FAIL(FH_ERR_DATA, "%s: cannot read attribute name: %s", s->path, h5_reason(why));
+      } else {
+        snprintf(s->name, sizeof s->name, "%s", v ? v : "");
+        H5free_memory(v);
+      }
+    } else {
+      size_t len = H5Tget_size(ftype);
+      char *v = fh_calloc(len + 1, 1);
+      H5Tset_size(mtype, len + 1);
+      H5Tset_strpad(mtype, H5T_STR_NULLTERM);
+      if (H5Aread(a, mtype, v) < 0)
+        rc = FH_FAIL(FH_ERR_DATA, "%s: cannot read attribute name: %s", s->path, h5_reason(why));
+      else
+        snprintf(s->name, sizeof s->name, "%s", v);
+      free(v);
+    }
+    H5Tclose(mtype);
+  }
+  if (ftype >= 0) H5Tclose(ftype);
+  if (a >= 0) H5Aclose(a);
+  return rc;
+}
+
+static void shape_text(char *buf, size_t len, int rank, const hsize_t *dims) {
+  size_t at = (size_t)snprintf(buf, len, "[");
+  for (int i = 0; i < rank && at < len; i++)
+    at += (size_t)snprintf(buf + at, len - at, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
+  if (at < len) snprintf(buf + at, len - at, "]");
+}
+
+/* Opens /<group>/x and /y and checks their types and shapes; the train split
+ * sets the sample shape that the test split must match. */
+static int open_split(h5_source *s, int which) {
+  h5_split *sp = &s->split[which];
+  char xpath[64], ypath[64];
+  snprintf(xpath, sizeof xpath, "%s/x", sp->group);
+  snprintf(ypath, sizeof ypath, "%s/y", sp->group);
+  FH_TRY(open_dataset(s, xpath, &sp->x));
+  FH_TRY(open_dataset(s, ypath, &sp->y));
+
+  int xr, yr;
+  hsize_t xd[4], yd[4];
+  H5T_class_t xc, yc;
+  FH_TRY(dataset_shape(s, sp->x, xpath, &xr, xd, &xc));
+  FH_TRY(dataset_shape(s, sp->y, ypath, &yr, yd, &yc));
+  if (xc != H5T_FLOAT && xc != H5T_INTEGER)
+    return FH_FAIL(FH_ERR_DATA, "%s: %s must hold numbers (float32 features)", s->path, xpath);
+  if (yc != H5T_INTEGER)
+    return FH_FAIL(FH_ERR_DATA, "%s: %s must hold integer labels in [0, num_classes)", s->path, ypath);
+  if (xr < 2 || xr > 4)
+    return FH_FAIL(FH_ERR_DATA, "%s: %s has rank %d; it must be [N, D], [N, H, W] or [N, C, H, W]", s->path,
+                   xpath, xr);
+  if (yr != 1)
+    return FH_FAIL(FH_ERR_DATA, "%s: %s has rank %d; it must be [N], one label per row of %s", s->path, ypath,
+                   yr, xpath);
+  if (xd[0] != yd[0])
+    return FH_FAIL(FH_ERR_DATA, "%s: %s has %llu rows but %s has %llu; they must match", s->path, xpath,
+                   (unsigned long long)xd[0], ypath, (unsigned long long)yd[0]);
+  sp->rows = xd[0];
+
+  if (which == TRAIN) {
+    double dim = 1;
+    for (int i = 1; i < xr; i++) dim *= (double)xd[i];
+    if (dim < 1 || dim > 0x7fffffff)
+      return FH_FAIL(FH_ERR_DATA, "%s: %s samples have %.0f features; expected 1 .. 2^31-1", s->path, xpath, dim);
+    s->xrank = xr;
+    memcpy(s->xdims, xd, sizeof xd);
+    s->c = xr == 4 ? (int)xd[1] : xr == 2 ? (int)xd[1] : 1;
+    s->h = xr == 4 ? (int)xd[2] : xr == 3 ? (int)xd[1] : 1;
+    s->w = xr == 4 ? (int)xd[3] : xr == 3 ? (int)xd[2] : 1;
+    s->dim = (int)dim;
+  } else if (xr != s->xrank || memcmp(xd + 1, s->xdims + 1, sizeof(hsize_t) * (size_t)(xr - 1)) != 0) {
+    char a[96], b[96];
+    shape_text(a, sizeof a, xr - 1, xd + 1);
+    shape_text(b, sizeof b, s->xrank - 1, s->xdims + 1);
+    return FH_FAIL(FH_ERR_DATA, "%s: %s samples are %s but /train/x samples are %s; they must match", s->path,
+                   xpath, a, b);
+  }
+  return 0;
+}
+
+static const char *FEW_ROWS_HINT = "each client needs at least one train and one test sample";
+
+/* /<group>/client_offsets [K+1]: starts at 0, never decreases, ends at the
+ * split's rows, K = run.clients, and no client is empty. */
+static int read_offsets(h5_source *s, int which) {
+  h5_split *sp = &s->split[which];
+  char path[64], why[256];
+  snprintf(path, sizeof path, "%s/client_offsets", sp->group);
+  hid_t d;
+  FH_TRY(open_dataset(s, path, &d));
+  int r;
+  hsize_t dims[4];
+  H5T_class_t cls;
+  int rc = dataset_shape(s, d, path, &r, dims, &cls);
+  if (rc == 0 && (r != 1 || cls != H5T_INTEGER || dims[0] < 2))
+    rc = FH_FAIL(FH_ERR_DATA, "%s: %s must be one integer array of K+1 row offsets (K clients)", s->path, path);
+  if (rc == 0 && dims[0] - 1 != (hsize_t)s->num_clients)
+    rc = FH_FAIL(FH_ERR_DATA, "%s: the file has %llu clients (%s) but the deck asks for %d (run.clients); set run.clients = %llu",
+                 s->path, (unsigned long long)(dims[0] - 1), path, s->num_clients, (unsigned long long)(dims[0] - 1));
+  if (rc == 0) {
+    sp->offsets = fh_malloc(sizeof(int64_t) * dims[0]);
+    if (H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, sp->offsets) < 0)
+      rc = FH_FAIL(FH_ERR_DATA, "%s: cannot read %s: %s", s->path, path, h5_reason(why));
+  }
+  H5Dclose(d);
+  if (rc != 0) return rc;
+
+  const int64_t *o = sp->offsets;
+  const int K = s->num_clients;
+  if (o[0] != 0 || o[K] != (int64_t)sp->rows)
+    return FH_FAIL(FH_ERR_DATA, "%s: %s runs from %lld to %lld; it must run from 0 to the %llu rows of %s/x", s->path,
+                   path, (long long)o[0], (long long)o[K], (unsigned long long)sp->rows, sp->group);
+  for (int k = 0; k < K; k++) {
+    if (o[k + 1] < o[k])
+      return FH_FAIL(FH_ERR_DATA, "%s: %s decreases at client %d (%lld > %lld); offsets must not decrease",
+                     s->path, path, k, (long long)o[k], (long long)o[k + 1]);
+    if (o[k + 1] == o[k])
+      return FH_FAIL(FH_ERR_DATA, "%s: client %d has no rows in %s (%s[%d] = %s[%d] = %lld); %s", s->path, k,
+                     sp->group, path, k, path, k + 1, (long long)o[k], FEW_ROWS_HINT);
+    if (o[k + 1] - o[k] > 0x7fffffff)
+      return FH_FAIL(FH_ERR_DATA, "%s: client %d has %lld rows in %s; at most 2^31-1 per client", s->path, k,
+                     (long long)(o[k + 1] - o[k]), sp->group);
+  }
+  return 0;
+}
+
+static int open_source(h5_source *s, const fh_config *cfg, int num_clients) {
+  memset(s, 0, sizeof *s);
+  s->file = H5I_INVALID_HID;
+  for (int i = 0; i < 2; i++) s->split[i].x = s->split[i].y = H5I_INVALID_HID;
+  s->split[TRAIN].group = "/train";
+  s->split[TEST].group = "/test";
+  s->num_clients = num_clients;
+  s->path = fh_cfg_str(cfg, "data.path");
+  if (s->path[0] == '\0')
+    return FH_FAIL(FH_ERR_CONFIG,
+                   "data.path is empty; data.source = hdf5 needs the path of a dataset file "
+                   "(layout in docs/dataset-format.md)");
+
+  struct stat st;
+  if (stat(s->path, &st) != 0)
+    return FH_FAIL(FH_ERR_DATA, "data.path = '%s': %s", s->path,
+                   errno == ENOENT ? "no such file" : strerror(errno));
+  if (S_ISDIR(st.st_mode)) return FH_FAIL(FH_ERR_DATA, "data.path = '%s': is a directory, not a file", s->path);
+  if (H5Fis_hdf5(s->path) <= 0)
+    return FH_FAIL(FH_ERR_DATA, "data.path = '%s': not an HDF5 file (layout in docs/dataset-format.md)", s->path);
+  char why[256];
+  s->file = H5Fopen(s->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (s->file < 0) return FH_FAIL(FH_ERR_DATA, "data.path = '%s': cannot open: %s", s->path, h5_reason(why));
+
+  FH_TRY(read_num_classes(s));
+  FH_TRY(read_name(s));
+  FH_TRY(open_split(s, TRAIN));
+  FH_TRY(open_split(s, TEST));
+
+  int has_train = path_exists(s->file, "/train/client_offsets");
+  int has_test = path_exists(s->file, "/test/client_offsets");
+  if (has_train != has_test)
+    return FH_FAIL(FH_ERR_DATA, "%s: has %s/client_offsets but no %s/client_offsets; give both or neither",
+                   s->path, has_train ? "/train" : "/test", has_train ? "/test" : "/train");
+  if (has_train) {
+    FH_TRY(read_offsets(s, TRAIN));
+    FH_TRY(read_offsets(s, TEST));
+  } else {
+    for (int i = 0; i < 2; i++) {
+      const h5_split *sp = &s->split[i];
+      if (sp->rows < (hsize_t)num_clients)
+        return FH_FAIL(FH_ERR_DATA, "%s: %s has %llu rows, too few for %d clients (run.clients); %s", s->path,
+                       sp->group, (unsigned long long)sp->rows, num_clients, FEW_ROWS_HINT);
+      if (sp->rows > 0x7fffffff)
+        return FH_FAIL(FH_ERR_DATA,
+                       "%s: %s has %llu rows, more than the IID split handles (2^31-1); "
+                       "give /train/client_offsets and /test/client_offsets",
+                       s->path, sp->group, (unsigned long long)sp->rows);
+    }
+  }
+  return 0;
+}
+
+/* Rows of client k in a split: [*begin, *end) of the offsets, or of the IID
+ * permutation when the file has none. */
+static void client_block(const h5_source *s, const h5_split *sp, int k, int64_t *begin, int64_t *end) {
+  if (sp->offsets) {
+    *begin = sp->offsets[k];
+    *end = sp->offsets[k + 1];
+  } else {
+    fh_block_range((int64_t)sp->rows, s->num_clients, k, begin, end);
+  }
+}
+
+int fh_hdf5_sizes(const fh_config *cfg, uint64_t seed, int K, int *train_n, int *test_n) {
+  (void)seed;
+  h5_quiet q;
+  quiet_begin(&q);
+  h5_source s;
+  int rc = open_source(&s, cfg, K);
+  for (int k = 0; k < K && rc == 0; k++) {
+    int64_t b, e;
+    client_block(&s, &s.split[TRAIN], k, &b, &e);
+    train_n[k] = (int)(e - b);
+    client_block(&s, &s.split[TEST], k, &b, &e);
+    test_n[k] = (int)(e - b);
+  }
+  source_close(&s);
+  quiet_end(&q);
+  return rc;
+}
+
+/* ---- reading the rows of this rank's clients -------------------------------- */
+
+typedef struct {
+  hsize_t row; /* in the file           */
+  size_t dst;  /* row of the rank's store */
+} row_item;
+
+static int cmp_item(const void *a, const void *b) {
+  hsize_t x = ((const row_item *)a)->row, y = ((const row_item *)b)->row;
+  return (x > y) - (x < y);
+}
+
+static int cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* The wanted rows of one split for the local clients, sorted by file row.
+ * perm: the IID permutation of the split (NULL with offsets). */
+static row_item *split_items(const h5_source *s, const h5_split *sp, const fh_dataset *ds, const int *perm,
+                             size_t store_row0, size_t *count) {
+  size_t total = 0;
+  for (int i = 0; i < ds->nlocal; i++) {
+    int64_t b, e;
+    client_block(s, sp, ds->first_client + i, &b, &e);
+    total += (size_t)(e - b);
+  }
+  row_item *items = fh_malloc(sizeof(row_item) * (total ? total : 1));
+  size_t at = 0, dst = store_row0;
+  for (int i = 0; i < ds->nlocal; i++) {
+    int64_t b, e;
+    client_block(s, sp, ds->first_client + i, &b, &e);
+    if (perm) {
+      int *rows = fh_malloc(sizeof(int) * (size_t)(e - b));
+      memcpy(rows, perm + b, sizeof(int) * (size_t)(e - b));
+      qsort(rows, (size_t)(e - b), sizeof(int), cmp_int);
+      for (int64_t r = 0; r < e - b; r++) items[at++] = (row_item){(hsize_t)rows[r], dst++};
+      free(rows);
+    } else {
+      for (int64_t r = b; r < e; r++) items[at++] = (row_item){(hsize_t)r, dst++};
+    }
+  }
+  if (perm) qsort(items, total, sizeof(row_item), cmp_item);
+  *count = total;
+  return items;
+}
+
+/* Reads rows items[0..n) of dataset d (rank r, dims) as memtype (elem_bytes
+ * each) into base: file row items[i].row goes to base row items[i].dst. Rows
+ * close together share one hyperslab read through a bounce buffer; a run of
+ * rows that is contiguous in the file and in base is read in place. */
+static int read_rows(const h5_source *s, const char *dname, hid_t d, int r, const hsize_t *dims, hid_t memtype,
+                     size_t elem_bytes, const row_item *items, size_t n, void *base) {
+  size_t row_elems = 1;
+  for (int i = 1; i < r; i++) row_elems *= (size_t)dims[i];
+  const size_t row_bytes = row_elems * elem_bytes;
+  const hsize_t window = READ_WINDOW_BYTES / row_bytes > 0 ? READ_WINDOW_BYTES / row_bytes : 1;
+  const hsize_t gap = READ_GAP_BYTES / row_bytes;
+  char *bounce = NULL, why[256];
+  int rc = 0;
+  hid_t fspace = H5Dget_space(d);
+  if (fspace < 0) return FH_FAIL(FH_ERR_DATA, "%s: cannot read %s: %s", s->path, dname, h5_reason(why));
+
+  for (size_t i = 0, j; i < n && rc == 0; i = j + 1) {
+    const hsize_t first = items[i].row;
+    int in_place = 1;
+    for (j = i; j + 1 < n; j++) {
+      const row_item *cur = &items[j], *next = &items[j + 1];
+      if (next->row - cur->row - 1 > gap || next->row - first >= window) break;
+      if (next->row != cur->row + 1 || next->dst != cur->dst + 1) in_place = 0;
+    }
+    const hsize_t span = items[j].row - first + 1;
+    hsize_t start[4] = {first, 0, 0, 0}, cnt[4] = {span, 1, 1, 1};
+    for (int t = 1; t < r; t++) cnt[t] = dims[t];
+    hsize_t mcount = span * row_elems;
+    char *dst = (char *)base + items[i].dst * row_bytes;
+    if (!in_place) {
+      if (!bounce) bounce = fh_malloc(window * row_bytes);
+      dst = bounce;
+    }
+    hid_t mspace = H5Screate_simple(1, &mcount, NULL);
+    if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, cnt, NULL) < 0 ||
+        H5Dread(d, memtype, mspace, fspace, H5P_DEFAULT, dst) < 0)
+      rc = FH_FAIL(FH_ERR_DATA, "%s: cannot read %s rows %llu..%llu: %s", s->path, dname,
+                   (unsigned long long)first, (unsigned long long)items[j].row, h5_reason(why));
+    H5Sclose(mspace);
+    if (rc == 0 && !in_place)
+      for (size_t t = i; t <= j; t++)
+        memcpy((char *)base + items[t].dst * row_bytes, bounce + (items[t].row - first) * row_bytes, row_bytes);
+  }
+  free(bounce);
+  H5Sclose(fspace);
+  return rc;
+}
+
+/* Labels in range and features finite; the first offender in file order. */
+static int check_rows(const h5_source *s, const h5_split *sp, const fh_dataset *ds, const row_item *items,
+                      size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    int32_t y = ds->y_store[items[i].dst];
+    if (y < 0 || y >= s->num_classes)
+      return FH_FAIL(FH_ERR_DATA, "%s: %s/y[%llu] = %d is outside [0, %d) (num_classes = %d)", s->path,
+                     sp->group, (unsigned long long)items[i].row, (int)y, s->num_classes, s->num_classes);
+    const float *x = ds->x_store + items[i].dst * (size_t)ds->dim;
+    for (int f = 0; f < ds->dim; f++)
+      if (!isfinite(x[f]))
+        return FH_FAIL(FH_ERR_DATA, "%s: %s/x[%llu] has a non-finite feature (%g at flat index %d); clean the data",
+                       s->path, sp->group, (unsigned long long)items[i].row, (double)x[f], f);
+  }
+  return 0;
+}
+
+static int load_split(const h5_source *s, int which, fh_dataset *ds, fh_rng *split_rng, size_t store_row0) {
+  const h5_split *sp = &s->split[which];
+  int *perm = NULL;
+  if (!sp->offsets) {
+    /* Every rank draws the whole permutation, train's then test's, so the
+     * stream is consumed identically everywhere. */
+    perm = fh_malloc(sizeof(int) * (size_t)sp->rows);
+    fh_rng_permutation(split_rng, perm, (int)sp->rows);
+  }
+  size_t n;
+  row_item *items = split_items(s, sp, ds, perm, store_row0, &n);
+  free(perm);
+  char xname[64], yname[64];
+  snprintf(xname, sizeof xname, "%s/x", sp->group);
+  snprintf(yname, sizeof yname, "%s/y", sp->group);
+  hsize_t ydims[1] = {sp->rows};
+  int rc = read_rows(s, xname, sp->x, s->xrank, s->xdims, H5T_NATIVE_FLOAT, sizeof(float), items, n, ds->x_store);
+  if (rc == 0) rc = read_rows(s, yname, sp->y, 1, ydims, H5T_NATIVE_INT32, sizeof(int32_t), items, n, ds->y_store);
+  if (rc == 0) rc = check_rows(s, sp, ds, items, n);
+  free(items);
+  return rc;
+}
+
+int fh_hdf5_load(fh_dataset *ds, const fh_config *cfg, uint64_t seed) {
+  h5_quiet q;
+  quiet_begin(&q);
+  h5_source s;
+  int rc = open_source(&s, cfg, ds->num_clients);
+  if (rc == 0) {
+    snprintf(ds->name, sizeof ds->name, "%s", s.name);
+    ds->num_classes = s.num_classes;
+    ds->c = s.c;
+    ds->h = s.h;
+    ds->w = s.w;
+    ds->dim = s.dim;
+    const int nl = ds->nlocal > 0 ? ds->nlocal : 1;
+    int *train_n = fh_malloc(sizeof(int) * (size_t)nl), *test_n = fh_malloc(sizeof(int) * (size_t)nl);
+    size_t train_rows = 0;
+    for (int i = 0; i < ds->nlocal; i++) {
+      int64_t b, e;
+      client_block(&s, &s.split[TRAIN], ds->first_client + i, &b, &e);
+      train_n[i] = (int)(e - b);
+      train_rows += (size_t)(e - b);
+      client_block(&s, &s.split[TEST], ds->first_client + i, &b, &e);
+      test_n[i] = (int)(e - b);
+    }
+    fh_dataset_alloc_rows(ds, train_n, test_n);
+    free(train_n);
+    free(test_n);
+    if (ds->nlocal > 0) {
+      fh_rng split_rng;
+      fh_rng_init(&split_rng, seed, FH_RNG_SPLIT, FH_RNG_NONE, FH_RNG_NONE);
+      rc = load_split(&s, TRAIN, ds, &split_rng, 0);
+      if (rc == 0) rc = load_split(&s, TEST, ds, &split_rng, train_rows);
+    }
+  }
+  source_close(&s);
+  quiet_end(&q);
+  return rc;
+}

@@ -1,0 +1,40 @@
+/* Order-independent accumulation of weighted client contributions.
+ *
+ * A run's numbers must not depend on how many ranks ran it. Floating-point sums
+ * depend on the grouping of the additions, so contributions are summed in
+ * fixed point: each value weight * x[i] is rounded once, on the client, to an
+ * int64 multiple of 2^-bits (run.accum_bits, default 32: resolution 2.3e-10),
+ * and int64 addition is exact and associative, locally and in MPI_Reduce. The
+ * result is bitwise identical for any rank count and any client placement.
+ * A contribution with |weight * x| >= 2^(62 - bits) is reported as an error
+ * (it would overflow): that means divergence, or bits set too high. */
+#ifndef FH_ACCUMULATE_H
+#define FH_ACCUMULATE_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  size_t n;       /* payload length                        */
+  int bits;       /* fixed-point fraction bits             */
+  double scale;   /* 2^bits                                */
+  int64_t *sum;   /* [n + 1]: payload, then the weight sum  */
+} fh_accum;
+
+void fh_accum_create(fh_accum *a, size_t n, int bits);
+void fh_accum_destroy(fh_accum *a);
+void fh_accum_zero(fh_accum *a);
+/* sum += weight * x (x [n]); also adds weight to the weight sum. Returns 0, or
+ * FH_ERR_DIVERGED naming the first element that does not fit. */
+int fh_accum_add(fh_accum *a, const float *x, double weight);
+/* Sums every rank's accumulator into rank `root` (MPI_Reduce on int64). */
+void fh_accum_reduce(fh_accum *a, int root, MPI_Comm comm);
+/* Same, but every rank gets the sum. */
+void fh_accum_allreduce(fh_accum *a, MPI_Comm comm);
+/* out[i] = sum[i] / weight_sum, in double then rounded to float; returns the
+ * weight sum (0 when nobody contributed: out untouched). */
+double fh_accum_mean(const fh_accum *a, float *out);
+double fh_accum_weight(const fh_accum *a);
+
+#endif

@@ -1,0 +1,51 @@
+/* One federated algorithm = one file that fills this table, plus one line in
+ * src/fl/registry.c. The round loop (src/fl/round.c) owns sampling, the
+ * broadcast, the reduction, evaluation, metrics and profiling; an algorithm
+ * only says what a client does with the global payload and what the server does
+ * with the sum of the contributions.
+ *
+ * Round t, as data:
+ *   rank 0 -> all   MPI_Bcast(run->global, payload_n floats)
+ *   each rank       for its sampled clients, in id order: client_update(), which
+ *                   adds its weighted contribution with fh_accum_add()
+ *   all -> rank 0   one MPI_Reduce of the fixed-point accumulator
+ *   rank 0          server_step() turns the sum into the next run->global
+ */
+#ifndef FH_ALGORITHM_H
+#define FH_ALGORITHM_H
+
+#include "core/config.h"
+#include "fl/accumulate.h"
+
+typedef struct fh_run fh_run;
+typedef struct fh_client_ctx fh_client_ctx;
+
+/* What a client reports besides its contribution (for metrics). */
+typedef struct {
+  double train_loss; /* mean loss over its last local epoch */
+  double weight;     /* aggregation weight it used (n_k)     */
+} fh_client_report;
+
+typedef struct fh_algorithm {
+  const char *name;           /* value of run.algorithm            */
+  const char *summary;        /* one line for --help               */
+  const fh_key_spec *keys;    /* its own deck section, or NULL     */
+  /* Called on every rank after the model and data exist: allocate global and
+   * per-client state. May be NULL. */
+  int (*setup)(fh_run *run);
+  /* Local work of one client on the global payload run->global; adds its
+   * contribution into acc. c gives the client's data, model and state. */
+  int (*client_update)(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_client_report *rep);
+  /* Rank 0 only: the reduced sum is in acc; update run->global. */
+  int (*server_step)(fh_run *run, const fh_accum *acc);
+  void (*destroy)(fh_run *run); /* may be NULL */
+} fh_algorithm;
+
+/* Registry (src/fl/registry.c). */
+const fh_algorithm *fh_algorithm_find(const char *name);
+int fh_algorithm_count(void);
+const fh_algorithm *fh_algorithm_at(int i);
+/* "fedavg|..." for the run.algorithm enum. */
+const char *fh_algorithm_choices(void);
+
+#endif

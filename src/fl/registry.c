@@ -1,0 +1,30 @@
+/* The algorithms fedhpc knows: one line each. */
+#include <string.h>
+
+#include "fl/algorithm.h"
+
+extern const fh_algorithm fh_alg_fedavg;
+
+static const fh_algorithm *const registry[] = {
+    &fh_alg_fedavg,
+};
+#define NALG ((int)(sizeof registry / sizeof registry[0]))
+
+const fh_algorithm *fh_algorithm_find(const char *name) {
+  for (int i = 0; i < NALG; i++)
+    if (strcmp(registry[i]->name, name) == 0) return registry[i];
+  return NULL;
+}
+
+int fh_algorithm_count(void) { return NALG; }
+const fh_algorithm *fh_algorithm_at(int i) { return registry[i]; }
+
+const char *fh_algorithm_choices(void) {
+  static char buf[512];
+  if (buf[0] == '\0')
+    for (int i = 0; i < NALG; i++) {
+      if (i) strcat(buf, "|");
+      strcat(buf, registry[i]->name);
+    }
+  return buf;
+}

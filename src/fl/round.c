@@ -1,0 +1,369 @@
+/* The round loop: where a round starts and ends (see src/fl/algorithm.h for
+ * the data flow). Rank 0 is the server and speaks for the run. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "core/versions.h"
+#include "fl/run.h"
+#include "io/metrics.h"
+#include "io/model_file.h"
+#include "io/profile_file.h"
+
+/* ---- small pieces ---------------------------------------------------------- */
+
+/* MPI counts are int: broadcast long payloads in chunks. */
+static void bcast_floats(float *buf, size_t n, MPI_Comm comm) {
+  const size_t chunk = (size_t)1 << 28;
+  for (size_t off = 0; off < n; off += chunk)
+    MPI_Bcast(buf + off, (int)(n - off < chunk ? n - off : chunk), MPI_FLOAT, 0, comm);
+}
+
+static int mkdir_p(const char *path) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0775) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(buf, 0775) != 0 && errno != EEXIST) return -1;
+  struct stat st;
+  if (stat(buf, &st) != 0) return -1;
+  if (!S_ISDIR(st.st_mode)) {
+    errno = ENOTDIR;
+    return -1;
+  }
+  return 0;
+}
+
+/* RUN = output.dir / (output.name or the deck's file name without .ini). */
+static void run_dir_path(const fh_config *cfg, char *out, size_t len) {
+  const char *name = fh_cfg_str(cfg, "output.name");
+  char base[256] = "run";
+  if (name[0]) {
+    snprintf(base, sizeof base, "%s", name);
+  } else if (fh_cfg_deck_path(cfg)) {
+    const char *deck = fh_cfg_deck_path(cfg);
+    const char *slash = strrchr(deck, '/');
+    snprintf(base, sizeof base, "%s", slash ? slash + 1 : deck);
+    char *dot = strrchr(base, '.');
+    if (dot && dot != base) *dot = '\0';
+  }
+  snprintf(out, len, "%s/%s", fh_cfg_str(cfg, "output.dir"), base);
+}
+
+/* Rank 0: make RUN/ and write RUN/config.ini (the resolved deck). */
+static int prepare_run_dir(const fh_config *cfg, const char *dir, const char *ini) {
+  if (mkdir_p(dir) != 0)
+    return FH_FAIL(FH_ERR_OUTPUT, "output.dir = '%s': cannot create the run folder '%s': %s; "
+                                  "set output.dir to a writable directory",
+                   fh_cfg_str(cfg, "output.dir"), dir, strerror(errno));
+  char path[4200];
+  snprintf(path, sizeof path, "%s/config.ini", dir);
+  FILE *f = fopen(path, "w");
+  if (!f || fputs(ini, f) < 0 || fclose(f) != 0)
+    return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write: %s; set output.dir to a writable directory", path,
+                   strerror(errno));
+  return 0;
+}
+
+static int sampled_count(const fh_config *cfg, int K) {
+  long long m = fh_cfg_int(cfg, "run.clients_per_round");
+  if (m <= 0) m = llround(fh_cfg_real(cfg, "run.client_fraction") * K);
+  if (m < 1) m = 1;
+  if (m > K) m = K;
+  return (int)m;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static void format_eta(double s, char *buf, size_t len) {
+  long t = (long)(s + 0.5);
+  if (t >= 3600)
+    snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+  else
+    snprintf(buf, len, "%ld:%02ld", t / 60, t % 60);
+}
+
+/* ---- evaluation --------------------------------------------------------------
+ * Every client evaluates the global model on its test split; per-client counts
+ * go into arrays indexed by client id where only the owner writes a non-zero
+ * value, so their MPI_Reduce(SUM) is exact and rank-count invariant. */
+typedef struct {
+  double *correct, *count, *loss; /* [K] each, on rank 0 after the reduction */
+} eval_buffers;
+
+static void evaluate(fh_run *run, eval_buffers *eb, fh_round_metrics *m) {
+  int K = run->map.num_clients;
+  memset(eb->correct, 0, K * sizeof(double));
+  memset(eb->count, 0, K * sizeof(double));
+  memset(eb->loss, 0, K * sizeof(double));
+  memcpy(fh_model_params(run->model), run->global, run->payload_n * sizeof(float));
+  int evb = (int)fh_cfg_int(run->cfg, "run.eval_batch");
+  for (int i = 0; i < run->nlocal; i++) {
+    const fh_client_data *cd = &run->data->clients[i];
+    const fh_split *te = &cd->test;
+    double correct = 0, loss = 0;
+    for (int s = 0; s < te->n; s += evb) {
+      int B = te->n - s < evb ? te->n - s : evb;
+      correct += fh_model_evaluate(run->model, te->x + (size_t)s * run->data->dim, te->y + s, B, &loss);
+    }
+    eb->correct[cd->id] = correct;
+    eb->count[cd->id] = te->n;
+    eb->loss[cd->id] = loss;
+  }
+  void *sbuf0 = run->rank == 0 ? MPI_IN_PLACE : eb->correct;
+  MPI_Reduce(sbuf0, eb->correct, K, MPI_DOUBLE, MPI_SUM, 0, run->comm);
+  void *sbuf1 = run->rank == 0 ? MPI_IN_PLACE : eb->count;
+  MPI_Reduce(sbuf1, eb->count, K, MPI_DOUBLE, MPI_SUM, 0, run->comm);
+  void *sbuf2 = run->rank == 0 ? MPI_IN_PLACE : eb->loss;
+  MPI_Reduce(sbuf2, eb->loss, K, MPI_DOUBLE, MPI_SUM, 0, run->comm);
+  if (run->rank != 0) return;
+  double tc = 0, tn = 0, tl = 0;
+  double *acc = fh_malloc(K * sizeof(double));
+  int nacc = 0;
+  for (int k = 0; k < K; k++) {
+    tc += eb->correct[k];
+    tn += eb->count[k];
+    tl += eb->loss[k];
+    if (eb->count[k] > 0) acc[nacc++] = eb->correct[k] / eb->count[k];
+  }
+  m->test_accuracy = tn > 0 ? tc / tn : NAN;
+  m->test_loss = tn > 0 ? tl / tn : NAN;
+  double mean = 0;
+  for (int i = 0; i < nacc; i++) mean += acc[i];
+  qsort(acc, nacc, sizeof(double), cmp_double);
+  m->client_acc[0] = nacc ? mean / nacc : NAN;
+  m->client_acc[1] = nacc ? acc[0] : NAN;
+  m->client_acc[2] = nacc ? acc[nacc - 1] : NAN;
+  m->client_acc[3] = nacc ? fh_percentile_sorted(acc, nacc, 0.10) : NAN;
+  m->client_acc[4] = nacc ? fh_percentile_sorted(acc, nacc, 0.90) : NAN;
+  free(acc);
+}
+
+/* ---- end-of-run summary: per phase, min/mean/max over ranks ---------------- */
+static void print_summary(fh_run *run, const double *phase_total, double wall, double final_acc,
+                          double best_acc, int best_round) {
+  double mn[FH_NPHASES], mx[FH_NPHASES], sum[FH_NPHASES];
+  MPI_Reduce(phase_total, mn, FH_NPHASES, MPI_DOUBLE, MPI_MIN, 0, run->comm);
+  MPI_Reduce(phase_total, mx, FH_NPHASES, MPI_DOUBLE, MPI_MAX, 0, run->comm);
+  MPI_Reduce(phase_total, sum, FH_NPHASES, MPI_DOUBLE, MPI_SUM, 0, run->comm);
+  if (run->rank != 0) return;
+  fh_info("done: %d rounds in %.2f s; final test accuracy %.2f%%, best %.2f%% (round %d)", run->rounds,
+          wall, 100 * final_acc, 100 * best_acc, best_round);
+  fh_info("time per phase over %d ranks (s):    min      mean       max   max/mean", run->nranks);
+  for (int p = 0; p < FH_NPHASES; p++) {
+    double mean = sum[p] / run->nranks;
+    fh_info("  %-32s %8.3f  %8.3f  %8.3f   %6.2f", fh_phase_names[p], mn[p], mean, mx[p],
+            mean > 0 ? mx[p] / mean : 1.0);
+  }
+}
+
+/* ---- the loop ---------------------------------------------------------------- */
+int fh_run_execute(fh_run *run, const char *run_dir_override) {
+  const fh_config *cfg = run->cfg;
+  MPI_Comm comm = run->comm;
+  const int K = run->map.num_clients, R = run->rounds, is_root = run->rank == 0;
+  const int m = sampled_count(cfg, K);
+  const int eval_every = (int)fh_cfg_int(cfg, "run.eval_every");
+
+  char run_dir[4096];
+  if (run_dir_override)
+    snprintf(run_dir, sizeof run_dir, "%s", run_dir_override);
+  else
+    run_dir_path(cfg, run_dir, sizeof run_dir);
+  char *ini = fh_config_dump(cfg);
+  char versions[1024];
+  fh_versions_string(versions, sizeof versions);
+
+  char dropped[512];
+  fh_profiler_init(&run->prof, cfg, dropped, sizeof dropped);
+  if (dropped[0])
+    fh_warn("this machine cannot count PAPI event(s) %s (no PMU, or unknown name: see `fedhpc info`); "
+            "continuing with timers", dropped);
+
+  fh_metrics_file mf;
+  fh_profile_file pf;
+  memset(&mf, 0, sizeof mf);
+  memset(&pf, 0, sizeof pf);
+  int rc = 0;
+  if (is_root) {
+    rc = prepare_run_dir(cfg, run_dir, ini);
+    if (rc == 0) rc = fh_metrics_open(&mf, run_dir, ini, versions, run->nranks, run->alg->name);
+    if (rc == 0) rc = fh_profile_open(&pf, run_dir, run->nranks, &run->prof);
+  }
+  rc = fh_error_agree(comm, rc);
+  if (rc) {
+    free(ini);
+    if (is_root) {
+      fh_metrics_close(&mf, "failed");
+      fh_profile_close(&pf, "failed");
+    }
+    return rc;
+  }
+
+  fh_info("fedhpc %s: %s on %s, %d clients (%d per round), %d rounds, %d ranks", FEDHPC_VERSION,
+          run->alg->name, run->data->name, K, m, R, run->nranks);
+  fh_info("model %s: %zu parameters; output in %s/", fh_model_arch(run->model), run->payload_n, run_dir);
+
+  fh_accum acc;
+  fh_accum_create(&acc, run->payload_n, (int)fh_cfg_int(cfg, "run.accum_bits"));
+  int *sampled = fh_malloc((size_t)m * sizeof(int));
+  double *ctrain = fh_malloc((size_t)2 * m * sizeof(double)); /* [loss*w, w] per sampled slot */
+  eval_buffers eb = {fh_malloc(K * sizeof(double)), fh_malloc(K * sizeof(double)),
+                     fh_malloc(K * sizeof(double))};
+  int nev = run->prof.nevents;
+  double *all_times = is_root ? fh_malloc((size_t)run->nranks * FH_NPHASES * sizeof(double)) : NULL;
+  long long *all_counts =
+      is_root && nev ? fh_malloc((size_t)run->nranks * FH_NPHASES * nev * sizeof(long long)) : NULL;
+  double phase_total[FH_NPHASES] = {0};
+  double t_start = MPI_Wtime(), final_acc = NAN, best_acc = -1;
+  int best_round = 0, global_in_sync = 0;
+
+  for (int t = 0; t < R && rc == 0; t++) {
+    double t_round = MPI_Wtime();
+    fh_profiler_reset_round(&run->prof);
+    fh_round_metrics rm = {.round = t + 1, .clients = m, .test_accuracy = NAN, .test_loss = NAN};
+    for (int i = 0; i < 5; i++) rm.client_acc[i] = NAN;
+
+    /* S_t from the run seed: every rank draws it itself, no message needed. */
+    fh_rng srng;
+    fh_rng_init(&srng, run->seed, FH_RNG_SAMPLING, FH_RNG_NONE, (uint32_t)t);
+    fh_rng_sample_sorted(&srng, K, m, sampled);
+
+    fh_prof_begin(&run->prof, FH_PH_BCAST);
+    if (!global_in_sync) bcast_floats(run->global, run->payload_n, comm);
+    fh_prof_end(&run->prof, FH_PH_BCAST);
+
+    fh_prof_begin(&run->prof, FH_PH_LOCAL);
+    fh_accum_zero(&acc);
+    memset(ctrain, 0, (size_t)2 * m * sizeof(double));
+    for (int j = 0; j < m && rc == 0; j++) {
+      int k = sampled[j];
+      if (k < run->first_client || k >= run->first_client + run->nlocal) continue;
+      fh_client_ctx ctx = {.id = k, .round = t, .data = &run->data->clients[k - run->first_client],
+                           .model = run->model};
+      fh_client_report rep = {0};
+      rc = run->alg->client_update(run, &ctx, &acc, &rep);
+      ctrain[2 * j] = rep.train_loss * rep.weight;
+      ctrain[2 * j + 1] = rep.weight;
+    }
+    fh_prof_end(&run->prof, FH_PH_LOCAL);
+
+    /* "reduce" includes waiting for the slowest rank: that is the imbalance. */
+    fh_prof_begin(&run->prof, FH_PH_REDUCE);
+    rc = fh_error_agree(comm, rc);
+    if (rc == 0) {
+      fh_accum_reduce(&acc, 0, comm);
+      MPI_Reduce(is_root ? MPI_IN_PLACE : ctrain, ctrain, 2 * m, MPI_DOUBLE, MPI_SUM, 0, comm);
+    }
+    fh_prof_end(&run->prof, FH_PH_REDUCE);
+    if (rc) break;
+
+    fh_prof_begin(&run->prof, FH_PH_SERVER);
+    if (is_root) {
+      rc = run->alg->server_step(run, &acc);
+      double wl = 0, ws = 0;
+      for (int j = 0; j < m; j++) wl += ctrain[2 * j], ws += ctrain[2 * j + 1];
+      rm.train_loss = ws > 0 ? wl / ws : NAN;
+    }
+    fh_prof_end(&run->prof, FH_PH_SERVER);
+    rc = fh_error_agree(comm, rc);
+    if (rc) break;
+    global_in_sync = 0;
+
+    if ((t + 1) % eval_every == 0 || t == R - 1) {
+      fh_prof_begin(&run->prof, FH_PH_BCAST);
+      bcast_floats(run->global, run->payload_n, comm);
+      global_in_sync = 1;
+      fh_prof_end(&run->prof, FH_PH_BCAST);
+      fh_prof_begin(&run->prof, FH_PH_EVAL);
+      evaluate(run, &eb, &rm);
+      fh_prof_end(&run->prof, FH_PH_EVAL);
+      if (is_root) {
+        final_acc = rm.test_accuracy;
+        if (rm.test_accuracy > best_acc) best_acc = rm.test_accuracy, best_round = t + 1;
+      }
+    }
+
+    fh_prof_begin(&run->prof, FH_PH_IO);
+    MPI_Gather(run->prof.time, FH_NPHASES, MPI_DOUBLE, all_times, FH_NPHASES, MPI_DOUBLE, 0, comm);
+    if (nev) {
+      long long packed[FH_NPHASES * FH_MAX_EVENTS]; /* [phase][event], events packed */
+      for (int p = 0; p < FH_NPHASES; p++)
+        for (int e = 0; e < nev; e++) packed[p * nev + e] = run->prof.counts[p][e];
+      MPI_Gather(packed, FH_NPHASES * nev, MPI_LONG_LONG, all_counts, FH_NPHASES * nev, MPI_LONG_LONG, 0,
+                 comm);
+    }
+    if (is_root) {
+      for (int p = 0; p < FH_NPHASES; p++) {
+        rm.phase[p] = 0;
+        for (int r = 0; r < run->nranks; r++)
+          if (all_times[r * FH_NPHASES + p] > rm.phase[p]) rm.phase[p] = all_times[r * FH_NPHASES + p];
+      }
+      rm.wall = MPI_Wtime() - t_round;
+      rc = fh_metrics_append(&mf, &rm);
+      if (rc == 0) rc = fh_profile_append(&pf, all_times, all_counts);
+    }
+    fh_prof_end(&run->prof, FH_PH_IO);
+    for (int p = 0; p < FH_NPHASES; p++) phase_total[p] += run->prof.time[p];
+    rc = fh_error_agree(comm, rc);
+
+    if (is_root && rc == 0) {
+      double elapsed = MPI_Wtime() - t_start;
+      char eta[32], accs[16];
+      format_eta(elapsed / (t + 1) * (R - t - 1), eta, sizeof eta);
+      if (isnan(rm.test_accuracy))
+        snprintf(accs, sizeof accs, "     -");
+      else
+        snprintf(accs, sizeof accs, "%6.2f%%", 100 * rm.test_accuracy);
+      fh_info("round %*d/%d  train loss %.4f  test acc %s  %.3f s  ETA %s", (int)snprintf(NULL, 0, "%d", R),
+              t + 1, R, rm.train_loss, accs, MPI_Wtime() - t_round, eta);
+    }
+  }
+
+  double wall = MPI_Wtime() - t_start;
+  if (rc == 0 && is_root && fh_cfg_bool(cfg, "output.save_model")) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.h5", run_dir);
+    int shape[3] = {run->data->c, run->data->h, run->data->w};
+    rc = fh_model_save(path, run->model, run->global, shape, ini);
+  }
+  rc = fh_error_agree(comm, rc);
+  if (is_root) {
+    char status[1200];
+    if (rc == 0)
+      snprintf(status, sizeof status, "complete");
+    else
+      snprintf(status, sizeof status, "failed: %s", fh_error_msg());
+    int rc_m = fh_metrics_close(&mf, status);
+    int rc_p = fh_profile_close(&pf, status);
+    if (rc == 0) rc = rc_m ? rc_m : rc_p;
+  }
+  rc = fh_error_agree(comm, rc);
+  if (rc == 0) print_summary(run, phase_total, wall, final_acc, best_acc, best_round);
+
+  fh_profiler_finalize(&run->prof);
+  fh_accum_destroy(&acc);
+  free(sampled);
+  free(ctrain);
+  free(eb.correct);
+  free(eb.count);
+  free(eb.loss);
+  free(all_times);
+  free(all_counts);
+  free(ini);
+  return rc;
+}

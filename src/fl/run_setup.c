@@ -1,0 +1,87 @@
+/* Creating a run: keys of [run] and [output], client placement, data, model,
+ * initial global payload, the algorithm's state. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "fl/run.h"
+
+/* run.algorithm's choices are filled from the registry by fh_run_keys_prepare. */
+fh_key_spec fh_run_keys_table[] = {
+    {"run.algorithm", FH_T_ENUM, "fedavg", 0, 0, "fedavg", "federated algorithm"},
+    {"run.rounds", FH_T_INT, "50", 1, 1e8, NULL, "communication rounds"},
+    {"run.seed", FH_T_INT, "1", 0, 9.2e18, NULL, "seed of every random stream of the run"},
+    {"run.clients", FH_T_INT, "100", 1, 1e8, NULL, "number of simulated clients K"},
+    {"run.clients_per_round", FH_T_INT, "0", 0, 1e8, NULL,
+     "clients sampled per round; 0 = use run.client_fraction"},
+    {"run.client_fraction", FH_T_REAL, "0.1", 1e-9, 1, NULL,
+     "fraction of clients sampled per round (at least one)"},
+    {"run.dedicated_server", FH_T_BOOL, "false", 0, 0, NULL,
+     "rank 0 hosts no clients (needs 2 or more ranks)"},
+    {"run.eval_every", FH_T_INT, "1", 1, 1e8, NULL, "evaluate every e rounds (and after the last)"},
+    {"run.eval_batch", FH_T_INT, "256", 1, 1 << 20, NULL, "batch size of evaluation"},
+    {"run.accum_bits", FH_T_INT, "32", 8, 48, NULL,
+     "fraction bits of the fixed-point accumulation (rank-count invariant sums)"},
+    {"output.dir", FH_T_STRING, "runs", 0, 0, NULL, "folder that receives the run's folder"},
+    {"output.name", FH_T_STRING, "", 0, 0, NULL,
+     "name of the run's folder; default: the deck's file name without .ini"},
+    {"output.save_model", FH_T_BOOL, "true", 0, 0, NULL, "write the final global model.h5"},
+    FH_KEYS_END};
+const fh_key_spec *const fh_run_keys = fh_run_keys_table;
+
+void fh_run_keys_prepare(void) { fh_run_keys_table[0].choices = fh_algorithm_choices(); }
+
+int fh_run_create(fh_run **out, const fh_config *cfg, MPI_Comm comm) {
+  fh_run *run = fh_calloc(1, sizeof *run);
+  *out = run;
+  run->comm = comm;
+  MPI_Comm_rank(comm, &run->rank);
+  MPI_Comm_size(comm, &run->nranks);
+  run->cfg = cfg;
+  run->seed = (uint64_t)fh_cfg_int(cfg, "run.seed");
+  run->rounds = (int)fh_cfg_int(cfg, "run.rounds");
+  run->alg = fh_algorithm_find(fh_cfg_str(cfg, "run.algorithm"));
+  run->map.num_clients = (int)fh_cfg_int(cfg, "run.clients");
+  run->map.nranks = run->nranks;
+  run->map.dedicated_server = fh_cfg_bool(cfg, "run.dedicated_server");
+  if (run->map.dedicated_server && run->nranks < 2)
+    return FH_FAIL(FH_ERR_CONFIG, "run.dedicated_server = true needs at least 2 MPI ranks (this run has 1); "
+                                  "set it to false or launch more ranks");
+  int workers = run->nranks - (run->map.dedicated_server ? 1 : 0);
+  if (workers > run->map.num_clients)
+    fh_warn("%d of %d ranks host no client (run.clients = %d): they only join the collectives",
+            workers - run->map.num_clients, run->nranks, run->map.num_clients);
+  fh_client_block(&run->map, run->rank, &run->first_client, &run->nlocal);
+
+  int rc = fh_dataset_load(&run->data, cfg, run->first_client, run->nlocal);
+  FH_TRY(fh_error_agree(comm, rc));
+
+  int maxb = (int)fh_cfg_int(cfg, "train.batch_size");
+  int evb = (int)fh_cfg_int(cfg, "run.eval_batch");
+  rc = fh_model_create(&run->model, cfg, run->data->c, run->data->h, run->data->w,
+                       run->data->num_classes, maxb > evb ? maxb : evb);
+  FH_TRY(fh_error_agree(comm, rc));
+
+  /* theta^0 from the run seed: every rank draws the same values itself. */
+  fh_rng init;
+  fh_rng_init(&init, run->seed, FH_RNG_INIT, FH_RNG_NONE, FH_RNG_NONE);
+  fh_model_init(run->model, &init);
+  run->payload_n = fh_model_nparams(run->model);
+  run->global = fh_malloc(run->payload_n * sizeof(float));
+  memcpy(run->global, fh_model_params(run->model), run->payload_n * sizeof(float));
+
+  rc = run->alg->setup ? run->alg->setup(run) : 0;
+  FH_TRY(fh_error_agree(comm, rc));
+  return 0;
+}
+
+void fh_run_free(fh_run *run) {
+  if (!run) return;
+  if (run->alg && run->alg->destroy && run->alg_state) run->alg->destroy(run);
+  if (run->model) fh_model_free(run->model);
+  if (run->data) fh_dataset_free(run->data);
+  free(run->global);
+  free(run);
+}

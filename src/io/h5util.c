@@ -1,0 +1,107 @@
+#include "io/h5util.h"
+
+#include <string.h>
+
+#include "core/error.h"
+
+int fh_h5_attr_str(hid_t obj, const char *name, const char *value) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  size_t len = strlen(value);
+  H5Tset_size(t, len > 0 ? len : 1);
+  H5Tset_strpad(t, H5T_STR_NULLTERM);
+  hid_t sp = H5Screate(H5S_SCALAR);
+  if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = a < 0 ? -1 : H5Awrite(a, t, len > 0 ? value : "");
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  H5Tclose(t);
+  return st < 0 ? FH_FAIL(FH_ERR_OUTPUT, "cannot write HDF5 attribute '%s'", name) : 0;
+}
+
+static int attr_scalar(hid_t obj, const char *name, hid_t type, const void *v) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+  hid_t a = H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = a < 0 ? -1 : H5Awrite(a, type, v);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return st < 0 ? FH_FAIL(FH_ERR_OUTPUT, "cannot write HDF5 attribute '%s'", name) : 0;
+}
+
+int fh_h5_attr_int(hid_t obj, const char *name, long long value) {
+  return attr_scalar(obj, name, H5T_NATIVE_LLONG, &value);
+}
+
+int fh_h5_attr_double(hid_t obj, const char *name, double value) {
+  return attr_scalar(obj, name, H5T_NATIVE_DOUBLE, &value);
+}
+
+int fh_h5_series_create(fh_h5_series *s, hid_t loc, const char *name, hid_t type, int ndim_row,
+                        const hsize_t *row_shape) {
+  memset(s, 0, sizeof *s);
+  s->type = type;
+  s->ndim = ndim_row + 1;
+  hsize_t maxdims[4], chunk[4];
+  s->dims[0] = 0;
+  maxdims[0] = H5S_UNLIMITED;
+  chunk[0] = 64;
+  for (int i = 0; i < ndim_row; i++) {
+    s->dims[i + 1] = row_shape[i];
+    maxdims[i + 1] = row_shape[i];
+    chunk[i + 1] = row_shape[i] > 0 ? row_shape[i] : 1;
+  }
+  hid_t sp = H5Screate_simple(s->ndim, s->dims, maxdims);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(dcpl, s->ndim, chunk);
+  s->dset = H5Dcreate2(loc, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Pclose(dcpl);
+  H5Sclose(sp);
+  return s->dset < 0 ? FH_FAIL(FH_ERR_OUTPUT, "cannot create HDF5 dataset '%s'", name) : 0;
+}
+
+int fh_h5_series_append(fh_h5_series *s, const void *row) {
+  hsize_t start[4] = {0}, count[4];
+  start[0] = s->dims[0];
+  count[0] = 1;
+  for (int i = 1; i < s->ndim; i++) count[i] = s->dims[i];
+  s->dims[0] += 1;
+  if (H5Dset_extent(s->dset, s->dims) < 0) return FH_FAIL(FH_ERR_OUTPUT, "cannot extend HDF5 dataset");
+  hid_t fsp = H5Dget_space(s->dset);
+  H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL);
+  hid_t msp = H5Screate_simple(s->ndim, count, NULL);
+  herr_t st = H5Dwrite(s->dset, s->type, msp, fsp, H5P_DEFAULT, row);
+  H5Sclose(msp);
+  H5Sclose(fsp);
+  return st < 0 ? FH_FAIL(FH_ERR_OUTPUT, "cannot write HDF5 dataset row") : 0;
+}
+
+void fh_h5_series_close(fh_h5_series *s) {
+  if (s->dset > 0) H5Dclose(s->dset);
+  s->dset = 0;
+}
+
+int fh_h5_write(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *dims,
+                const void *data) {
+  hid_t sp = H5Screate_simple(ndim, dims, NULL);
+  hid_t d = H5Dcreate2(loc, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t st = d < 0 ? -1 : H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+  if (d >= 0) H5Dclose(d);
+  H5Sclose(sp);
+  return st < 0 ? FH_FAIL(FH_ERR_OUTPUT, "cannot write HDF5 dataset '%s'", name) : 0;
+}
+
+hid_t fh_h5_group(hid_t loc, const char *path) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", path);
+  hid_t cur = H5Gopen2(loc, ".", H5P_DEFAULT);
+  for (char *tok = strtok(buf, "/"); tok; tok = strtok(NULL, "/")) {
+    hid_t next = H5Lexists(cur, tok, H5P_DEFAULT) > 0
+                     ? H5Gopen2(cur, tok, H5P_DEFAULT)
+                     : H5Gcreate2(cur, tok, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(cur);
+    cur = next;
+    if (cur < 0) return -1;
+  }
+  return cur;
+}

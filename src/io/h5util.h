@@ -1,0 +1,37 @@
+/* Small HDF5 helpers for the files rank 0 writes (metrics, profiles, models).
+ * Every file is plain HDF5 that h5py opens without help: numeric datasets,
+ * variable-length-free fixed strings as attributes. */
+#ifndef FH_H5UTIL_H
+#define FH_H5UTIL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+
+/* Attribute helpers on any object (file or group or dataset). */
+int fh_h5_attr_str(hid_t obj, const char *name, const char *value);
+int fh_h5_attr_int(hid_t obj, const char *name, long long value);
+int fh_h5_attr_double(hid_t obj, const char *name, double value);
+
+/* A dataset of doubles (or int) that grows along its first axis by one row per
+ * round; row_shape gives the other axes (rank-1 datasets: ndim_row = 0). */
+typedef struct {
+  hid_t dset;
+  hid_t type;
+  int ndim;              /* total rank, 1..4                  */
+  hsize_t dims[4];       /* current extent                    */
+} fh_h5_series;
+
+int fh_h5_series_create(fh_h5_series *s, hid_t loc, const char *name, hid_t type, int ndim_row,
+                        const hsize_t *row_shape);
+/* Appends one row (row_shape elements of type s->type). */
+int fh_h5_series_append(fh_h5_series *s, const void *row);
+void fh_h5_series_close(fh_h5_series *s);
+
+/* Writes a whole dataset of the given type and shape in one call. */
+int fh_h5_write(hid_t loc, const char *name, hid_t type, int ndim, const hsize_t *dims,
+                const void *data);
+
+/* Creates the groups of a path like "a/b" if missing; returns the last group. */
+hid_t fh_h5_group(hid_t loc, const char *path);
+
+#endif

@@ -1,0 +1,43 @@
+/* metrics.h5: one row per round, written by rank 0 (layout in docs/outputs.md).
+ * While the run is going the file is RUN/metrics.h5.partial (attribute status =
+ * "running", flushed each round); a run that ends well renames it to
+ * RUN/metrics.h5 with status = "complete", so a file named metrics.h5 is always
+ * a finished run. A failed run leaves metrics.h5.partial with status
+ * "failed: <message>". */
+#ifndef FH_METRICS_H
+#define FH_METRICS_H
+
+#include <hdf5.h>
+
+#include "core/profile.h"
+#include "io/h5util.h"
+
+typedef struct {
+  int round;                   /* 1-based                                */
+  int clients;                 /* clients sampled                        */
+  double wall;                 /* seconds, whole round                   */
+  double phase[FH_NPHASES];    /* seconds, max over ranks                */
+  double train_loss;           /* n_k-weighted mean of clients' losses   */
+  double test_accuracy;        /* all test samples; NaN if not evaluated */
+  double test_loss;
+  double client_acc[5];        /* mean, min, max, p10, p90 over clients  */
+} fh_round_metrics;
+
+typedef struct {
+  hid_t file;
+  char partial_path[4096], final_path[4096];
+  fh_h5_series round, clients, wall, phase[FH_NPHASES], train_loss, test_accuracy, test_loss,
+      client_acc[5];
+} fh_metrics_file;
+
+/* attrs: resolved config (INI text), library versions, ranks, revision. */
+int fh_metrics_open(fh_metrics_file *mf, const char *run_dir, const char *config_ini,
+                    const char *versions, int nranks, const char *algorithm);
+int fh_metrics_append(fh_metrics_file *mf, const fh_round_metrics *m);
+/* status "complete" renames to metrics.h5; anything else keeps .partial. */
+int fh_metrics_close(fh_metrics_file *mf, const char *status);
+
+/* Percentiles with linear interpolation (numpy's default) of v [n]; sorts v. */
+double fh_percentile_sorted(const double *sorted, int n, double q);
+
+#endif

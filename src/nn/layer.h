@@ -1,0 +1,111 @@
+/* Layers: plain forward/backward kernels (shapes in the comments, row-major,
+ * batch first) and the generic descriptor a model chains them with.
+ *
+ * Kernels never allocate. Parameter-gradient outputs ACCUMULATE (dW +=, db +=)
+ * so several micro-batches can add into one gradient; input-gradient outputs
+ * (dx) are OVERWRITTEN and may be NULL when the caller does not need them (the
+ * model's first layer: the gradient of the data is never used).
+ *
+ * A descriptor (fh_layer) says what a layer is: kind, name, per-sample input and
+ * output shapes [C, H, W], its trainable parameters and non-trainable buffers as
+ * views into the model's flat buffers, how much private scratch it needs per
+ * sample (saved batch statistics, dropout masks, im2col columns), and its ops.
+ * Each kind lives in one file (linear.c, relu.c, ...) with its kernels, its ops
+ * table and its constructor. */
+#ifndef FH_LAYER_H
+#define FH_LAYER_H
+
+#include <stddef.h>
+
+#include "core/rng.h"
+#include "nn/model.h"
+
+typedef enum {
+  FH_LAYER_LINEAR,
+  FH_LAYER_RELU,
+} fh_layer_kind;
+
+#define FH_LAYER_MAX_PARAMS 4  /* weight, bias, ...                       */
+#define FH_LAYER_MAX_BUFFERS 4 /* running_mean, running_var, ...          */
+
+typedef struct fh_layer fh_layer;
+
+/* What a layer's ops see of the model at call time. The layer finds its own
+ * parameters at params + L->param[k].offset (and likewise grads, buffers). */
+typedef struct {
+  float *params;  /* the model's parameter buffer                            */
+  float *grads;   /* the model's gradient buffer, same layout (backward only) */
+  float *buffers; /* the model's non-trainable buffer (BatchNorm statistics)  */
+  float *scratch; /* this layer's scratch: scratch_per_sample * B floats      */
+  fh_rng *rng;    /* training-time randomness (dropout); may be NULL          */
+  int train;      /* training mode: batch statistics, dropout active          */
+} fh_layer_ctx;
+
+typedef struct {
+  const char *kind_name; /* "Linear", as in a printed PyTorch module */
+  /* x [B, in_size] -> y [B, out_size]. */
+  void (*forward)(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y, int B);
+  /* dy [B, out_size] -> dx [B, in_size] (NULL: not needed), parameter grads +=.
+   * x and y are what forward read and wrote for this batch. */
+  void (*backward)(const fh_layer *L, const fh_layer_ctx *c, const float *x, const float *y,
+                   const float *dy, float *dx, int B);
+  /* PyTorch's default initialisation of the layer's parameters and buffers,
+   * drawn from r in view order then element order; NULL when there are none. */
+  void (*init)(const fh_layer *L, float *params, float *buffers, fh_rng *r);
+  /* Analytic floating-point operations for a batch of B (2 per multiply-add;
+   * only the products are counted, the element-wise work is memory-bound).
+   * Backward leaves out the dx product when the layer reads the model input. */
+  double (*flops_forward)(const fh_layer *L, int B);
+  double (*flops_backward)(const fh_layer *L, int B);
+  /* "Linear(60, 200)" for summaries; NULL: kind_name alone. */
+  void (*describe)(const fh_layer *L, char *buf, size_t cap);
+} fh_layer_ops;
+
+struct fh_layer {
+  fh_layer_kind kind;
+  const fh_layer_ops *ops;
+  char name[32];     /* "fc1"; parameter views are "fc1.weight", ...         */
+  int input;         /* index of the layer whose output this one reads; -1:
+                        the model input. Set by the model when it is added.   */
+  int in_shape[3];   /* per sample [C, H, W]; a flat vector is [n, 1, 1]      */
+  int out_shape[3];
+  size_t in_size, out_size; /* C*H*W                                          */
+  int nparams;              /* trainable tensors, named "<name>.<suffix>"     */
+  fh_param_view param[FH_LAYER_MAX_PARAMS]; /* offsets set by the model       */
+  int nbuffers;                             /* non-trainable tensors          */
+  fh_param_view buffer[FH_LAYER_MAX_BUFFERS];
+  size_t scratch_per_sample; /* floats of private scratch per batch row        */
+  int fan_in;                /* for the default initialisation bound           */
+  int iarg[6];               /* kind-specific: kernel, stride, padding, ...    */
+  float farg[2];             /* kind-specific: dropout p, BatchNorm eps, ...   */
+};
+
+/* Fills a view named "<layer>.<suffix>" of the given shape (offset 0 until the
+ * model places it). */
+void fh_view_set(fh_param_view *v, const char *layer, const char *suffix, int ndim,
+                 const int *shape);
+
+/* ---- Linear (linear.c) ---------------------------------------------------- */
+
+/* x [B, in] -> y [B, out] = x W^T + b; W [out, in] (PyTorch layout), b [out]
+ * (NULL: no bias). */
+void fh_linear_forward(float *y, const float *x, const float *W, const float *b, int B, int in,
+                       int out);
+/* dy [B, out] -> dx [B, in] = dy W (NULL: skipped), dW [out, in] += dy^T x,
+ * db [out] += sum over the batch of dy (NULL: no bias). */
+void fh_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
+                        const float *W, int B, int in, int out);
+/* Linear(in, out) with bias: views "<name>.weight" [out, in], "<name>.bias" [out]. */
+fh_layer fh_layer_linear(const char *name, int in, int out);
+
+/* ---- ReLU (relu.c) -------------------------------------------------------- */
+
+/* x [n] -> y [n] = max(x, 0); NaN propagates as in torch.relu. y may equal x. */
+void fh_relu_forward(float *y, const float *x, size_t n);
+/* dy [n], y [n] (the forward output) -> dx [n] = dy where y > 0, else 0.
+ * dx may equal dy. */
+void fh_relu_backward(float *dx, const float *dy, const float *y, size_t n);
+/* ReLU on a per-sample tensor of shape [c, h, w]. */
+fh_layer fh_layer_relu(const char *name, int c, int h, int w);
+
+#endif

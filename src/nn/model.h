@@ -1,0 +1,109 @@
+/* A model: a chain of layers whose trainable parameters live in ONE contiguous
+ * float buffer (so aggregation is one MPI call) with named views into it, and
+ * whose gradients live in a second buffer of the same layout.
+ * Non-trainable buffers (BatchNorm running statistics, from the next layers on)
+ * live in a third contiguous buffer with their own named views.
+ *
+ * Usage per client step:
+ *   memcpy(fh_model_params(m), theta, n * sizeof(float));
+ *   float loss = fh_model_loss_grad(m, x, y, B);   // forward + CE + backward
+ *   fh_sgd_step(&opt, fh_model_params(m), fh_model_grads(m), state, n);
+ */
+#ifndef FH_MODEL_H
+#define FH_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/rng.h"
+
+#define FH_MAX_DIMS 4
+
+/* A named slice of a flat buffer, e.g. "fc1.weight" [200, 60] at offset 0. */
+typedef struct {
+  char name[48];
+  size_t offset; /* in floats */
+  size_t numel;
+  int ndim;
+  int shape[FH_MAX_DIMS];
+} fh_param_view;
+
+typedef struct fh_model fh_model;
+
+/* Deck keys of the model section (model.arch, model.hidden, ...). */
+extern const fh_key_spec fh_model_keys[];
+
+/* Builds the architecture named by model.arch for inputs of shape [in_c, in_h,
+ * in_w] (a flat feature vector is [d, 1, 1]) and num_classes outputs. Parameters
+ * are left uninitialised: call fh_model_init. max_batch sizes the activation
+ * workspace. Returns 0 or an FH_ERR_CONFIG error. */
+int fh_model_create(fh_model **out, const fh_config *cfg, int in_c, int in_h, int in_w,
+                    int num_classes, int max_batch);
+void fh_model_free(fh_model *m);
+
+/* PyTorch's default initialisation (kaiming_uniform(a = sqrt(5)) for weights,
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for biases), drawn from r. */
+void fh_model_init(fh_model *m, fh_rng *r);
+
+size_t fh_model_nparams(const fh_model *m);
+float *fh_model_params(fh_model *m);
+float *fh_model_grads(fh_model *m);
+int fh_model_nviews(const fh_model *m);
+const fh_param_view *fh_model_view(const fh_model *m, int i);
+const char *fh_model_arch(const fh_model *m);
+int fh_model_num_classes(const fh_model *m);
+
+/* Forward pass on x [B, in_c*in_h*in_w] (B <= max_batch); returns the logits
+ * [B, num_classes], valid until the next call. train selects training mode
+ * (dropout, batch statistics) once such layers exist. */
+const float *fh_model_forward(fh_model *m, const float *x, int B, int train);
+
+/* Forward in training mode, mean softmax cross-entropy against labels y [B],
+ * backward: grads are OVERWRITTEN with d(mean loss)/d(params). Returns the mean
+ * loss (NaN/Inf propagate: the caller checks). */
+float fh_model_loss_grad(fh_model *m, const float *x, const int32_t *y, int B);
+
+/* Evaluation-mode forward; returns the number of correct argmax predictions
+ * and adds the summed cross-entropy to *loss_sum (may be NULL). */
+int fh_model_evaluate(fh_model *m, const float *x, const int32_t *y, int B, double *loss_sum);
+
+/* Floating-point operations of one forward (fwd) and one backward (bwd) pass
+ * for a batch of B, from per-layer analytic counts (2 per multiply-add). */
+double fh_model_flops_forward(const fh_model *m, int B);
+double fh_model_flops_backward(const fh_model *m, int B);
+
+/* ---- Beyond the first milestone's interface ------------------------------- */
+
+/* The multilayer perceptron without a deck: Linear(d, h1)-ReLU-...-Linear(hk, C)
+ * with layers named fc1, fc2, ...; nhidden = 0 is softmax regression. */
+int fh_model_create_mlp(fh_model **out, int d, const int *hidden, int nhidden, int num_classes,
+                        int max_batch);
+
+int fh_model_max_batch(const fh_model *m);
+size_t fh_model_input_size(const fh_model *m); /* in_c * in_h * in_w */
+
+/* The trainable view named like a state_dict key ("fc1.weight"), or NULL. */
+const fh_param_view *fh_model_find_view(const fh_model *m, const char *name);
+
+/* Non-trainable buffers (BatchNorm running statistics): one contiguous buffer
+ * with its own views, empty for models without such layers. */
+size_t fh_model_nbuffers(const fh_model *m);
+float *fh_model_buffers(fh_model *m);
+int fh_model_nbuffer_views(const fh_model *m);
+const fh_param_view *fh_model_buffer_view(const fh_model *m, int i);
+
+/* Training-mode randomness (dropout) is drawn from r from now on; the caller
+ * owns r and keys it per client and round. NULL: no such layer may be active. */
+void fh_model_set_rng(fh_model *m, fh_rng *r);
+
+/* The layers in forward order (the descriptor is in nn/layer.h). */
+typedef struct fh_layer fh_layer;
+int fh_model_nlayers(const fh_model *m);
+const fh_layer *fh_model_layer(const fh_model *m, int i);
+
+/* One line for the run's log: "mlp: [60] Linear(60, 200) ReLU ... -> [10],
+ * 54410 parameters". Returns what snprintf would. */
+int fh_model_summary(const fh_model *m, char *buf, size_t cap);
+
+#endif
