@@ -901,6 +901,15 @@ char *fh_config_dump(const fh_config *cfg) {
   return out;
 }
 
+/* What a key accepts, for help: its range, its choices, or nothing. */
+static void format_limit(char *buf, size_t size, const fh_key_spec *s) {
+  buf[0] = '\0';
+  if (s->type == FH_T_INT || s->type == FH_T_REAL || s->type == FH_T_INTLIST)
+    format_range(buf, size, s);
+  else if (s->type == FH_T_ENUM)
+    snprintf(buf, size, "%s", s->choices);
+}
+
 void fh_config_write_help(FILE *out, const fh_key_spec *const *tables, int ntables) {
   fh_config *cfg = config_from_tables(tables, ntables);
   /* Columns: key, type, default, range or choices, help. */
@@ -917,12 +926,7 @@ void fh_config_write_help(FILE *out, const fh_key_spec *const *tables, int ntabl
     if (len > wdflt) wdflt = len;
   }
   for (int k = 0; k < cfg->n; k++) {
-    const fh_key_spec *s = cfg->entries[k].spec;
-    limit[0] = '\0';
-    if (s->type == FH_T_INT || s->type == FH_T_REAL || s->type == FH_T_INTLIST)
-      format_range(limit, sizeof limit, s);
-    else if (s->type == FH_T_ENUM)
-      snprintf(limit, sizeof limit, "%s", s->choices);
+    format_limit(limit, sizeof limit, cfg->entries[k].spec);
     if ((int)strlen(limit) > wlimit) wlimit = (int)strlen(limit);
   }
   fprintf(out, "Deck keys, by section. Set them in the deck or with --set section.key=value.\n");
@@ -932,11 +936,7 @@ void fh_config_write_help(FILE *out, const fh_key_spec *const *tables, int ntabl
       const cfg_entry *e = &cfg->entries[k];
       if (strcmp(e->section, cfg->sections[sec]) != 0) continue;
       const fh_key_spec *s = e->spec;
-      limit[0] = '\0';
-      if (s->type == FH_T_INT || s->type == FH_T_REAL || s->type == FH_T_INTLIST)
-        format_range(limit, sizeof limit, s);
-      else if (s->type == FH_T_ENUM)
-        snprintf(limit, sizeof limit, "%s", s->choices);
+      format_limit(limit, sizeof limit, s);
       fprintf(out, "  %-*s  %-*s  %-*s  %-*s  %s\n", wkey, e->key, wtype, type_name(s->type), wdflt,
               s->dflt[0] ? s->dflt : "\"\"", wlimit, limit, s->help ? s->help : "");
     }

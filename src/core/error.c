@@ -23,6 +23,16 @@ int fh_error_set(int code, const char *src_file, int src_line, const char *fmt, 
 }
 
 const char *fh_error_msg(void) { return g_msg; }
+
+void fh_error_prefix(const char *fmt, ...) {
+  char head[256], tail[FH_MSG_MAX - 256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(head, sizeof head, fmt, ap);
+  va_end(ap);
+  snprintf(tail, sizeof tail, "%.*s", (int)sizeof tail - 1, g_msg); /* keeps the message's start if it is long */
+  snprintf(g_msg, sizeof g_msg, "%s%s", head, tail);
+}
 const char *fh_error_where(void) { return g_where; }
 int fh_error_code(void) { return g_code; }
 

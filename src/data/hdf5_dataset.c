@@ -309,6 +309,19 @@ static int read_offsets(h5_source *s, int which) {
   return 0;
 }
 
+/* The default (serial) driver, without HDF5's file lock: a read-only load
+ * needs none, and taking it fails ("unable to lock file") on parallel file
+ * systems mounted without flock, where many ranks open the same file. */
+static hid_t open_read_only(const char *path) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+#if H5_VERSION_GE(1, 10, 7)
+  if (fapl >= 0) H5Pset_file_locking(fapl, 0, 1);
+#endif
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
+  if (fapl >= 0) H5Pclose(fapl);
+  return file;
+}
+
 static int open_source(h5_source *s, const fh_config *cfg, int num_clients) {
   memset(s, 0, sizeof *s);
   s->file = H5I_INVALID_HID;
@@ -330,7 +343,7 @@ static int open_source(h5_source *s, const fh_config *cfg, int num_clients) {
   if (H5Fis_hdf5(s->path) <= 0)
     return FH_FAIL(FH_ERR_DATA, "data.path = '%s': not an HDF5 file (layout in docs/dataset-format.md)", s->path);
   char why[256];
-  s->file = H5Fopen(s->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  s->file = open_read_only(s->path);
   if (s->file < 0) return FH_FAIL(FH_ERR_DATA, "data.path = '%s': cannot open: %s", s->path, h5_reason(why));
 
   FH_TRY(read_num_classes(s));

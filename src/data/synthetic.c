@@ -14,7 +14,11 @@
  * rank that generates them or on the other clients. Its train/test split is a
  * permutation p of 0..n_k-1 from (seed, FH_RNG_SPLIT, k): generated samples
  * p[0..t) are its test set and p[t..n_k) its train set, in that order, with
- * t = fh_test_count(n_k, data.test_fraction). */
+ * t = fh_test_count(n_k, data.test_fraction).
+ *
+ * As in the reference, W_k and b_k share the mean u_k, which adds
+ * u_k (sum(x) + 1) to every class's logit alike: alpha changes no feature and,
+ * up to float rounding, no label. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -71,7 +75,7 @@ static int client_size(const synth_params *p, fh_rng *r, int k, int *n) {
 static int split_sizes(const synth_params *p, uint64_t seed, int k, int *train_n, int *test_n) {
   fh_rng r;
   fh_rng_init(&r, seed, FH_RNG_DATA, (uint32_t)k, FH_RNG_NONE);
-  int n;
+  int n = 0;
   FH_TRY(client_size(p, &r, k, &n));
   *test_n = fh_test_count(n, p->test_fraction);
   *train_n = n - *test_n;
@@ -124,7 +128,7 @@ static int generate_client(const synth_params *p, uint64_t seed, synth_scratch *
   const int d = p->dim, C = p->classes, k = cd->id;
   fh_rng r;
   fh_rng_init(&r, seed, FH_RNG_DATA, (uint32_t)k, FH_RNG_NONE);
-  int n;
+  int n = 0;
   FH_TRY(client_size(p, &r, k, &n));
   const int n_test = cd->test.n;
 

@@ -27,9 +27,10 @@ int fh_accum_add(fh_accum *a, const float *x, double weight) {
     double v = ws * (double)x[i];
     if (!(fabs(v) < limit))
       return FH_FAIL(FH_ERR_DIVERGED,
-                     "contribution element %zu = %g (weight %g) is too large for fixed-point "
-                     "accumulation with run.accum_bits = %d; the model diverged or accum_bits is too high",
-                     i, (double)x[i], weight, a->bits);
+                     "the model diverged: contribution element %zu = %g (weight %g) does not fit the "
+                     "fixed-point sum (run.accum_bits = %d allows |weight * value| < 2^%d); lower "
+                     "train.lr, or run.accum_bits if such values are expected",
+                     i, (double)x[i], weight, a->bits, 62 - a->bits);
     a->sum[i] += (int64_t)llrint(v);
   }
   double w = weight * a->scale;

@@ -65,9 +65,9 @@ int fh_local_sgd_run(fh_local_sgd *t, fh_model *m, const fh_split *train, uint64
       float loss = fh_model_loss_grad(m, t->xb, t->yb, B);
       if (!isfinite(loss))
         return FH_FAIL(FH_ERR_DIVERGED,
-                       "round %d, client %d: training loss became %s at local step %lld; "
+                       "training loss became %s at local step %lld; "
                        "lower train.lr (now %g) or check the client's data",
-                       round + 1, client, isnan(loss) ? "NaN" : "infinite", steps + 1,
+                       isnan(loss) ? "NaN" : "infinite", steps + 1,
                        (double)t->opt.lr);
       fh_sgd_step(&t->opt, fh_model_params(m), fh_model_grads(m), t->momentum, t->nparams, &steps);
       epoch_loss += (double)loss * B;

@@ -257,6 +257,7 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
                            .model = run->model};
       fh_client_report rep = {0};
       rc = run->alg->client_update(run, &ctx, &acc, &rep);
+      if (rc) fh_error_prefix("round %d, client %d: ", t + 1, k);
       ctrain[2 * j] = rep.train_loss * rep.weight;
       ctrain[2 * j + 1] = rep.weight;
     }

@@ -59,10 +59,17 @@ static inline int check_lapack_solve(int n, int nrhs, const double *a, int lda,
   return info;
 }
 
-/* Every rank learns whether all ranks passed; returns the exit status. */
+/* Collective: every rank learns whether all ranks passed, rank 0 says so, and
+ * the exit status (0 or 1) is returned on every rank. */
 static inline int check_all_passed(MPI_Comm comm, int ok) {
-  int all = 0;
+  int all = 0, rank = 0, size = 0;
   MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, comm);
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  if (rank == 0) {
+    if (all) printf("passed on all %d ranks\n", size);
+    else printf("FAILED (messages above name the failing ranks)\n");
+  }
   return all ? 0 : 1;
 }
 

@@ -1,0 +1,27 @@
+# Shared by the MPI test scripts: launcher, temp dir, assertions.
+# ctest sets FEDHPC (the binary), SRC_DIR, BUILD_DIR, MPIEXEC and the Open MPI
+# variables for running as root with oversubscription.
+set -euo pipefail
+: "${FEDHPC:?set FEDHPC to the fedhpc binary}"
+: "${SRC_DIR:?set SRC_DIR to the source tree}"
+MPIEXEC=${MPIEXEC:-mpirun}
+PY=/usr/bin/python3
+TMP=$(mktemp -d /tmp/fedhpc-test.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+NCHECKS=0
+
+# fh_mpirun NP ARGS...: the binary on NP ranks (60 s limit: a hang fails the test)
+fh_mpirun() {
+  local np=$1
+  shift
+  timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS=1 "$FEDHPC" "$@"
+}
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+ok() {
+  NCHECKS=$((NCHECKS + 1))
+  echo "ok: $*"
+}

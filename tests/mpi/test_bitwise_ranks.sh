@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The final model and every metric but the timings are bitwise identical for
+# 1, 2, 3 and 4 ranks (and with a dedicated server rank) with the same deck.
+source "$(dirname "$0")/lib.sh"
+common=(--set run.rounds=6 --set run.clients=23 --set run.client_fraction=0.4 --set run.eval_every=2
+        --set train.momentum=0.9 --set output.dir="$TMP")
+for np in 1 2 3 4; do
+  fh_mpirun "$np" run "$SRC_DIR/input/quickstart.ini" "${common[@]}" --set output.name=np$np >"$TMP/np$np.log" 2>&1 \
+    || { cat "$TMP/np$np.log"; fail "run on $np ranks"; }
+done
+fh_mpirun 3 run "$SRC_DIR/input/quickstart.ini" "${common[@]}" --set run.dedicated_server=true \
+  --set output.name=ded3 >"$TMP/ded3.log" 2>&1 || { cat "$TMP/ded3.log"; fail "dedicated server run"; }
+
+"$PY" - "$TMP" <<'PY'
+import sys, h5py, numpy as np
+tmp = sys.argv[1]
+runs = ["np1", "np2", "np3", "np4", "ded3"]
+def model(r):
+    with h5py.File(f"{tmp}/{r}/model.h5", "r") as f:
+        return {k: f["params"][k][()] for k in f["params"]}
+def metrics(r):
+    with h5py.File(f"{tmp}/{r}/metrics.h5", "r") as f:
+        assert f.attrs["status"] == b"complete" or f.attrs["status"] == "complete"
+        return {k: f[k][()] for k in ["train_loss", "test_accuracy", "test_loss"]} | \
+               {"client_" + k: f["client_accuracy"][k][()] for k in f["client_accuracy"]}
+ref_m, ref_x = model("np1"), metrics("np1")
+assert len(ref_m) >= 2, "model has no parameters"
+for r in runs[1:]:
+    m, x = model(r), metrics(r)
+    assert m.keys() == ref_m.keys()
+    for k in m:
+        if m[k].tobytes() != ref_m[k].tobytes():
+            d = np.abs(m[k] - ref_m[k]).max()
+            sys.exit(f"{r}: parameter {k} differs from 1 rank (max abs diff {d:g})")
+    for k in x:
+        if x[k].tobytes() != ref_x[k].tobytes():
+            sys.exit(f"{r}: metric {k} differs from 1 rank: {x[k]} vs {ref_x[k]}")
+    print(f"ok: {r} bitwise identical to 1 rank ({sum(v.size for v in m.values())} parameters, {len(x)} metrics)")
+# the run actually learned something (the comparison is not between untrained models)
+acc = ref_x["test_accuracy"]
+assert np.isfinite(acc[-1]) and acc[-1] > 0.2, acc
+PY
+echo "1 passed, 0 failed"
