@@ -8,9 +8,9 @@
  *   argument. gfortran (>= 8) passes it as size_t; we declare it and pass 1 for
  *   every single-character argument. Omitting it happens to work on x86-64 until
  *   a Fortran callee is compiled with sibling-call optimisation and reuses the
- *   caller's stack slot, so we do not rely on that. The PBLAS routines (pd*mm,
- *   pdsyrk, pdtran, pdgeadd) are written in C and ignore the trailing lengths;
- *   passing them anyway is harmless under the System V calling convention.
+ *   caller's stack slot, so we do not rely on that. The PBLAS routines (pdgemm,
+ *   pdsyrk) are written in C and ignore the trailing lengths; passing them
+ *   anyway is harmless under the System V calling convention.
  * - A descriptor is 9 ints (DLEN_ = 9), see FH_DESC_* below.
  * - This header assumes the default 32-bit integer (LP64) build, which is what
  *   Debian's ScaLAPACK and OpenBLAS are. */

@@ -62,7 +62,7 @@ static int solve_scalapack(fh_distmatrix *a, fh_distmatrix *b) {
 
 int fh_spd_solve(fh_distmatrix *a, fh_distmatrix *b) {
   FH_TRY(check_shapes(a, b));
-  if (a->n == 0 || b->n == 0) return 0;
+  if (a->n == 0) return 0;
   return a->grid->size == 1 ? solve_lapack(a, b) : solve_scalapack(a, b);
 }
 

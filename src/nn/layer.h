@@ -8,10 +8,15 @@
  *
  * A descriptor (fh_layer) says what a layer is: kind, name, per-sample input and
  * output shapes [C, H, W], its trainable parameters and non-trainable buffers as
- * views into the model's flat buffers, how much private scratch it needs per
- * sample (saved batch statistics, dropout masks, im2col columns), and its ops.
- * Each kind lives in one file (linear.c, relu.c, ...) with its kernels, its ops
- * table and its constructor. */
+ * views into the model's flat buffers, how much private scratch it needs
+ * (saved batch statistics, dropout masks, im2col columns), and its ops. Each
+ * kind lives in one file (linear.c, relu.c, ...) with its kernels, its ops
+ * table and its constructor.
+ *
+ * A layer reads the output of one earlier layer (`input`), so the model is a
+ * list walked in order. A residual block's join will be a kind with a second
+ * input index; the model's backward then adds the dx of every reader of an
+ * output that has more than one. */
 #ifndef FH_LAYER_H
 #define FH_LAYER_H
 
@@ -36,7 +41,8 @@ typedef struct {
   float *params;  /* the model's parameter buffer                            */
   float *grads;   /* the model's gradient buffer, same layout (backward only) */
   float *buffers; /* the model's non-trainable buffer (BatchNorm statistics)  */
-  float *scratch; /* this layer's scratch: scratch_per_sample * B floats      */
+  float *scratch; /* this layer's scratch: scratch_fixed floats, then
+                     scratch_per_sample per batch row                         */
   fh_rng *rng;    /* training-time randomness (dropout); may be NULL          */
   int train;      /* training mode: batch statistics, dropout active          */
 } fh_layer_ctx;
@@ -74,7 +80,8 @@ struct fh_layer {
   fh_param_view param[FH_LAYER_MAX_PARAMS]; /* offsets set by the model       */
   int nbuffers;                             /* non-trainable tensors          */
   fh_param_view buffer[FH_LAYER_MAX_BUFFERS];
-  size_t scratch_per_sample; /* floats of private scratch per batch row        */
+  size_t scratch_fixed;      /* floats of private scratch (per-channel stats)  */
+  size_t scratch_per_sample; /* and per batch row (masks, im2col columns)      */
   int fan_in;                /* for the default initialisation bound           */
   int iarg[6];               /* kind-specific: kernel, stride, padding, ...    */
   float farg[2];             /* kind-specific: dropout p, BatchNorm eps, ...   */

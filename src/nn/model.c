@@ -150,7 +150,8 @@ int fh_model_finish(fh_model *m) {
   const size_t mb = (size_t)m->max_batch;
   size_t total = mb * (size_t)m->num_classes;
   for (int i = 0; i < m->nlayers; i++)
-    total += mb * (2 * m->layers[i].out_size + m->layers[i].scratch_per_sample);
+    total += mb * (2 * m->layers[i].out_size + m->layers[i].scratch_per_sample) +
+             m->layers[i].scratch_fixed;
   m->workspace = fh_calloc(total, sizeof(float));
   m->act = fh_malloc((size_t)m->nlayers * sizeof(float *));
   m->dact = fh_malloc((size_t)m->nlayers * sizeof(float *));
@@ -160,7 +161,8 @@ int fh_model_finish(fh_model *m) {
     const fh_layer *L = &m->layers[i];
     m->act[i] = w, w += mb * L->out_size;
     m->dact[i] = w, w += mb * L->out_size;
-    m->scratch[i] = L->scratch_per_sample ? w : NULL, w += mb * L->scratch_per_sample;
+    const size_t scratch = L->scratch_fixed + mb * L->scratch_per_sample;
+    m->scratch[i] = scratch ? w : NULL, w += scratch;
   }
   m->probs = w;
   return 0;
@@ -283,13 +285,23 @@ static void backward_pass(fh_model *m, const float *x, int B) {
   }
 }
 
+/* The workspace holds max_batch rows: a larger batch is a programming error
+ * that would write past it, so it stops the process in every build. */
+static void check_batch(const fh_model *m, int B, const char *fn) {
+  if (B < 1 || B > m->max_batch) {
+    fprintf(stderr, "fedhpc: internal error: %s called with a batch of %d; the model was "
+                    "created for 1 to %d\n", fn, B, m->max_batch);
+    abort();
+  }
+}
+
 const float *fh_model_forward(fh_model *m, const float *x, int B, int train) {
-  assert(B >= 1 && B <= m->max_batch);
+  check_batch(m, B, "fh_model_forward");
   return forward_pass(m, x, B, train);
 }
 
 float fh_model_loss_grad(fh_model *m, const float *x, const int32_t *y, int B) {
-  assert(B >= 1 && B <= m->max_batch);
+  check_batch(m, B, "fh_model_loss_grad");
   const int C = m->num_classes;
   const float *logits = forward_pass(m, x, B, 1);
   const double loss = fh_softmax_ce_forward(m->probs, logits, y, B, C);

@@ -107,6 +107,13 @@ static void test_deck_errors(void **state) {
   assert_int_equal(fh_model_create_mlp(&m, 6, NULL, 0, 4, 0), FH_ERR_CONFIG);
   assert_null(m);
   fh_error_clear();
+  /* 2.5e9 parameters: more than an MPI count can carry; refused before any
+   * allocation of that size. */
+  assert_int_equal(fh_model_create_mlp(&m, 10, (const int[]){50000, 50000}, 2, 4, 1),
+                   FH_ERR_CONFIG);
+  assert_null(m);
+  assert_non_null(strstr(fh_error_msg(), "parameters"));
+  fh_error_clear();
 }
 
 static void test_flop_counts(void **state) {
