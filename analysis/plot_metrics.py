@@ -16,6 +16,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 DPI = 120
@@ -126,6 +127,11 @@ def main():
     ax_loss.set_title("Training loss", fontsize="medium")
     if args.log_loss:
         ax_loss.set_yscale("log")
+        # labelled ticks at 1, 2, 5 x 10^k: a loss spanning about a decade would
+        # otherwise get a single labelled tick
+        ax_loss.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax_loss.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax_loss.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for ax in (ax_acc, ax_loss):
         ax.grid(True, alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)

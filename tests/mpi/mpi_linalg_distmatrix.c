@@ -133,7 +133,7 @@ int main(int argc, char **argv) {
   if (g->rank == 0) printf("distributed matrices on a %d x %d grid\n", g->nprow, g->npcol);
   const int shapes[][4] = {{157, 91, 16, 24}, {300, 300, 32, 32}, {91, 157, 7, 5},
                            {5, 3, 64, 64},    {1, 1, 1, 1},       {130, 130, 0, 0},
-                           {0, 7, 4, 4},      {7, 0, 4, 4}};
+                           {100, 100, 8, 12}, {0, 7, 4, 4},      {7, 0, 4, 4}};
   int ok = 1;
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; ++k)
     ok = check_shape(g, shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3]) && ok;
