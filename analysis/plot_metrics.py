@@ -47,17 +47,18 @@ def parse_args():
 
 
 def read_run(arg):
-    """-> dict with round, acc, band (p10, p90 or None), loss [rounds], name, algorithm."""
+    """-> dict of series [rounds] (round, acc, loss; p10, p90 when present) plus
+    path, name (run folder), algorithm, partial."""
     path, run_name, partial = runfiles.resolve(arg, "metrics.h5")
     with runfiles.open_h5(path) as h5:
-        for needed in ("round", "test_accuracy", "train_loss"):
-            if needed not in h5:
-                runfiles.fail(f"{path}: no '{needed}' dataset (not a fedhpc metrics file?)")
+        acc = runfiles.require_dataset(h5, "test_accuracy", path, "metrics")[:]
+        rounds = runfiles.require_dataset(h5, "round", path, "metrics")[:]
+        loss = runfiles.require_dataset(h5, "train_loss", path, "metrics")[:]
         status = runfiles.attr_str(h5, "status", "unknown")
         algorithm = runfiles.attr_str(h5, "algorithm")
-        series = {"round": h5["round"][:], "acc": h5["test_accuracy"][:],
-                  "loss": h5["train_loss"][:]}
-        if "client_accuracy/p10" in h5 and "client_accuracy/p90" in h5:
+        series = {"round": rounds, "acc": acc, "loss": loss}
+        if all(isinstance(h5.get(f"client_accuracy/{q}"), runfiles.h5py.Dataset)
+               for q in ("p10", "p90")):
             series["p10"] = h5["client_accuracy/p10"][:]
             series["p90"] = h5["client_accuracy/p90"][:]
     if partial:

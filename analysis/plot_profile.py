@@ -42,9 +42,7 @@ def read_profile(arg):
     """-> (time [rounds, ranks, phases] seconds, phase names, run name, partial)."""
     path, run_name, partial = runfiles.resolve(arg, "profile.h5")
     with runfiles.open_h5(path) as h5:
-        if "time" not in h5:
-            runfiles.fail(f"{path}: no 'time' dataset (not a fedhpc profile file?)")
-        time = np.asarray(h5["time"][:], dtype=float)
+        time = np.asarray(runfiles.require_dataset(h5, "time", path, "profile")[:], dtype=float)
         phases = [s for s in runfiles.attr_str(h5, "phases").split(",") if s]
         status = runfiles.attr_str(h5, "status", "unknown")
     if time.ndim != 3:
@@ -84,12 +82,12 @@ def main():
     bars = []
     for j, name in enumerate(phases):
         bars.append(ax.bar(ranks, per_rank[:, j], bar_width, bottom=bottom, label=name,
-               color=f"C{j % 10}", linewidth=0))
+                           color=f"C{j % 10}", linewidth=0))
         bottom += per_rank[:, j]
     extra = []
     if nranks > 1:
         extra.append(ax.axhline(bottom.mean(), color="black", linestyle="--", linewidth=1,
-                   label=f"mean total {bottom.mean():.3g} s"))
+                                label=f"mean total {bottom.mean():.3g} s"))
     ax.set_xlabel("MPI rank")
     ax.set_ylabel("wall time summed over rounds (s)")
     if nranks <= 32:

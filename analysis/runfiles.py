@@ -53,7 +53,9 @@ def open_h5(path):
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        fail(f"{path}: cannot open as HDF5 ({e})")
+        hint = ("; a run still writing it may not have flushed it yet"
+                if path.endswith(".partial") else "")
+        fail(f"{path}: cannot open as HDF5 ({e}){hint}")
 
 
 def attr_str(h5, name, default=""):
@@ -75,3 +77,11 @@ def parse_size(text):
     if w < 200 or h < 150 or w > 10000 or h > 10000:
         fail(f"--size {text}: width and height must be within 200x150 .. 10000x10000 pixels")
     return w, h
+
+
+def require_dataset(h5, name, path, kind):
+    """h5[name] as a dataset, or exit 2 naming the file and what it lacks."""
+    obj = h5.get(name)
+    if not isinstance(obj, h5py.Dataset):
+        fail(f"{path}: no '{name}' dataset (not a fedhpc {kind} file?)")
+    return obj

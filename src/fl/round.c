@@ -195,24 +195,21 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
             "continuing with timers", dropped);
 
   fh_metrics_file mf;
-  fh_profile_file pf;
   memset(&mf, 0, sizeof mf);
-  memset(&pf, 0, sizeof pf);
   int rc = 0;
   if (is_root) {
     rc = prepare_run_dir(cfg, run_dir, ini);
     if (rc == 0) rc = fh_metrics_open(&mf, run_dir, ini, versions, run->nranks, run->alg->name);
-    if (rc == 0) rc = fh_profile_open(&pf, run_dir, run->nranks, &run->prof);
   }
   rc = fh_error_agree(comm, rc);
   if (rc) {
     free(ini);
-    if (is_root) {
-      fh_metrics_close(&mf, "failed");
-      fh_profile_close(&pf, "failed");
-    }
+    if (is_root) fh_metrics_close(&mf, "failed");
+    fh_profiler_finalize(&run->prof);
     return rc;
   }
+  fh_profile_history hist;
+  fh_profile_history_init(&hist, R, run->prof.nevents);
 
   fh_info("fedhpc %s: %s on %s, %d clients (%d per round), %d rounds, %d ranks", FEDHPC_VERSION,
           run->alg->name, run->data->name, K, m, R, run->nranks);
@@ -224,10 +221,7 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   double *ctrain = fh_malloc((size_t)2 * m * sizeof(double)); /* [loss*w, w] per sampled slot */
   eval_buffers eb = {fh_malloc(K * sizeof(double)), fh_malloc(K * sizeof(double)),
                      fh_malloc(K * sizeof(double))};
-  int nev = run->prof.nevents;
   double *all_times = is_root ? fh_malloc((size_t)run->nranks * FH_NPHASES * sizeof(double)) : NULL;
-  long long *all_counts =
-      is_root && nev ? fh_malloc((size_t)run->nranks * FH_NPHASES * nev * sizeof(long long)) : NULL;
   double phase_total[FH_NPHASES] = {0};
   double t_start = MPI_Wtime(), final_acc = NAN, best_acc = -1;
   int best_round = 0, global_in_sync = 0;
@@ -299,15 +293,11 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
       }
     }
 
+    /* I/O: per-phase maxima over ranks, then rank 0 writes the row; the row's
+     * own I/O time is its last entry. */
     fh_prof_begin(&run->prof, FH_PH_IO);
+    double t_io = MPI_Wtime();
     MPI_Gather(run->prof.time, FH_NPHASES, MPI_DOUBLE, all_times, FH_NPHASES, MPI_DOUBLE, 0, comm);
-    if (nev) {
-      long long packed[FH_NPHASES * FH_MAX_EVENTS]; /* [phase][event], events packed */
-      for (int p = 0; p < FH_NPHASES; p++)
-        for (int e = 0; e < nev; e++) packed[p * nev + e] = run->prof.counts[p][e];
-      MPI_Gather(packed, FH_NPHASES * nev, MPI_LONG_LONG, all_counts, FH_NPHASES * nev, MPI_LONG_LONG, 0,
-                 comm);
-    }
     if (is_root) {
       for (int p = 0; p < FH_NPHASES; p++) {
         rm.phase[p] = 0;
@@ -316,9 +306,10 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
       }
       rm.wall = MPI_Wtime() - t_round;
       rc = fh_metrics_append(&mf, &rm);
-      if (rc == 0) rc = fh_profile_append(&pf, all_times, all_counts);
+      if (rc == 0) rc = fh_metrics_finish_row(&mf, MPI_Wtime() - t_io);
     }
     fh_prof_end(&run->prof, FH_PH_IO);
+    fh_profile_history_push(&hist, &run->prof);
     for (int p = 0; p < FH_NPHASES; p++) phase_total[p] += run->prof.time[p];
     rc = fh_error_agree(comm, rc);
 
@@ -343,14 +334,14 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
     rc = fh_model_save(path, run->model, run->global, shape, ini);
   }
   rc = fh_error_agree(comm, rc);
+  char status[1200];
+  if (rc == 0)
+    snprintf(status, sizeof status, "complete");
+  else
+    snprintf(status, sizeof status, "failed: %s", fh_error_msg()); /* rank 0 holds the message */
+  int rc_p = fh_profile_write(run_dir, &hist, &run->prof, status, comm);
   if (is_root) {
-    char status[1200];
-    if (rc == 0)
-      snprintf(status, sizeof status, "complete");
-    else
-      snprintf(status, sizeof status, "failed: %s", fh_error_msg());
     int rc_m = fh_metrics_close(&mf, status);
-    int rc_p = fh_profile_close(&pf, status);
     if (rc == 0) rc = rc_m ? rc_m : rc_p;
   }
   rc = fh_error_agree(comm, rc);
@@ -364,7 +355,7 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   free(eb.count);
   free(eb.loss);
   free(all_times);
-  free(all_counts);
+  fh_profile_history_free(&hist);
   free(ini);
   return rc;
 }

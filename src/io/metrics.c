@@ -48,9 +48,15 @@ int fh_metrics_append(fh_metrics_file *mf, const fh_round_metrics *m) {
   FH_TRY(fh_h5_series_append(&mf->train_loss, &m->train_loss));
   FH_TRY(fh_h5_series_append(&mf->test_accuracy, &m->test_accuracy));
   FH_TRY(fh_h5_series_append(&mf->test_loss, &m->test_loss));
-  for (int p = 0; p < FH_NPHASES; p++) FH_TRY(fh_h5_series_append(&mf->phase[p], &m->phase[p]));
+  for (int p = 0; p < FH_NPHASES; p++)
+    if (p != FH_PH_IO) FH_TRY(fh_h5_series_append(&mf->phase[p], &m->phase[p]));
   for (int i = 0; i < 5; i++) FH_TRY(fh_h5_series_append(&mf->client_acc[i], &m->client_acc[i]));
-  H5Fflush(mf->file, H5F_SCOPE_GLOBAL);
+  return 0;
+}
+
+int fh_metrics_finish_row(fh_metrics_file *mf, double io_seconds) {
+  FH_TRY(fh_h5_series_append(&mf->phase[FH_PH_IO], &io_seconds));
+  if (H5Fflush(mf->file, H5F_SCOPE_GLOBAL) < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot flush", mf->partial_path);
   return 0;
 }
 

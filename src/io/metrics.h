@@ -33,7 +33,10 @@ typedef struct {
 /* attrs: resolved config (INI text), library versions, ranks, revision. */
 int fh_metrics_open(fh_metrics_file *mf, const char *run_dir, const char *config_ini,
                     const char *versions, int nranks, const char *algorithm);
+/* A row is written in two steps so that it can hold its own I/O time: append
+ * writes everything but time/io; finish_row writes time/io and flushes. */
 int fh_metrics_append(fh_metrics_file *mf, const fh_round_metrics *m);
+int fh_metrics_finish_row(fh_metrics_file *mf, double io_seconds);
 /* status "complete" renames to metrics.h5; anything else keeps .partial. */
 int fh_metrics_close(fh_metrics_file *mf, const char *status);
 

@@ -1,27 +1,34 @@
-/* profile.h5: per round, per rank, per phase wall time and PAPI counts, written
- * by rank 0 from one MPI_Gather per round (same .partial -> final naming as
- * metrics.h5).
+/* profile.h5: per round, per rank, per phase wall time and PAPI counts.
+ * Every rank keeps its own history in memory (rounds x phases doubles, plus
+ * counts) and at the end of the run rank 0 collects it rank by rank and writes
  *   /time      float64 [rounds, ranks, phases]   seconds
  *   /counters  int64   [rounds, ranks, phases, events]  (only with events)
- *   attrs: phases "broadcast,local,...", events "PAPI_TOT_INS,...", nranks */
+ *   attrs: phases "broadcast,local,...", events "PAPI_TOT_INS,...", nranks,
+ *          status ("complete" or "failed: ...")
+ * so that every phase, I/O included, is complete when written. A failed run
+ * writes profile.h5.partial, a complete one profile.h5 (via a temporary name). */
 #ifndef FH_PROFILE_FILE_H
 #define FH_PROFILE_FILE_H
 
-#include <hdf5.h>
+#include <mpi.h>
 
 #include "core/profile.h"
-#include "io/h5util.h"
 
 typedef struct {
-  hid_t file;
-  char partial_path[4096], final_path[4096];
-  int nranks, nevents;
-  fh_h5_series time, counters;
-} fh_profile_file;
+  int rounds, cap, nevents;
+  double *time;      /* [cap][FH_NPHASES]              */
+  long long *counts; /* [cap][FH_NPHASES][nevents]     */
+} fh_profile_history;
 
-int fh_profile_open(fh_profile_file *pf, const char *run_dir, int nranks, const fh_profiler *p);
-/* times [nranks][FH_NPHASES]; counts [nranks][FH_NPHASES][nevents] or NULL. */
-int fh_profile_append(fh_profile_file *pf, const double *times, const long long *counts);
-int fh_profile_close(fh_profile_file *pf, const char *status);
+void fh_profile_history_init(fh_profile_history *h, int expected_rounds, int nevents);
+/* Appends this rank's numbers of the round just finished. */
+void fh_profile_history_push(fh_profile_history *h, const fh_profiler *p);
+void fh_profile_history_free(fh_profile_history *h);
+
+/* Collective: rank 0 writes RUN/profile.h5 (status "complete") or
+ * RUN/profile.h5.partial (any other status). Returns 0 or FH_ERR_OUTPUT on
+ * rank 0 (other ranks return 0). */
+int fh_profile_write(const char *run_dir, const fh_profile_history *h, const fh_profiler *p,
+                     const char *status, MPI_Comm comm);
 
 #endif

@@ -48,6 +48,7 @@ with h5py.File(f"{run}/metrics.h5", "r") as f:
         t = f["time"][k][()]
         assert t.shape == (R,) and (t >= 0).all(), k
     assert (f["time"]["local"][()] > 0).all()
+    assert (f["time"]["io"][()] > 0).all(), "a row must hold its own I/O time"
     assert (f["wall_time"][()] > 0).all()
     lo, p10, mean, p90, hi = (f["client_accuracy"][k][()][4] for k in ["min", "p10", "mean", "p90", "max"])
     assert 0 <= lo <= p10 <= p90 <= hi <= 1 and lo <= mean <= hi
@@ -56,6 +57,7 @@ print("ok: metrics.h5 attributes and per-round datasets")
 with h5py.File(f"{run}/profile.h5", "r") as f:
     t = f["time"][()]
     assert t.shape == (R, 3, 6), t.shape
+    assert (t[:, :, 5] > 0).all() and (t[:, :, 1] > 0).all(), t
     assert s(f.attrs["phases"]) == "broadcast,local,reduce,server,eval,io"
     ev = [e for e in s(f.attrs["events"]).split(",") if e]
     assert "NOT_AN_EVENT" not in ev, ev

@@ -58,6 +58,7 @@ static void test_round_trip(void **state) {
     for (int p = 0; p < FH_NPHASES; p++) m.phase[p] = 0.01 * (p + 1) * r;
     for (int i = 0; i < 5; i++) m.client_acc[i] = 0.1 * i + 0.01 * r;
     assert_int_equal(fh_metrics_append(&mf, &m), 0);
+    assert_int_equal(fh_metrics_finish_row(&mf, m.phase[FH_PH_IO]), 0);
   }
   assert_int_equal(fh_metrics_close(&mf, "complete"), 0);
   assert_false(exists(partial));
@@ -72,6 +73,8 @@ static void test_round_trip(void **state) {
   assert_true(v[0] == 0.25 && isnan(v[1]) && v[2] == 0.75);
   read_doubles(f, "time/reduce", v, 3);
   assert_true(v[2] == 0.01 * 3 * 3);
+  read_doubles(f, "time/io", v, 3);
+  assert_true(v[1] == 0.01 * 6 * 2);
   read_doubles(f, "client_accuracy/p90", v, 3);
   assert_true(v[0] == 0.4 + 0.01);
   read_doubles(f, "round", v, 3); /* stored as int, read converted */
@@ -97,6 +100,7 @@ static void test_failed_run_stays_partial(void **state) {
   assert_false(exists(final));
   fh_round_metrics m = {.round = 1, .test_accuracy = NAN};
   assert_int_equal(fh_metrics_append(&mf, &m), 0);
+  assert_int_equal(fh_metrics_finish_row(&mf, 0.0), 0);
   assert_int_equal(fh_metrics_close(&mf, "failed: round 1, client 3: training loss became NaN"), 0);
   assert_false(exists(final));
   hid_t f = H5Fopen(partial, H5F_ACC_RDONLY, H5P_DEFAULT);
