@@ -57,6 +57,8 @@ def read_run(arg):
         status = runfiles.attr_str(h5, "status", "unknown")
         algorithm = runfiles.attr_str(h5, "algorithm")
         series = {"round": rounds, "acc": acc, "loss": loss}
+        if isinstance(h5.get("local_loss"), runfiles.h5py.Dataset):
+            series["local"] = h5["local_loss"][:]
         if all(isinstance(h5.get(f"client_accuracy/{q}"), runfiles.h5py.Dataset)
                for q in ("p10", "p90")):
             series["p10"] = h5["client_accuracy/p10"][:]
@@ -116,7 +118,12 @@ def main():
                                     100 * run["p90"][banded], color=color, alpha=0.12,
                                     linewidth=0)
         finite = np.isfinite(run["loss"])
-        ax_loss.plot(rounds[finite], run["loss"][finite], color=color, label=label)
+        ax_loss.plot(rounds[finite], run["loss"][finite], color=color,
+                     marker="o" if finite.sum() < 30 else None, markersize=3, label=label)
+        if "local" in run:
+            fin = np.isfinite(run["local"])
+            ax_loss.plot(rounds[fin], run["local"][fin], color=color, linestyle=":", alpha=0.6,
+                         label=label + ", local epochs")
 
     ax_acc.set_xlabel("round")
     ax_acc.set_ylabel("test accuracy (%)")
@@ -125,7 +132,8 @@ def main():
     ax_acc.set_ylim(bottom=0)
     ax_loss.set_xlabel("round")
     ax_loss.set_ylabel("training loss (sample-weighted mean)")
-    ax_loss.set_title("Training loss", fontsize="medium")
+    ax_loss.set_title("Training loss: global model (solid), clients' last local epoch (dotted)",
+                      fontsize="medium")
     if args.log_loss:
         ax_loss.set_yscale("log")
         # labelled ticks at 1, 2, 5 x 10^k: a loss spanning about a decade would

@@ -102,35 +102,52 @@ static void format_eta(double s, char *buf, size_t len) {
  * go into arrays indexed by client id where only the owner writes a non-zero
  * value, so their MPI_Reduce(SUM) is exact and rank-count invariant. */
 typedef struct {
-  double *correct, *count, *loss; /* [K] each, on rank 0 after the reduction */
+  double *correct, *count, *loss; /* test split: [K] each, on rank 0 after the reduction */
+  double *train_loss, *train_count; /* train split: [K] each */
 } eval_buffers;
+
+/* Summed loss and correct count of the model over a split, in eval batches. */
+static double eval_split(fh_run *run, const fh_split *sp, int evb, double *loss) {
+  double correct = 0;
+  for (int s = 0; s < sp->n; s += evb) {
+    int B = sp->n - s < evb ? sp->n - s : evb;
+    correct += fh_model_evaluate(run->model, sp->x + (size_t)s * run->data->dim, sp->y + s, B, loss);
+  }
+  return correct;
+}
+
+static void reduce_to_root(fh_run *run, double *buf, int n) {
+  MPI_Reduce(run->rank == 0 ? MPI_IN_PLACE : buf, buf, n, MPI_DOUBLE, MPI_SUM, 0, run->comm);
+}
 
 static void evaluate(fh_run *run, eval_buffers *eb, fh_round_metrics *m) {
   int K = run->map.num_clients;
   memset(eb->correct, 0, K * sizeof(double));
   memset(eb->count, 0, K * sizeof(double));
   memset(eb->loss, 0, K * sizeof(double));
+  memset(eb->train_loss, 0, K * sizeof(double));
+  memset(eb->train_count, 0, K * sizeof(double));
   memcpy(fh_model_params(run->model), run->global, run->payload_n * sizeof(float));
   int evb = (int)fh_cfg_int(run->cfg, "run.eval_batch");
   for (int i = 0; i < run->nlocal; i++) {
     const fh_client_data *cd = &run->data->clients[i];
-    const fh_split *te = &cd->test;
-    double correct = 0, loss = 0;
-    for (int s = 0; s < te->n; s += evb) {
-      int B = te->n - s < evb ? te->n - s : evb;
-      correct += fh_model_evaluate(run->model, te->x + (size_t)s * run->data->dim, te->y + s, B, &loss);
-    }
-    eb->correct[cd->id] = correct;
-    eb->count[cd->id] = te->n;
+    double loss = 0, train_loss = 0;
+    eb->correct[cd->id] = eval_split(run, &cd->test, evb, &loss);
+    eb->count[cd->id] = cd->test.n;
     eb->loss[cd->id] = loss;
+    eval_split(run, &cd->train, evb, &train_loss);
+    eb->train_loss[cd->id] = train_loss;
+    eb->train_count[cd->id] = cd->train.n;
   }
-  void *sbuf0 = run->rank == 0 ? MPI_IN_PLACE : eb->correct;
-  MPI_Reduce(sbuf0, eb->correct, K, MPI_DOUBLE, MPI_SUM, 0, run->comm);
-  void *sbuf1 = run->rank == 0 ? MPI_IN_PLACE : eb->count;
-  MPI_Reduce(sbuf1, eb->count, K, MPI_DOUBLE, MPI_SUM, 0, run->comm);
-  void *sbuf2 = run->rank == 0 ? MPI_IN_PLACE : eb->loss;
-  MPI_Reduce(sbuf2, eb->loss, K, MPI_DOUBLE, MPI_SUM, 0, run->comm);
+  reduce_to_root(run, eb->correct, K);
+  reduce_to_root(run, eb->count, K);
+  reduce_to_root(run, eb->loss, K);
+  reduce_to_root(run, eb->train_loss, K);
+  reduce_to_root(run, eb->train_count, K);
   if (run->rank != 0) return;
+  double trl = 0, trn = 0;
+  for (int k = 0; k < K; k++) trl += eb->train_loss[k], trn += eb->train_count[k];
+  m->train_loss = trn > 0 ? trl / trn : NAN;
   double tc = 0, tn = 0, tl = 0;
   double *acc = fh_malloc(K * sizeof(double));
   int nacc = 0;
@@ -219,8 +236,8 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   fh_accum_create(&acc, run->payload_n, (int)fh_cfg_int(cfg, "run.accum_bits"));
   int *sampled = fh_malloc((size_t)m * sizeof(int));
   double *ctrain = fh_malloc((size_t)2 * m * sizeof(double)); /* [loss*w, w] per sampled slot */
-  eval_buffers eb = {fh_malloc(K * sizeof(double)), fh_malloc(K * sizeof(double)),
-                     fh_malloc(K * sizeof(double))};
+  eval_buffers eb = {fh_malloc(K * sizeof(double)), fh_malloc(K * sizeof(double)), fh_malloc(K * sizeof(double)),
+                     fh_malloc(K * sizeof(double)), fh_malloc(K * sizeof(double))};
   double *all_times = is_root ? fh_malloc((size_t)run->nranks * FH_NPHASES * sizeof(double)) : NULL;
   double phase_total[FH_NPHASES] = {0};
   double t_start = MPI_Wtime(), final_acc = NAN, best_acc = -1;
@@ -229,7 +246,8 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   for (int t = 0; t < R && rc == 0; t++) {
     double t_round = MPI_Wtime();
     fh_profiler_reset_round(&run->prof);
-    fh_round_metrics rm = {.round = t + 1, .clients = m, .test_accuracy = NAN, .test_loss = NAN};
+    fh_round_metrics rm = {.round = t + 1, .clients = m, .train_loss = NAN, .test_accuracy = NAN,
+                           .test_loss = NAN};
     for (int i = 0; i < 5; i++) rm.client_acc[i] = NAN;
 
     /* S_t from the run seed: every rank draws it itself, no message needed. */
@@ -272,7 +290,7 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
       rc = run->alg->server_step(run, &acc);
       double wl = 0, ws = 0;
       for (int j = 0; j < m; j++) wl += ctrain[2 * j], ws += ctrain[2 * j + 1];
-      rm.train_loss = ws > 0 ? wl / ws : NAN;
+      rm.local_loss = ws > 0 ? wl / ws : NAN;
     }
     fh_prof_end(&run->prof, FH_PH_SERVER);
     rc = fh_error_agree(comm, rc);
@@ -315,14 +333,14 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
 
     if (is_root && rc == 0) {
       double elapsed = MPI_Wtime() - t_start;
-      char eta[32], accs[16];
+      char eta[32], evals[64];
       format_eta(elapsed / (t + 1) * (R - t - 1), eta, sizeof eta);
       if (isnan(rm.test_accuracy))
-        snprintf(accs, sizeof accs, "     -");
+        snprintf(evals, sizeof evals, "train loss      -  test acc      -");
       else
-        snprintf(accs, sizeof accs, "%6.2f%%", 100 * rm.test_accuracy);
-      fh_info("round %*d/%d  train loss %.4f  test acc %s  %.3f s  ETA %s", (int)snprintf(NULL, 0, "%d", R),
-              t + 1, R, rm.train_loss, accs, MPI_Wtime() - t_round, eta);
+        snprintf(evals, sizeof evals, "train loss %.4f  test acc %6.2f%%", rm.train_loss, 100 * rm.test_accuracy);
+      fh_info("round %*d/%d  %s  local loss %.4f  %.3f s  ETA %s", (int)snprintf(NULL, 0, "%d", R), t + 1, R,
+              evals, rm.local_loss, MPI_Wtime() - t_round, eta);
     }
   }
 
@@ -354,6 +372,8 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   free(eb.correct);
   free(eb.count);
   free(eb.loss);
+  free(eb.train_loss);
+  free(eb.train_count);
   free(all_times);
   fh_profile_history_free(&hist);
   free(ini);

@@ -26,6 +26,7 @@ int fh_metrics_open(fh_metrics_file *mf, const char *run_dir, const char *config
   FH_TRY(fh_h5_series_create(&mf->round, mf->file, "round", H5T_NATIVE_INT, 0, NULL));
   FH_TRY(fh_h5_series_create(&mf->clients, mf->file, "clients_sampled", H5T_NATIVE_INT, 0, NULL));
   FH_TRY(fh_h5_series_create(&mf->wall, mf->file, "wall_time", H5T_NATIVE_DOUBLE, 0, NULL));
+  FH_TRY(fh_h5_series_create(&mf->local_loss, mf->file, "local_loss", H5T_NATIVE_DOUBLE, 0, NULL));
   FH_TRY(fh_h5_series_create(&mf->train_loss, mf->file, "train_loss", H5T_NATIVE_DOUBLE, 0, NULL));
   FH_TRY(fh_h5_series_create(&mf->test_accuracy, mf->file, "test_accuracy", H5T_NATIVE_DOUBLE, 0, NULL));
   FH_TRY(fh_h5_series_create(&mf->test_loss, mf->file, "test_loss", H5T_NATIVE_DOUBLE, 0, NULL));
@@ -45,6 +46,7 @@ int fh_metrics_append(fh_metrics_file *mf, const fh_round_metrics *m) {
   FH_TRY(fh_h5_series_append(&mf->round, &m->round));
   FH_TRY(fh_h5_series_append(&mf->clients, &m->clients));
   FH_TRY(fh_h5_series_append(&mf->wall, &m->wall));
+  FH_TRY(fh_h5_series_append(&mf->local_loss, &m->local_loss));
   FH_TRY(fh_h5_series_append(&mf->train_loss, &m->train_loss));
   FH_TRY(fh_h5_series_append(&mf->test_accuracy, &m->test_accuracy));
   FH_TRY(fh_h5_series_append(&mf->test_loss, &m->test_loss));
@@ -66,6 +68,7 @@ int fh_metrics_close(fh_metrics_file *mf, const char *status) {
   fh_h5_series_close(&mf->round);
   fh_h5_series_close(&mf->clients);
   fh_h5_series_close(&mf->wall);
+  fh_h5_series_close(&mf->local_loss);
   fh_h5_series_close(&mf->train_loss);
   fh_h5_series_close(&mf->test_accuracy);
   fh_h5_series_close(&mf->test_loss);

@@ -17,7 +17,10 @@ typedef struct {
   int clients;                 /* clients sampled                        */
   double wall;                 /* seconds, whole round                   */
   double phase[FH_NPHASES];    /* seconds, max over ranks                */
-  double train_loss;           /* n_k-weighted mean of clients' losses   */
+  double local_loss;           /* n_k-weighted mean of the sampled clients'
+                                  losses in their last local epoch       */
+  double train_loss;           /* global model on every client's train
+                                  split; NaN if not evaluated            */
   double test_accuracy;        /* all test samples; NaN if not evaluated */
   double test_loss;
   double client_acc[5];        /* mean, min, max, p10, p90 over clients  */
@@ -26,7 +29,7 @@ typedef struct {
 typedef struct {
   hid_t file;
   char partial_path[4096], final_path[4096];
-  fh_h5_series round, clients, wall, phase[FH_NPHASES], train_loss, test_accuracy, test_loss,
+  fh_h5_series round, clients, wall, phase[FH_NPHASES], local_loss, train_loss, test_accuracy, test_loss,
       client_acc[5];
 } fh_metrics_file;
 

@@ -21,7 +21,7 @@ def model(r):
 def metrics(r):
     with h5py.File(f"{tmp}/{r}/metrics.h5", "r") as f:
         assert f.attrs["status"] == b"complete" or f.attrs["status"] == "complete"
-        return {k: f[k][()] for k in ["train_loss", "test_accuracy", "test_loss"]} | \
+        return {k: f[k][()] for k in ["train_loss", "local_loss", "test_accuracy", "test_loss"]} | \
                {"client_" + k: f["client_accuracy"][k][()] for k in f["client_accuracy"]}
 ref_m, ref_x = model("np1"), metrics("np1")
 assert len(ref_m) >= 2, "model has no parameters"

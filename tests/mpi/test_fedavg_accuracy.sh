@@ -16,5 +16,8 @@ assert acc.shape == (100,)
 assert acc[0] < 0.5, "round 1 should be far from converged"
 assert np.nanmax(acc) >= 0.70, f"FedAvg did not reach 70% in 100 rounds (best {np.nanmax(acc):.4f})"
 assert acc[-10:].mean() >= 0.65, f"last 10 rounds average {acc[-10:].mean():.4f} < 0.65"
+# the global model's training loss over all clients falls by more than half
+print(f"global train loss: round 1 {loss[0]:.4f}, round 100 {loss[-1]:.4f}")
+assert loss[-1] < 0.5 * loss[0], loss
 PY
 echo "1 passed, 0 failed"

@@ -15,7 +15,7 @@ fh_mpirun 3 run "$SRC_DIR/input/quickstart.ini" --set run.rounds=$R --set run.ev
   --set profile.papi_events=PAPI_TOT_INS,perf::TASK-CLOCK,NOT_AN_EVENT --set output.dir="$TMP" \
   >"$TMP/out" 2>"$TMP/err" || { cat "$TMP/out" "$TMP/err"; fail "run"; }
 cat "$TMP/out"
-n=$(grep -cE '^round +[0-9]+/5  train loss [0-9.]+  test acc +([0-9.]+%|-)  [0-9.]+ s  ETA [0-9:]+$' "$TMP/out")
+n=$(grep -cE '^round +[0-9]+/5  train loss +([0-9.]+|-)  test acc +([0-9.]+%|-)  local loss [0-9.]+  [0-9.]+ s  ETA [0-9:]+$' "$TMP/out")
 [[ $n -eq $R ]] || fail "expected $R progress lines, got $n"
 ok "one progress line per round"
 grep -q '^done: 5 rounds' "$TMP/out" || fail "no summary line"
@@ -52,7 +52,9 @@ with h5py.File(f"{run}/metrics.h5", "r") as f:
     assert (f["wall_time"][()] > 0).all()
     lo, p10, mean, p90, hi = (f["client_accuracy"][k][()][4] for k in ["min", "p10", "mean", "p90", "max"])
     assert 0 <= lo <= p10 <= p90 <= hi <= 1 and lo <= mean <= hi
-    assert np.isfinite(f["train_loss"][()]).all()
+    tl = f["train_loss"][()]
+    assert np.isnan(tl[0]) and np.isfinite(tl[1]) and tl[1] > 0, tl
+    assert np.isfinite(f["local_loss"][()]).all()
 print("ok: metrics.h5 attributes and per-round datasets")
 with h5py.File(f"{run}/profile.h5", "r") as f:
     t = f["time"][()]

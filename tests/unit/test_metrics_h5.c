@@ -53,7 +53,7 @@ static void test_round_trip(void **state) {
   snprintf(final, sizeof final, "%s/metrics.h5", dir);
   assert_true(exists(partial));
   for (int r = 1; r <= 3; r++) {
-    fh_round_metrics m = {.round = r, .clients = 10, .wall = 0.5 * r, .train_loss = 1.0 / r,
+    fh_round_metrics m = {.round = r, .clients = 10, .wall = 0.5 * r, .train_loss = 1.0 / r, .local_loss = 3.0 * r,
                           .test_accuracy = r == 2 ? NAN : 0.25 * r, .test_loss = 2.0 / r};
     for (int p = 0; p < FH_NPHASES; p++) m.phase[p] = 0.01 * (p + 1) * r;
     for (int i = 0; i < 5; i++) m.client_acc[i] = 0.1 * i + 0.01 * r;
@@ -69,6 +69,8 @@ static void test_round_trip(void **state) {
   double v[3];
   read_doubles(f, "train_loss", v, 3);
   assert_true(v[0] == 1.0 && v[1] == 0.5 && v[2] == 1.0 / 3);
+  read_doubles(f, "local_loss", v, 3);
+  assert_true(v[0] == 3.0 && v[2] == 9.0);
   read_doubles(f, "test_accuracy", v, 3);
   assert_true(v[0] == 0.25 && isnan(v[1]) && v[2] == 0.75);
   read_doubles(f, "time/reduce", v, 3);
