@@ -25,3 +25,17 @@ ok() {
   NCHECKS=$((NCHECKS + 1))
   echo "ok: $*"
 }
+
+# fh_run_prog NP PROGRAM ARGS...: a test program of tests/mpi (built in the tests/
+# subdirectory of the build tree) on NP ranks; fails on a non-zero exit or a hang.
+fh_run_prog() {
+  local np=$1 prog=$2 exe="${BUILD_DIR:?set BUILD_DIR to the build directory}/tests/$2"
+  shift 2
+  [[ -x $exe ]] || fail "$prog is not built in $BUILD_DIR/tests"
+  echo "== $prog on $np rank(s) $*"
+  local rc=0
+  timeout 300 "$MPIEXEC" --allow-run-as-root --oversubscribe -x OPENBLAS_NUM_THREADS=1 -np "$np" "$exe" "$@" || rc=$?
+  [[ $rc -ne 124 ]] || fail "$prog on $np rank(s) did not finish within 300 s (a rank is stuck)"
+  [[ $rc -eq 0 ]] || fail "$prog on $np rank(s) exited with $rc"
+  NCHECKS=$((NCHECKS + 1))
+}
