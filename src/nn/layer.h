@@ -28,6 +28,10 @@
 typedef enum {
   FH_LAYER_LINEAR,
   FH_LAYER_RELU,
+  FH_LAYER_CONV2D,
+  FH_LAYER_MAXPOOL2D,
+  FH_LAYER_AVGPOOL2D,
+  FH_LAYER_ADAPTIVE_AVGPOOL2D,
 } fh_layer_kind;
 
 #define FH_LAYER_MAX_PARAMS 4  /* weight, bias, ...                       */

@@ -1,0 +1,285 @@
+/* MaxPool2d, AvgPool2d and adaptive average pooling to 1x1. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/pool.h"
+
+/* The max pool's argmax lives in the float scratch, one int32 per output. */
+_Static_assert(sizeof(int32_t) == sizeof(float), "argmax shares the float scratch");
+
+int fh_pool2d_geometry(fh_pool2d_geom *g, int c, int h, int w, int kernel, int stride,
+                       int padding) {
+  memset(g, 0, sizeof *g);
+  g->c = c, g->h = h, g->w = w;
+  g->kernel = kernel, g->stride = stride, g->padding = padding;
+  if (c < 1 || h < 1 || w < 1 || kernel < 1 || stride < 1 || padding < 0) return -1;
+  if (2 * padding > kernel) return -1;
+  if (h + 2 * padding < kernel || w + 2 * padding < kernel) return -1;
+  g->out_h = (h + 2 * padding - kernel) / stride + 1;
+  g->out_w = (w + 2 * padding - kernel) / stride + 1;
+  return 0;
+}
+
+/* The in-range part [*lo, *hi) of the window starting at o stride - padding. */
+static void window(const fh_pool2d_geom *g, int o, int size, int *lo, int *hi) {
+  const int start = o * g->stride - g->padding;
+  const int end = start + g->kernel;
+  *lo = start < 0 ? 0 : start;
+  *hi = end > size ? size : end;
+}
+
+void fh_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int B,
+                          const fh_pool2d_geom *g) {
+  const size_t plane = (size_t)g->h * g->w, oplane = (size_t)g->out_h * g->out_w;
+  for (size_t pl = 0; pl < (size_t)B * g->c; pl++) {
+    const float *xp = x + pl * plane;
+    float *yp = y + pl * oplane;
+    int32_t *ap = argmax + pl * oplane;
+    for (int oh = 0; oh < g->out_h; oh++) {
+      int h0, h1;
+      window(g, oh, g->h, &h0, &h1);
+      for (int ow = 0; ow < g->out_w; ow++) {
+        int w0, w1;
+        window(g, ow, g->w, &w0, &w1);
+        /* PyTorch's loop: strict > keeps the first maximum; NaN always wins. */
+        int best = h0 * g->w + w0;
+        float m = -INFINITY;
+        for (int ih = h0; ih < h1; ih++)
+          for (int iw = w0; iw < w1; iw++) {
+            const int i = ih * g->w + iw;
+            const float v = xp[i];
+            if (v > m || isnan(v)) m = v, best = i;
+          }
+        yp[oh * g->out_w + ow] = m;
+        ap[oh * g->out_w + ow] = best;
+      }
+    }
+  }
+}
+
+void fh_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, int B,
+                           const fh_pool2d_geom *g) {
+  const size_t plane = (size_t)g->h * g->w, oplane = (size_t)g->out_h * g->out_w;
+  memset(dx, 0, (size_t)B * g->c * plane * sizeof(float));
+  for (size_t pl = 0; pl < (size_t)B * g->c; pl++) {
+    float *dxp = dx + pl * plane;
+    const float *dyp = dy + pl * oplane;
+    const int32_t *ap = argmax + pl * oplane;
+    for (size_t o = 0; o < oplane; o++) dxp[ap[o]] += dyp[o]; /* windows may overlap */
+  }
+}
+
+void fh_avgpool2d_forward(float *y, const float *x, int B, const fh_pool2d_geom *g) {
+  const size_t plane = (size_t)g->h * g->w, oplane = (size_t)g->out_h * g->out_w;
+  /* Floor mode keeps every window inside the padded input: always kernel^2. */
+  const double area = (double)g->kernel * g->kernel;
+  for (size_t pl = 0; pl < (size_t)B * g->c; pl++) {
+    const float *xp = x + pl * plane;
+    float *yp = y + pl * oplane;
+    for (int oh = 0; oh < g->out_h; oh++) {
+      int h0, h1;
+      window(g, oh, g->h, &h0, &h1);
+      for (int ow = 0; ow < g->out_w; ow++) {
+        int w0, w1;
+        window(g, ow, g->w, &w0, &w1);
+        double sum = 0.0;
+        for (int ih = h0; ih < h1; ih++)
+          for (int iw = w0; iw < w1; iw++) sum += xp[ih * g->w + iw];
+        yp[oh * g->out_w + ow] = (float)(sum / area);
+      }
+    }
+  }
+}
+
+void fh_avgpool2d_backward(float *dx, const float *dy, int B, const fh_pool2d_geom *g) {
+  const size_t plane = (size_t)g->h * g->w, oplane = (size_t)g->out_h * g->out_w;
+  const float inv_area = 1.0f / ((float)g->kernel * (float)g->kernel);
+  memset(dx, 0, (size_t)B * g->c * plane * sizeof(float));
+  for (size_t pl = 0; pl < (size_t)B * g->c; pl++) {
+    float *dxp = dx + pl * plane;
+    const float *dyp = dy + pl * oplane;
+    for (int oh = 0; oh < g->out_h; oh++) {
+      int h0, h1;
+      window(g, oh, g->h, &h0, &h1);
+      for (int ow = 0; ow < g->out_w; ow++) {
+        int w0, w1;
+        window(g, ow, g->w, &w0, &w1);
+        const float d = dyp[oh * g->out_w + ow] * inv_area;
+        for (int ih = h0; ih < h1; ih++)
+          for (int iw = w0; iw < w1; iw++) dxp[ih * g->w + iw] += d;
+      }
+    }
+  }
+}
+
+void fh_global_avgpool_forward(float *y, const float *x, int B, int C, int HW) {
+  for (size_t pl = 0; pl < (size_t)B * C; pl++) {
+    const float *xp = x + pl * HW;
+    double sum = 0.0;
+    for (int i = 0; i < HW; i++) sum += xp[i];
+    y[pl] = (float)(sum / HW);
+  }
+}
+
+void fh_global_avgpool_backward(float *dx, const float *dy, int B, int C, int HW) {
+  for (size_t pl = 0; pl < (size_t)B * C; pl++) {
+    const float d = dy[pl] / (float)HW;
+    float *dxp = dx + pl * HW;
+    for (int i = 0; i < HW; i++) dxp[i] = d;
+  }
+}
+
+/* ---- the layers ---------------------------------------------------------------- */
+
+/* iarg: kernel, stride, padding. */
+static fh_pool2d_geom layer_geom(const fh_layer *L) {
+  fh_pool2d_geom g;
+  fh_pool2d_geometry(&g, L->in_shape[0], L->in_shape[1], L->in_shape[2], L->iarg[0], L->iarg[1],
+                     L->iarg[2]);
+  return g;
+}
+
+static void maxpool_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
+                            int B) {
+  const fh_pool2d_geom g = layer_geom(L);
+  fh_maxpool2d_forward(y, (int32_t *)c->scratch, x, B, &g);
+}
+
+static void maxpool_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
+                             const float *y, const float *dy, float *dx, int B) {
+  (void)x, (void)y;
+  const fh_pool2d_geom g = layer_geom(L);
+  if (dx) fh_maxpool2d_backward(dx, dy, (const int32_t *)c->scratch, B, &g);
+}
+
+static void avgpool_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
+                            int B) {
+  (void)c;
+  const fh_pool2d_geom g = layer_geom(L);
+  fh_avgpool2d_forward(y, x, B, &g);
+}
+
+static void avgpool_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
+                             const float *y, const float *dy, float *dx, int B) {
+  (void)c, (void)x, (void)y;
+  const fh_pool2d_geom g = layer_geom(L);
+  if (dx) fh_avgpool2d_backward(dx, dy, B, &g);
+}
+
+static void global_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
+                           int B) {
+  (void)c;
+  fh_global_avgpool_forward(y, x, B, L->in_shape[0], L->in_shape[1] * L->in_shape[2]);
+}
+
+static void global_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
+                            const float *y, const float *dy, float *dx, int B) {
+  (void)c, (void)x, (void)y;
+  if (dx) fh_global_avgpool_backward(dx, dy, B, L->in_shape[0], L->in_shape[1] * L->in_shape[2]);
+}
+
+/* Comparisons and window sums are element-wise, memory-bound work: no products
+ * to count. */
+static double no_flops(const fh_layer *L, int B) {
+  (void)L, (void)B;
+  return 0.0;
+}
+
+/* As PyTorch prints the modules. */
+static void maxpool_describe(const fh_layer *L, char *buf, size_t cap) {
+  snprintf(buf, cap, "MaxPool2d(kernel_size=%d, stride=%d, padding=%d, dilation=1, ceil_mode=False)",
+           L->iarg[0], L->iarg[1], L->iarg[2]);
+}
+
+static void avgpool_describe(const fh_layer *L, char *buf, size_t cap) {
+  snprintf(buf, cap, "AvgPool2d(kernel_size=%d, stride=%d, padding=%d)", L->iarg[0], L->iarg[1],
+           L->iarg[2]);
+}
+
+static void global_describe(const fh_layer *L, char *buf, size_t cap) {
+  (void)L;
+  snprintf(buf, cap, "AdaptiveAvgPool2d(output_size=1)");
+}
+
+static const fh_layer_ops maxpool_ops = {
+    .kind_name = "MaxPool2d",
+    .forward = maxpool_forward,
+    .backward = maxpool_backward,
+    .init = NULL,
+    .flops_forward = no_flops,
+    .flops_backward = no_flops,
+    .describe = maxpool_describe,
+};
+
+static const fh_layer_ops avgpool_ops = {
+    .kind_name = "AvgPool2d",
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
+    .init = NULL,
+    .flops_forward = no_flops,
+    .flops_backward = no_flops,
+    .describe = avgpool_describe,
+};
+
+static const fh_layer_ops global_ops = {
+    .kind_name = "AdaptiveAvgPool2d",
+    .forward = global_forward,
+    .backward = global_backward,
+    .init = NULL,
+    .flops_forward = no_flops,
+    .flops_backward = no_flops,
+    .describe = global_describe,
+};
+
+static fh_layer pool_layer(const char *name, const fh_layer_ops *ops, fh_layer_kind kind, int c,
+                           int h, int w, int oh, int ow) {
+  fh_layer L;
+  memset(&L, 0, sizeof L);
+  L.kind = kind;
+  L.ops = ops;
+  snprintf(L.name, sizeof L.name, "%s", name);
+  L.input = -1;
+  L.in_shape[0] = c, L.in_shape[1] = h, L.in_shape[2] = w;
+  L.out_shape[0] = c, L.out_shape[1] = oh, L.out_shape[2] = ow;
+  L.in_size = (size_t)c * h * w;
+  L.out_size = (size_t)c * oh * ow;
+  return L;
+}
+
+static fh_layer windowed(const char *name, const fh_layer_ops *ops, fh_layer_kind kind, int c, int h,
+                         int w, int kernel, int stride, int padding) {
+  fh_pool2d_geom g;
+  if (fh_pool2d_geometry(&g, c, h, w, kernel, stride, padding)) {
+    fprintf(stderr,
+            "fedhpc: internal error: %s layer '%s': kernel %d, stride %d, padding %d cannot "
+            "apply to input [%d, %d, %d]\n",
+            ops->kind_name, name, kernel, stride, padding, c, h, w);
+    abort();
+  }
+  fh_layer L = pool_layer(name, ops, kind, c, h, w, g.out_h, g.out_w);
+  L.iarg[0] = kernel, L.iarg[1] = stride, L.iarg[2] = padding;
+  return L;
+}
+
+fh_layer fh_layer_maxpool2d(const char *name, int c, int h, int w, int kernel, int stride,
+                            int padding) {
+  fh_layer L = windowed(name, &maxpool_ops, FH_LAYER_MAXPOOL2D, c, h, w, kernel, stride, padding);
+  L.scratch_per_sample = L.out_size; /* argmax */
+  return L;
+}
+
+fh_layer fh_layer_avgpool2d(const char *name, int c, int h, int w, int kernel, int stride,
+                            int padding) {
+  return windowed(name, &avgpool_ops, FH_LAYER_AVGPOOL2D, c, h, w, kernel, stride, padding);
+}
+
+fh_layer fh_layer_adaptive_avgpool1(const char *name, int c, int h, int w) {
+  if (c < 1 || h < 1 || w < 1) {
+    fprintf(stderr, "fedhpc: internal error: AdaptiveAvgPool2d layer '%s': input [%d, %d, %d]\n",
+            name, c, h, w);
+    abort();
+  }
+  return pool_layer(name, &global_ops, FH_LAYER_ADAPTIVE_AVGPOOL2D, c, h, w, 1, 1);
+}

@@ -1,0 +1,541 @@
+/* Conv2d, MaxPool2d, AvgPool2d and AdaptiveAvgPool2d(1): gradients against
+ * central finite differences, and forward/backward against PyTorch on fixed
+ * inputs (tests/fixtures/nn_conv_torch.txt, made by make_conv_fixtures.py),
+ * layer by layer and as a model chained through the builder.
+ *
+ * Gradient checks differentiate J = sum(r * y) for a fixed random r, summed in
+ * double, through the layer's own ops (forward, then backward with dy = r).
+ * Every layer here is piecewise linear in what is perturbed, so central
+ * differences are exact up to float rounding of y; the max-pool inputs are
+ * spaced 0.1 apart so a step of 0.01 never changes a window's winner.
+ * Agreement: |analytic - numeric| <= 1e-2 max(|analytic|, |numeric|) + atol,
+ * and every check must also reject the gradient with its sign flipped or
+ * scaled by 1.05. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/rng.h"
+#include "nn/conv2d.h"
+#include "nn/layer.h"
+#include "nn/model.h"
+#include "nn/model_build.h"
+#include "nn/pool.h"
+
+#define FIXTURE FH_FIXTURES_DIR "/nn_conv_torch.txt"
+#define RTOL 1e-2
+
+/* ---- the fixture ------------------------------------------------------------ */
+
+typedef struct {
+  char name[96];
+  int ndim, shape[4];
+  size_t n;
+  double *v;
+} tensor;
+
+static tensor *g_tensors;
+static int g_ntensors;
+static fh_rng g_rng;
+
+static int setup_all(void **state) {
+  (void)state;
+  fh_rng_init(&g_rng, 20240602, FH_RNG_TEST, 0, 0);
+  FILE *f = fopen(FIXTURE, "r");
+  if (!f) {
+    fprintf(stderr, "cannot open %s\n", FIXTURE);
+    return -1;
+  }
+  int cap = 0;
+  char line[256];
+  for (;;) {
+    int c = fgetc(f);
+    if (c == EOF) break;
+    if (c == '#') {
+      if (!fgets(line, sizeof line, f)) break;
+      continue;
+    }
+    if (c == '\n' || c == ' ') continue;
+    ungetc(c, f);
+    if (g_ntensors == cap) {
+      cap = cap ? 2 * cap : 64;
+      g_tensors = realloc(g_tensors, (size_t)cap * sizeof *g_tensors);
+    }
+    tensor *t = &g_tensors[g_ntensors++];
+    memset(t, 0, sizeof *t);
+    if (fscanf(f, "%95s %d", t->name, &t->ndim) != 2 || t->ndim < 1 || t->ndim > 4) goto bad;
+    t->n = 1;
+    for (int d = 0; d < t->ndim; d++) {
+      if (fscanf(f, "%d", &t->shape[d]) != 1) goto bad;
+      t->n *= (size_t)t->shape[d];
+    }
+    t->v = malloc(t->n * sizeof(double));
+    for (size_t i = 0; i < t->n; i++)
+      if (fscanf(f, "%lf", &t->v[i]) != 1) goto bad;
+  }
+  fclose(f);
+  return 0;
+bad:
+  fprintf(stderr, "%s: malformed near tensor %d\n", FIXTURE, g_ntensors);
+  fclose(f);
+  return -1;
+}
+
+static int teardown_all(void **state) {
+  (void)state;
+  for (int i = 0; i < g_ntensors; i++) free(g_tensors[i].v);
+  free(g_tensors);
+  g_tensors = NULL;
+  g_ntensors = 0;
+  return 0;
+}
+
+static const tensor *get(const char *fmt, ...) {
+  char name[96];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(name, sizeof name, fmt, ap);
+  va_end(ap);
+  for (int i = 0; i < g_ntensors; i++)
+    if (strcmp(g_tensors[i].name, name) == 0) return &g_tensors[i];
+  fail_msg("fixture has no tensor '%s'", name);
+  return NULL;
+}
+
+static void to_float(float *dst, const tensor *t) {
+  for (size_t i = 0; i < t->n; i++) dst[i] = (float)t->v[i];
+}
+
+/* Every element within rtol of the reference, relative to the larger of its
+ * own magnitude and 1% of the tensor's largest (as in test_nn_torch.c). */
+static void assert_close(const char *what, const float *got, const tensor *want, double rtol) {
+  double scale = 0.0;
+  for (size_t i = 0; i < want->n; i++) scale = fmax(scale, fabs(want->v[i]));
+  double worst = 0.0;
+  size_t worst_i = 0;
+  for (size_t i = 0; i < want->n; i++) {
+    const double err = fabs((double)got[i] - want->v[i]) / fmax(fabs(want->v[i]), 1e-2 * scale);
+    if (!(err <= worst)) worst = err, worst_i = i;
+  }
+  if (!(worst <= rtol))
+    fail_msg("%s: element %zu is %.9g, PyTorch %.9g (relative error %.3g > %.1g)", what, worst_i,
+             (double)got[worst_i], want->v[worst_i], worst, rtol);
+}
+
+/* ---- a layer on its own ------------------------------------------------------ */
+
+/* A layer with hand-placed parameters (in view order), a scratch of its own and
+ * a model-like context; input = 0 so that its backward forms dx. */
+typedef struct {
+  fh_layer L;
+  int B;
+  size_t np;
+  float *params, *grads, *scratch, *x, *y, *dx;
+  fh_layer_ctx ctx;
+} rig;
+
+static rig rig_make(fh_layer L, int B) {
+  rig r;
+  memset(&r, 0, sizeof r);
+  L.input = 0;
+  for (int k = 0; k < L.nparams; k++) {
+    L.param[k].offset = r.np;
+    r.np += L.param[k].numel;
+  }
+  r.L = L;
+  r.B = B;
+  r.params = calloc(r.np + 1, sizeof(float));
+  r.grads = calloc(r.np + 1, sizeof(float));
+  r.scratch = calloc(L.scratch_fixed + (size_t)B * L.scratch_per_sample + 1, sizeof(float));
+  r.x = calloc((size_t)B * L.in_size, sizeof(float));
+  r.y = calloc((size_t)B * L.out_size, sizeof(float));
+  r.dx = calloc((size_t)B * L.in_size, sizeof(float));
+  r.ctx = (fh_layer_ctx){r.params, r.grads, NULL, r.scratch, NULL, 1};
+  return r;
+}
+
+static void rig_free(rig *r) {
+  free(r->params), free(r->grads), free(r->scratch), free(r->x), free(r->y), free(r->dx);
+}
+
+static void rig_forward(rig *r) { r->L.ops->forward(&r->L, &r->ctx, r->x, r->y, r->B); }
+
+static void rig_backward(rig *r, const float *dy, float *dx) {
+  r->L.ops->backward(&r->L, &r->ctx, r->x, r->y, dy, dx, r->B);
+}
+
+/* ---- PyTorch, layer by layer ------------------------------------------------- */
+
+static void check_layer_against_torch(const char *prefix, fh_layer L, int B) {
+  rig r = rig_make(L, B);
+  to_float(r.x, get("%s/x", prefix));
+  for (int k = 0; k < L.nparams; k++) {
+    const char *suffix = strchr(L.param[k].name, '.') + 1;
+    const tensor *t = get("%s/%s", prefix, suffix);
+    assert_int_equal(t->n, L.param[k].numel);
+    for (int d = 0; d < t->ndim; d++) assert_int_equal(t->shape[d], L.param[k].shape[d]);
+    to_float(r.params + r.L.param[k].offset, t);
+  }
+  const tensor *dyt = get("%s/dy", prefix);
+  assert_int_equal(dyt->n, (size_t)B * L.out_size);
+  float *dy = malloc(dyt->n * sizeof(float));
+  to_float(dy, dyt);
+  char what[96];
+  rig_forward(&r);
+  snprintf(what, sizeof what, "%s y", prefix);
+  assert_close(what, r.y, get("%s/y", prefix), 1e-5);
+  rig_backward(&r, dy, r.dx);
+  snprintf(what, sizeof what, "%s dx", prefix);
+  assert_close(what, r.dx, get("%s/dx", prefix), 1e-5);
+  for (int k = 0; k < L.nparams; k++) {
+    const char *suffix = strchr(L.param[k].name, '.') + 1;
+    snprintf(what, sizeof what, "%s grad_%s", prefix, suffix);
+    assert_close(what, r.grads + r.L.param[k].offset, get("%s/grad_%s", prefix, suffix), 1e-5);
+  }
+  free(dy);
+  rig_free(&r);
+}
+
+static void test_conv_matches_torch(void **state) {
+  (void)state;
+  const char *cases[] = {"conv_a", "conv_b"};
+  for (int i = 0; i < 2; i++) {
+    const tensor *g = get("%s/geom", cases[i]);
+    int v[10];
+    for (int k = 0; k < 10; k++) v[k] = (int)g->v[k];
+    check_layer_against_torch(
+        cases[i], fh_layer_conv2d("conv", v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]),
+        v[9]);
+  }
+}
+
+static void test_pools_match_torch(void **state) {
+  (void)state;
+  int v[7];
+  const tensor *g = get("maxpool/geom");
+  for (int k = 0; k < 7; k++) v[k] = (int)g->v[k];
+  check_layer_against_torch("maxpool", fh_layer_maxpool2d("pool", v[0], v[1], v[2], v[3], v[4], v[5]),
+                            v[6]);
+  g = get("avgpool/geom");
+  for (int k = 0; k < 7; k++) v[k] = (int)g->v[k];
+  check_layer_against_torch("avgpool", fh_layer_avgpool2d("pool", v[0], v[1], v[2], v[3], v[4], v[5]),
+                            v[6]);
+  g = get("gap/geom");
+  for (int k = 0; k < 7; k++) v[k] = (int)g->v[k];
+  check_layer_against_torch("gap", fh_layer_adaptive_avgpool1("gap", v[0], v[1], v[2]), v[6]);
+}
+
+/* ---- PyTorch, a chained model ------------------------------------------------- */
+
+static fh_model *build_chain(int C, int H, int W, int K, int B) {
+  fh_model *m = fh_model_begin("cnn-test", C, H, W, K, B);
+  int s[3];
+  fh_model_append(m, fh_layer_conv2d("conv1", C, H, W, 6, 3, 3, 1, 1, 1));
+  fh_model_out_shape(m, s);
+  fh_model_append(m, fh_layer_relu("relu1", s[0], s[1], s[2]));
+  fh_model_append(m, fh_layer_maxpool2d("pool1", s[0], s[1], s[2], 3, 2, 1));
+  fh_model_out_shape(m, s);
+  fh_model_append(m, fh_layer_conv2d("conv2", s[0], s[1], s[2], K, 3, 3, 1, 0, 0));
+  fh_model_out_shape(m, s);
+  fh_model_append(m, fh_layer_avgpool2d("pool2", s[0], s[1], s[2], 2, 2, 1));
+  fh_model_out_shape(m, s);
+  fh_model_append(m, fh_layer_adaptive_avgpool1("gap", s[0], s[1], s[2]));
+  assert_int_equal(fh_model_finish(m), 0);
+  return m;
+}
+
+static void test_chain_matches_torch(void **state) {
+  (void)state;
+  const tensor *d = get("chain/dims");
+  const int B = (int)d->v[0], C = (int)d->v[1], H = (int)d->v[2], W = (int)d->v[3],
+            K = (int)d->v[4];
+  fh_model *m = build_chain(C, H, W, K, B);
+  /* The flat layout is the state_dict: same names, order and shapes. */
+  const char *keys[] = {"conv1.weight", "conv1.bias", "conv2.weight"};
+  assert_int_equal(fh_model_nviews(m), 3);
+  for (int i = 0; i < 3; i++) {
+    const fh_param_view *v = fh_model_view(m, i);
+    assert_string_equal(v->name, keys[i]);
+    const tensor *t = get("chain/init/%s", keys[i]);
+    assert_int_equal(t->ndim, v->ndim);
+    for (int k = 0; k < t->ndim; k++) assert_int_equal(t->shape[k], v->shape[k]);
+    to_float(fh_model_params(m) + v->offset, t);
+  }
+  float *x = malloc((size_t)B * C * H * W * sizeof(float));
+  to_float(x, get("chain/x"));
+  int32_t y[16];
+  assert_true(B <= 16);
+  for (int i = 0; i < B; i++) y[i] = (int32_t)get("chain/y")->v[i];
+
+  assert_close("chain logits", fh_model_forward(m, x, B, 1), get("chain/logits"), 1e-5);
+  const float loss = fh_model_loss_grad(m, x, y, B);
+  const double want = get("chain/loss")->v[0];
+  if (!(fabs(loss - want) <= 1e-5 * fabs(want)))
+    fail_msg("chain loss %.9g, PyTorch %.9g", (double)loss, want);
+  for (int i = 0; i < 3; i++) {
+    const fh_param_view *v = fh_model_view(m, i);
+    char what[64];
+    snprintf(what, sizeof what, "chain/grad/%s", v->name);
+    assert_close(what, fh_model_grads(m) + v->offset, get("%s", what), 1e-5);
+  }
+  /* A second step from the same state gives the same gradients: the backward
+   * reads the columns the forward just stored, never stale ones. */
+  const size_t n = fh_model_nparams(m);
+  float *g1 = malloc(n * sizeof(float));
+  memcpy(g1, fh_model_grads(m), n * sizeof(float));
+  fh_model_forward(m, x, 1, 0); /* a smaller batch in between */
+  fh_model_loss_grad(m, x, y, B);
+  assert_memory_equal(g1, fh_model_grads(m), n * sizeof(float));
+
+  char buf[512];
+  fh_model_summary(m, buf, sizeof buf);
+  assert_non_null(strstr(buf, "Conv2d(3, 6, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1))"));
+  assert_non_null(strstr(buf, "Conv2d(6, 8, kernel_size=(3, 3), stride=(1, 1), bias=False)"));
+  assert_non_null(strstr(buf, "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1"));
+  assert_non_null(strstr(buf, "AvgPool2d(kernel_size=2, stride=2, padding=1)"));
+  assert_non_null(strstr(buf, "AdaptiveAvgPool2d(output_size=1)"));
+  free(g1);
+  free(x);
+  fh_model_free(m);
+}
+
+/* ---- FLOPs and initialisation -------------------------------------------------- */
+
+static void test_flops_and_init(void **state) {
+  (void)state;
+  /* cnn1's first layer: 3 -> 16, 5x5 on 32x32, no padding: 28x28 outputs,
+   * K = 75, one multiply-add per (output channel, K, position). */
+  enum { B = 4 };
+  fh_model *m = fh_model_begin("flops", 3, 32, 32, 16 * 7 * 7, B);
+  fh_model_append(m, fh_layer_conv2d("conv1", 3, 32, 32, 16, 5, 5, 1, 0, 1));
+  fh_model_append(m, fh_layer_conv2d("conv2", 16, 28, 28, 16, 3, 3, 2, 1, 1)); /* -> 14x14 */
+  fh_model_append(m, fh_layer_maxpool2d("pool", 16, 14, 14, 2, 2, 0));         /* -> 7x7 */
+  assert_int_equal(fh_model_finish(m), 0);
+  const double c1 = 2.0 * B * 16 * 75 * 28 * 28, c2 = 2.0 * B * 16 * 144 * 14 * 14;
+  assert_float_equal(fh_model_flops_forward(m, B), c1 + c2, 0.5);
+  /* The first layer's input gradient is never formed. */
+  assert_float_equal(fh_model_flops_backward(m, B), c1 + 2.0 * c2, 0.5);
+
+  /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias, fan_in = C kh kw:
+   * every draw inside the bound and the extremes close to it. */
+  fh_rng r;
+  fh_rng_init(&r, 7, FH_RNG_INIT, FH_RNG_NONE, 0);
+  fh_model_init(m, &r);
+  const double bounds[4] = {1.0 / sqrt(75.0), 1.0 / sqrt(75.0), 1.0 / sqrt(144.0),
+                            1.0 / sqrt(144.0)};
+  assert_int_equal(fh_model_nviews(m), 4);
+  for (int i = 0; i < 4; i++) {
+    const fh_param_view *v = fh_model_view(m, i);
+    const float *p = fh_model_params(m) + v->offset;
+    double lo = 0.0, hi = 0.0, mean = 0.0;
+    for (size_t k = 0; k < v->numel; k++) {
+      lo = fmin(lo, p[k]), hi = fmax(hi, p[k]);
+      mean += p[k];
+    }
+    mean /= (double)v->numel;
+    assert_true(hi <= bounds[i] && lo >= -bounds[i]);
+    if (v->numel > 1000) { /* the weights: extremes near the bound, mean near 0 */
+      assert_true(hi > 0.98 * bounds[i] && lo < -0.98 * bounds[i]);
+      assert_true(fabs(mean) < 0.05 * bounds[i]);
+    }
+  }
+  fh_model_free(m);
+}
+
+/* ---- finite differences ---------------------------------------------------------- */
+
+typedef struct {
+  int bad;
+  size_t worst_i;
+  double worst_excess;
+} agreement;
+
+static agreement compare(const double *analytic, const double *numeric, size_t n, double scale,
+                         double atol) {
+  agreement g = {0, 0, 0.0};
+  for (size_t i = 0; i < n; i++) {
+    const double a = analytic[i] * scale, d = numeric[i];
+    const double tol = RTOL * fmax(fabs(a), fabs(d)) + atol;
+    const double excess = fabs(a - d) / tol;
+    if (!(excess <= 1.0)) g.bad++;
+    if (!(excess <= g.worst_excess)) g.worst_excess = excess, g.worst_i = i;
+  }
+  return g;
+}
+
+static void assert_gradients(const char *what, const double *analytic, const double *numeric,
+                             size_t n, double atol) {
+  const agreement g = compare(analytic, numeric, n, 1.0, atol);
+  if (g.bad)
+    fail_msg("%s: %d of %zu gradient entries disagree; worst [%zu] analytic %.6g numeric %.6g", what,
+             g.bad, n, g.worst_i, analytic[g.worst_i], numeric[g.worst_i]);
+  if (compare(analytic, numeric, n, -1.0, atol).bad == 0)
+    fail_msg("%s: the check cannot tell a flipped sign (atol %.g too loose)", what, atol);
+  if (compare(analytic, numeric, n, 1.05, atol).bad == 0)
+    fail_msg("%s: the check cannot tell a 5%% error (atol %.g too loose)", what, atol);
+}
+
+static double objective(rig *r, const float *w) {
+  rig_forward(r);
+  double s = 0.0;
+  for (size_t i = 0; i < (size_t)r->B * r->L.out_size; i++) s += (double)w[i] * r->y[i];
+  return s;
+}
+
+/* Central differences of objective with respect to every entry of p, using
+ * the step actually taken once p +- h is rounded to float. */
+static void numeric(rig *r, const float *w, float *p, size_t n, float h, double *num) {
+  for (size_t i = 0; i < n; i++) {
+    const float orig = p[i], plus = orig + h, minus = orig - h;
+    p[i] = plus;
+    const double jp = objective(r, w);
+    p[i] = minus;
+    const double jm = objective(r, w);
+    p[i] = orig;
+    num[i] = (jp - jm) / ((double)plus - (double)minus);
+  }
+}
+
+/* Analytic gradients of every parameter (on top of a random prefill the
+ * backward must add to) and of the input, checked against differences; then
+ * the backward without dx must give the same parameter gradients. */
+static void gradcheck_layer(const char *what, rig *r, float h, double atol) {
+  const size_t ny = (size_t)r->B * r->L.out_size, nx = (size_t)r->B * r->L.in_size;
+  float *w = malloc(ny * sizeof(float));
+  fh_rng_normal_fill(&g_rng, w, ny, 0.0f, 1.0f);
+  fh_rng_normal_fill(&g_rng, r->grads, r->np, 0.0f, 1.0f);
+  float *prefill = malloc((r->np + 1) * sizeof(float));
+  memcpy(prefill, r->grads, r->np * sizeof(float));
+
+  rig_forward(r);
+  rig_backward(r, w, r->dx);
+  size_t most = nx > r->np ? nx : r->np;
+  double *ana = malloc(most * sizeof(double)), *num = malloc(most * sizeof(double));
+  char label[96];
+  for (int k = 0; k < r->L.nparams; k++) {
+    const fh_param_view *v = &r->L.param[k];
+    for (size_t i = 0; i < v->numel; i++)
+      ana[i] = (double)r->grads[v->offset + i] - prefill[v->offset + i];
+    numeric(r, w, r->params + v->offset, v->numel, h, num);
+    snprintf(label, sizeof label, "%s d%s", what, strchr(v->name, '.') + 1);
+    assert_gradients(label, ana, num, v->numel, atol);
+  }
+  for (size_t i = 0; i < nx; i++) ana[i] = r->dx[i];
+  numeric(r, w, r->x, nx, h, num);
+  snprintf(label, sizeof label, "%s dx", what);
+  assert_gradients(label, ana, num, nx, atol);
+
+  /* dx = NULL: the parameter gradients alone, the same as before. */
+  float *with_dx = malloc((r->np + 1) * sizeof(float));
+  for (size_t i = 0; i < r->np; i++) with_dx[i] = r->grads[i] - prefill[i];
+  memset(r->grads, 0, r->np * sizeof(float));
+  rig_forward(r);
+  rig_backward(r, w, NULL);
+  for (size_t i = 0; i < r->np; i++)
+    assert_float_equal(r->grads[i], with_dx[i], 1e-4 * (1.0 + fabs(with_dx[i])));
+  free(with_dx), free(w), free(prefill), free(ana), free(num);
+}
+
+static void conv_gradcheck(const char *what, int C, int H, int W, int O, int kh, int kw,
+                           int stride, int pad, int bias) {
+  rig r = rig_make(fh_layer_conv2d("conv", C, H, W, O, kh, kw, stride, pad, bias), 2);
+  fh_rng_normal_fill(&g_rng, r.params, r.np, 0.0f, 0.5f);
+  fh_rng_normal_fill(&g_rng, r.x, (size_t)r.B * r.L.in_size, 0.0f, 1.0f);
+  gradcheck_layer(what, &r, 5e-2f, 1e-4);
+  rig_free(&r);
+}
+
+static void test_conv_gradients(void **state) {
+  (void)state;
+  conv_gradcheck("conv 3x3 s2 p1 bias", 2, 7, 6, 3, 3, 3, 2, 1, 1);
+  conv_gradcheck("conv 3x3 s2 p1 no bias", 2, 7, 6, 3, 3, 3, 2, 1, 0);
+  conv_gradcheck("conv 5x5 s2 p1 bias", 2, 8, 9, 3, 5, 5, 2, 1, 1);
+  conv_gradcheck("conv 5x5 s2 p1 no bias", 2, 8, 9, 3, 5, 5, 2, 1, 0);
+  conv_gradcheck("conv 3x5 s1 p2 bias", 3, 5, 7, 2, 3, 5, 1, 2, 1);
+  conv_gradcheck("conv 1x1 s1 p0 bias", 4, 3, 3, 3, 1, 1, 1, 0, 1);
+}
+
+/* Distinct inputs 0.1 apart, in random order. */
+static void spaced_inputs(float *x, size_t n) {
+  int *perm = malloc(n * sizeof(int));
+  fh_rng_permutation(&g_rng, perm, (int)n);
+  for (size_t i = 0; i < n; i++) x[i] = 0.1f * (float)perm[i] - 0.05f * (float)n;
+  free(perm);
+}
+
+static void test_pool_gradients(void **state) {
+  (void)state;
+  rig r = rig_make(fh_layer_maxpool2d("pool", 2, 7, 6, 3, 2, 1), 2);
+  spaced_inputs(r.x, (size_t)r.B * r.L.in_size);
+  gradcheck_layer("maxpool 3 s2 p1", &r, 1e-2f, 1e-4);
+  rig_free(&r);
+  r = rig_make(fh_layer_maxpool2d("pool", 3, 6, 6, 2, 2, 0), 2);
+  spaced_inputs(r.x, (size_t)r.B * r.L.in_size);
+  gradcheck_layer("maxpool 2 s2", &r, 1e-2f, 1e-4);
+  rig_free(&r);
+  r = rig_make(fh_layer_avgpool2d("pool", 2, 7, 6, 3, 2, 1), 2);
+  fh_rng_normal_fill(&g_rng, r.x, (size_t)r.B * r.L.in_size, 0.0f, 1.0f);
+  gradcheck_layer("avgpool 3 s2 p1", &r, 5e-2f, 1e-4);
+  rig_free(&r);
+  r = rig_make(fh_layer_adaptive_avgpool1("gap", 3, 4, 5), 2);
+  fh_rng_normal_fill(&g_rng, r.x, (size_t)r.B * r.L.in_size, 0.0f, 1.0f);
+  gradcheck_layer("adaptive avgpool", &r, 5e-2f, 1e-4);
+  rig_free(&r);
+}
+
+/* ---- max-pool ties and NaN --------------------------------------------------------- */
+
+static void test_maxpool_ties_and_nan(void **state) {
+  (void)state;
+  fh_pool2d_geom g;
+  assert_int_equal(fh_pool2d_geometry(&g, 1, 4, 4, 2, 2, 0), 0);
+  assert_int_equal(g.out_h * g.out_w, 4);
+  float x[16], y[4], dx[16];
+  int32_t arg[4];
+  for (int i = 0; i < 16; i++) x[i] = 1.0f; /* all tied: the first of each window wins */
+  x[10] = NAN, x[11] = NAN;                 /* window (1, 1): the last NaN wins */
+  fh_maxpool2d_forward(y, arg, x, 1, &g);
+  const int32_t want[4] = {0, 2, 8, 11};
+  for (int o = 0; o < 4; o++) assert_int_equal(arg[o], want[o]);
+  assert_true(y[0] == 1.0f && isnan(y[3]));
+  const float dy[4] = {1.0f, 2.0f, 3.0f, 4.0f};
+  fh_maxpool2d_backward(dx, dy, arg, 1, &g);
+  for (int i = 0; i < 16; i++) {
+    const float expect = i == 0 ? 1.0f : i == 2 ? 2.0f : i == 8 ? 3.0f : i == 11 ? 4.0f : 0.0f;
+    assert_true(dx[i] == expect);
+  }
+  /* Overlapping windows (stride 1) add into a shared winner. */
+  assert_int_equal(fh_pool2d_geometry(&g, 1, 3, 3, 2, 1, 0), 0);
+  const float x2[9] = {0, 0, 0, 0, 5, 0, 0, 0, 0};
+  float y2[4], dx2[9];
+  int32_t arg2[4];
+  fh_maxpool2d_forward(y2, arg2, x2, 1, &g);
+  fh_maxpool2d_backward(dx2, dy, arg2, 1, &g);
+  assert_true(dx2[4] == 10.0f);
+  /* Impossible geometries are refused: padding above half the window. */
+  assert_int_equal(fh_pool2d_geometry(&g, 1, 4, 4, 2, 2, 2), -1);
+  fh_conv2d_geom cg;
+  assert_int_equal(fh_conv2d_geometry(&cg, 1, 3, 3, 1, 5, 5, 1, 0), -1);
+  assert_int_equal(fh_conv2d_geometry(&cg, 1, 3, 3, 1, 5, 5, 1, 1), 0);
+  assert_int_equal(cg.out_h, 1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_conv_matches_torch),
+      cmocka_unit_test(test_pools_match_torch),
+      cmocka_unit_test(test_chain_matches_torch),
+      cmocka_unit_test(test_flops_and_init),
+      cmocka_unit_test(test_conv_gradients),
+      cmocka_unit_test(test_pool_gradients),
+      cmocka_unit_test(test_maxpool_ties_and_nan),
+  };
+  return cmocka_run_group_tests(tests, setup_all, teardown_all);
+}
