@@ -35,7 +35,10 @@ if ((${#missing[@]} == 0)); then
 fi
 
 SUDO=""
-if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: missing packages (${missing[*]}); run this script as root" >&2; exit 1; }
+  SUDO="sudo"
+fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

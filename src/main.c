@@ -2,6 +2,7 @@
  * The CLI: run, info, bench, help. Every command is collective over
  * MPI_COMM_WORLD; rank 0 speaks for the run; errors end every rank with the same
  * exit code after one line from rank 0. */
+#include <hdf5.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,6 +62,9 @@ int main(int argc, char **argv) {
   int rank;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   fh_log_set_rank(rank);
+  /* HDF5's own error stack would print many lines per failure; every failing
+   * call is turned into one fedhpc message instead. */
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 
   int rc;
   const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -69,7 +73,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) has_help = 1;
   if (!cmd) {
     if (rank == 0) fputs(usage, stderr);
-    rc = FH_ERR_USAGE;
+    rc = FH_FAIL(FH_ERR_USAGE, "no command given (see above)");
   } else if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
     rc = print_help(0, NULL);
   } else if (strcmp(cmd, "help") == 0) {

@@ -213,7 +213,7 @@ int fh_cmd_bench(int argc, char **argv) {
 
   /* (2) reduction and broadcast of the payload vs memcpy of the same bytes */
   fh_accum acc;
-  fh_accum_create(&acc, n, 32);
+  fh_accum_create(&acc, n, 32, 1);
   size_t acc_bytes = (n + 1) * sizeof(int64_t);
   void *cdst = fh_malloc(acc_bytes);
   copy_arg ca = {cdst, acc.sum, acc_bytes};

@@ -39,30 +39,54 @@ static void append_name(char *list, int len, const char *name) {
   strncat(list, name, (size_t)len - strlen(list) - 1);
 }
 
-void fh_profiler_init(fh_profiler *p, const fh_config *cfg, char *dropped, int dropped_len) {
+/* Builds the event set from names[i] for the bits of mask; returns the bits
+ * that could be added. */
+static unsigned add_events(fh_profiler *p, const char *const *names, int n, unsigned mask) {
+  unsigned added = 0;
+  p->nevents = 0;
+  for (int i = 0; i < n && i < FH_MAX_EVENTS; i++) {
+    if (!(mask & (1u << i)) || PAPI_add_named_event(p->eventset, names[i]) != PAPI_OK) continue;
+    snprintf(p->event_names[p->nevents++], sizeof p->event_names[0], "%s", names[i]);
+    added |= 1u << i;
+  }
+  return added;
+}
+
+void fh_profiler_init(fh_profiler *p, const fh_config *cfg, MPI_Comm comm, char *dropped, int dropped_len) {
   memset(p, 0, sizeof *p);
   p->eventset = PAPI_NULL;
   p->open_phase = -1;
   if (dropped_len > 0) dropped[0] = '\0';
   const char *const *names = NULL;
   int n = cfg ? fh_cfg_strlist(cfg, "profile.papi_events", &names) : 0;
-  if (n == 0) return;
-  if (!papi_ready() || PAPI_create_eventset(&p->eventset) != PAPI_OK) {
-    for (int i = 0; i < n; i++) append_name(dropped, dropped_len, names[i]);
-    p->eventset = PAPI_NULL;
-    return;
-  }
-  for (int i = 0; i < n; i++) {
-    if (p->nevents == FH_MAX_EVENTS || PAPI_add_named_event(p->eventset, names[i]) != PAPI_OK) {
-      append_name(dropped, dropped_len, names[i]);
-      continue;
+  if (n == 0) return; /* the same on every rank: same deck */
+  unsigned local = 0;
+  if (papi_ready() && PAPI_create_eventset(&p->eventset) == PAPI_OK) {
+    local = add_events(p, names, n, ~0u);
+    if (local != ~0u) { /* start from a clean set: some PAPI components dislike failed adds */
+      PAPI_cleanup_eventset(p->eventset);
+      local = add_events(p, names, n, local);
     }
-    snprintf(p->event_names[p->nevents++], sizeof p->event_names[0], "%s", names[i]);
+  } else {
+    p->eventset = PAPI_NULL;
   }
-  if (p->nevents == 0 || PAPI_start(p->eventset) != PAPI_OK) {
-    for (int i = 0; i < p->nevents; i++) append_name(dropped, dropped_len, p->event_names[i]);
+  unsigned common = local;
+  MPI_Allreduce(&local, &common, 1, MPI_UNSIGNED, MPI_BAND, comm);
+  if (p->eventset != PAPI_NULL && common != local) {
+    PAPI_cleanup_eventset(p->eventset);
+    common &= add_events(p, names, n, common);
+  }
+  if (p->nevents > 0 && PAPI_start(p->eventset) != PAPI_OK) p->nevents = 0, common = 0;
+  /* Agree again: a start that failed on one rank drops the counters everywhere. */
+  unsigned started = p->nevents > 0 ? common : 0, all = 0;
+  MPI_Allreduce(&started, &all, 1, MPI_UNSIGNED, MPI_BAND, comm);
+  if (all != started && p->nevents > 0) {
+    long long scratch[FH_MAX_EVENTS];
+    PAPI_stop(p->eventset, scratch);
     p->nevents = 0;
   }
+  for (int i = 0; i < n; i++)
+    if (i >= FH_MAX_EVENTS || !(all & (1u << i))) append_name(dropped, dropped_len, names[i]);
 }
 
 void fh_profiler_finalize(fh_profiler *p) {

@@ -5,6 +5,8 @@
 #ifndef FH_PROFILE_H
 #define FH_PROFILE_H
 
+#include <mpi.h>
+
 #include "core/config.h"
 
 enum fh_phase {
@@ -34,10 +36,12 @@ typedef struct {
 
 extern const fh_key_spec fh_profile_keys[];
 
-/* Sets up timers and the counters named by profile.papi_events. Events that
- * cannot be added are listed in *dropped (comma-separated, "" if none) so rank 0
- * can warn once. Never fails because of counters. */
-void fh_profiler_init(fh_profiler *p, const fh_config *cfg, char *dropped, int dropped_len);
+/* Collective over comm. Sets up timers and the counters named by
+ * profile.papi_events that EVERY rank can count (nodes may differ; every rank
+ * must record the same events). The others are listed in *dropped
+ * (comma-separated, "" if none) so rank 0 can warn once. Never fails because of
+ * counters. */
+void fh_profiler_init(fh_profiler *p, const fh_config *cfg, MPI_Comm comm, char *dropped, int dropped_len);
 void fh_profiler_finalize(fh_profiler *p);
 void fh_profiler_reset_round(fh_profiler *p);
 void fh_prof_begin(fh_profiler *p, int phase);

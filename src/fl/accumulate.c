@@ -7,10 +7,11 @@
 
 #include "core/error.h"
 
-void fh_accum_create(fh_accum *a, size_t n, int bits) {
+void fh_accum_create(fh_accum *a, size_t n, int bits, int max_contributions) {
   a->n = n;
   a->bits = bits;
   a->scale = ldexp(1.0, bits);
+  a->limit = ldexp(1.0, 62) / (max_contributions > 0 ? max_contributions : 1);
   a->sum = fh_calloc(n + 1, sizeof(int64_t));
 }
 
@@ -22,8 +23,11 @@ void fh_accum_destroy(fh_accum *a) {
 void fh_accum_zero(fh_accum *a) { memset(a->sum, 0, (a->n + 1) * sizeof(int64_t)); }
 
 int fh_accum_add(fh_accum *a, const float *x, double weight) {
-  const double limit = ldexp(1.0, 62); /* headroom: sums of many contributions */
+  const double limit = a->limit;
   const double ws = weight * a->scale;
+  if (!(fabs(ws) < limit))
+    return FH_FAIL(FH_ERR_DIVERGED, "aggregation weight %g is too large for run.accum_bits = %d",
+                   weight, a->bits);
   /* Range check first (a vectorised max), so the conversion loop has no branch
    * and compiles to packed multiplies and conversions. NaN fails the check. */
   float maxabs = 0.f;
@@ -38,17 +42,13 @@ int fh_accum_add(fh_accum *a, const float *x, double weight) {
     while (i + 1 < a->n && isfinite(x[i]) && fabs(ws * (double)x[i]) < limit) i++;
     return FH_FAIL(FH_ERR_DIVERGED,
                    "the model diverged: contribution element %zu = %g (weight %g) does not fit the "
-                   "fixed-point sum (run.accum_bits = %d allows |weight * value| < 2^%d); lower "
-                   "train.lr, or run.accum_bits if such values are expected",
-                   i, (double)x[i], weight, a->bits, 62 - a->bits);
+                   "fixed-point sum (run.accum_bits = %d allows |weight * value| < %g with this many "
+                   "clients per round); lower train.lr, or run.accum_bits if such values are expected",
+                   i, (double)x[i], weight, a->bits, limit / a->scale);
   }
   int64_t *restrict sum = a->sum;
   for (size_t i = 0; i < a->n; i++) sum[i] += (int64_t)nearbyint(ws * (double)x[i]);
-  double w = weight * a->scale;
-  if (!(fabs(w) < limit))
-    return FH_FAIL(FH_ERR_DIVERGED, "aggregation weight %g is too large for run.accum_bits = %d",
-                   weight, a->bits);
-  sum[a->n] += (int64_t)nearbyint(w);
+  sum[a->n] += (int64_t)nearbyint(ws);
   return 0;
 }
 

@@ -6,8 +6,10 @@
  * int64 multiple of 2^-bits (run.accum_bits, default 32: resolution 2.3e-10),
  * and int64 addition is exact and associative, locally and in MPI_Reduce. The
  * result is bitwise identical for any rank count and any client placement.
- * A contribution with |weight * x| >= 2^(62 - bits) is reported as an error
- * (it would overflow): that means divergence, or bits set too high. */
+ * With at most m contributions per sum, each one must satisfy
+ * |weight * x| * 2^bits < 2^62 / m, so that no sum of them can overflow int64
+ * (|sum| < 2^62); a larger one is reported as an error: that means divergence,
+ * or bits set too high. */
 #ifndef FH_ACCUMULATE_H
 #define FH_ACCUMULATE_H
 
@@ -19,10 +21,12 @@ typedef struct {
   size_t n;       /* payload length                        */
   int bits;       /* fixed-point fraction bits             */
   double scale;   /* 2^bits                                */
+  double limit;   /* 2^62 / max_contributions: per-contribution bound, scaled */
   int64_t *sum;   /* [n + 1]: payload, then the weight sum  */
 } fh_accum;
 
-void fh_accum_create(fh_accum *a, size_t n, int bits);
+/* max_contributions: how many fh_accum_add calls, over all ranks, one sum gets. */
+void fh_accum_create(fh_accum *a, size_t n, int bits, int max_contributions);
 void fh_accum_destroy(fh_accum *a);
 void fh_accum_zero(fh_accum *a);
 /* sum += weight * x (x [n]); also adds weight to the weight sum. Returns 0, or

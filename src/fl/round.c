@@ -67,7 +67,17 @@ static int prepare_run_dir(const fh_config *cfg, const char *dir, const char *in
     return FH_FAIL(FH_ERR_OUTPUT, "output.dir = '%s': cannot create the run folder '%s': %s; "
                                   "set output.dir to a writable directory",
                    fh_cfg_str(cfg, "output.dir"), dir, strerror(errno));
+  /* An earlier run's outputs in the same folder must not pass for this run's. */
+  static const char *const stale[] = {"metrics.h5", "profile.h5", "model.h5", "metrics.h5.partial",
+                                      "profile.h5.partial", "model.h5.partial", "profile.h5.tmp",
+                                      "model.h5.partial.tmp"};
   char path[4200];
+  for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, stale[i]);
+    if (remove(path) != 0 && errno != ENOENT)
+      return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot remove an earlier run's file: %s; choose another output.name",
+                     path, strerror(errno));
+  }
   snprintf(path, sizeof path, "%s/config.ini", dir);
   FILE *f = fopen(path, "w");
   if (!f || fputs(ini, f) < 0 || fclose(f) != 0)
@@ -206,7 +216,7 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   fh_versions_string(versions, sizeof versions);
 
   char dropped[512];
-  fh_profiler_init(&run->prof, cfg, dropped, sizeof dropped);
+  fh_profiler_init(&run->prof, cfg, comm, dropped, sizeof dropped);
   if (dropped[0])
     fh_warn("this machine cannot count PAPI event(s) %s (no PMU, or unknown name: see `fedhpc info`); "
             "continuing with timers", dropped);
@@ -233,7 +243,7 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   fh_info("model %s: %zu parameters; output in %s/", fh_model_arch(run->model), run->payload_n, run_dir);
 
   fh_accum acc;
-  fh_accum_create(&acc, run->payload_n, (int)fh_cfg_int(cfg, "run.accum_bits"));
+  fh_accum_create(&acc, run->payload_n, (int)fh_cfg_int(cfg, "run.accum_bits"), m);
   int *sampled = fh_malloc((size_t)m * sizeof(int));
   double *ctrain = fh_malloc((size_t)2 * m * sizeof(double)); /* [loss*w, w] per sampled slot */
   eval_buffers eb = {fh_malloc(K * sizeof(double)), fh_malloc(K * sizeof(double)), fh_malloc(K * sizeof(double)),
@@ -344,23 +354,35 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
     }
   }
 
+  /* Finishing: every file is first written under a temporary or .partial
+   * name; only when all of them are whole do they get their final names, the
+   * model first and metrics.h5 last, so a metrics.h5 means a complete run. */
   double wall = MPI_Wtime() - t_start;
+  char model_path[4200], model_tmp[4200];
+  snprintf(model_path, sizeof model_path, "%s/model.h5", run_dir);
+  snprintf(model_tmp, sizeof model_tmp, "%s/model.h5.partial", run_dir);
   if (rc == 0 && is_root && fh_cfg_bool(cfg, "output.save_model")) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model.h5", run_dir);
     int shape[3] = {run->data->c, run->data->h, run->data->w};
-    rc = fh_model_save(path, run->model, run->global, shape, ini);
+    rc = fh_model_save(model_tmp, run->model, run->global, shape, ini);
   }
   rc = fh_error_agree(comm, rc);
   char status[1200];
-  if (rc == 0)
-    snprintf(status, sizeof status, "complete");
-  else
-    snprintf(status, sizeof status, "failed: %s", fh_error_msg()); /* rank 0 holds the message */
+  snprintf(status, sizeof status, rc == 0 ? "complete" : "failed: %s", fh_error_msg());
   int rc_p = fh_profile_write(run_dir, &hist, &run->prof, status, comm);
+  if (rc == 0) rc = fh_error_agree(comm, rc_p);
   if (is_root) {
+    if (rc != 0) snprintf(status, sizeof status, "failed: %s", fh_error_msg());
+    if (rc == 0 && fh_cfg_bool(cfg, "output.save_model") && rename(model_tmp, model_path) != 0)
+      rc = FH_FAIL(FH_ERR_OUTPUT, "cannot rename %s to %s: %s", model_tmp, model_path, strerror(errno));
+    if (rc != 0) {
+      remove(model_tmp);
+      snprintf(status, sizeof status, "failed: %s", fh_error_msg());
+    }
     int rc_m = fh_metrics_close(&mf, status);
-    if (rc == 0) rc = rc_m ? rc_m : rc_p;
+    if (rc == 0 && rc_m != 0) { /* nothing may look complete without metrics.h5 */
+      rc = rc_m;
+      remove(model_path);
+    }
   }
   rc = fh_error_agree(comm, rc);
   if (rc == 0) print_summary(run, phase_total, wall, final_acc, best_acc, best_round);

@@ -14,7 +14,7 @@ int fh_metrics_open(fh_metrics_file *mf, const char *run_dir, const char *config
   snprintf(mf->partial_path, sizeof mf->partial_path, "%s/metrics.h5.partial", run_dir);
   remove(mf->final_path); /* an older run's file must not pass for this one */
   mf->file = H5Fcreate(mf->partial_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (mf->file < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create file", mf->partial_path);
+  if (mf->file < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create file; check that output.dir is writable and not full", mf->partial_path);
   FH_TRY(fh_h5_attr_str(mf->file, "status", "running"));
   FH_TRY(fh_h5_attr_str(mf->file, "config", config_ini));
   FH_TRY(fh_h5_attr_str(mf->file, "versions", versions));

@@ -12,7 +12,7 @@ int fh_model_save(const char *path, const fh_model *m, const float *params, cons
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create file", tmp);
+  if (f < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create file; check that output.dir is writable and not full", tmp);
   int rc = 0;
   hid_t g = fh_h5_group(f, "params");
   for (int i = 0; i < fh_model_nviews(m) && rc == 0; i++) {

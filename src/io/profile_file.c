@@ -77,7 +77,7 @@ int fh_profile_write(const char *run_dir, const fh_profile_history *h, const fh_
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   int go = f >= 0;
   MPI_Bcast(&go, 1, MPI_INT, 0, comm);
-  if (!go) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create file", tmp);
+  if (!go) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create file; check that output.dir is writable and not full", tmp);
 
   char phases[256] = "", events[FH_MAX_EVENTS * 66] = "";
   for (int i = 0; i < FH_NPHASES; i++) {

@@ -10,7 +10,7 @@ TMP=$(mktemp -d /tmp/fedhpc-test.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 NCHECKS=0
 
-# fh_mpirun NP ARGS...: the binary on NP ranks (60 s limit: a hang fails the test)
+# fh_mpirun NP ARGS...: the binary on NP ranks (120 s limit: a hang fails the test)
 fh_mpirun() {
   local np=$1
   shift

@@ -94,6 +94,15 @@ expect nan_loss 6 "round 1, client [0-9]+: training loss became NaN at local ste
 [train]
 lr = 1000
 weight_decay = 10")"
+# A failing rerun into the folder of a complete run leaves none of the old
+# complete-looking files behind (metrics.h5, profile.h5, model.h5).
+fh_mpirun 2 run "$(deck rerun "$base")" >"$TMP/rerun_ok.out" 2>&1 || { cat "$TMP/rerun_ok.out"; fail "rerun: first run"; }
+[[ -f $TMP/runs/rerun/metrics.h5 && -f $TMP/runs/rerun/model.h5 && -f $TMP/runs/rerun/profile.h5 ]] \
+  || fail "rerun: the first run did not write its outputs"
+expect rerun_diverged 6 "the model diverged" 2 run "$TMP/rerun.ini" --set train.lr=1e6
+[[ -f $TMP/runs/rerun/metrics.h5.partial && -f $TMP/runs/rerun/profile.h5.partial ]] \
+  || fail "rerun: the failed run left no .partial metrics/profile: $(ls "$TMP/runs/rerun")"
+rm -rf "$TMP/runs"
 expect unknown_command 2 "unknown command 'rnu'" 2 rnu
 expect dedicated_one_rank 3 "dedicated_server = true needs at least 2" 1 run "$(deck ded "$base
 dedicated_server = true")"

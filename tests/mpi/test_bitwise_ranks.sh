@@ -8,6 +8,15 @@ for np in 1 2 3 4; do
   fh_mpirun "$np" run "$SRC_DIR/input/quickstart.ini" "${common[@]}" --set output.name=np$np >"$TMP/np$np.log" 2>&1 \
     || { cat "$TMP/np$np.log"; fail "run on $np ranks"; }
 done
+# more ranks than clients: idle ranks join every collective and change nothing
+few=(--set run.rounds=3 --set run.clients=3 --set run.client_fraction=1 --set output.dir="$TMP")
+for np in 1 5; do
+  fh_mpirun "$np" run "$SRC_DIR/input/quickstart.ini" "${few[@]}" --set output.name=few$np >"$TMP/few$np.log" 2>&1 \
+    || { cat "$TMP/few$np.log"; fail "3 clients on $np ranks"; }
+done
+grep -q "2 of 5 ranks host no client" "$TMP/few5.log" || { cat "$TMP/few5.log"; fail "no warning about idle ranks"; }
+fh_mpirun 5 run "$SRC_DIR/input/quickstart.ini" "${few[@]}" --set run.dedicated_server=true \
+  --set output.name=few5ded >"$TMP/few5ded.log" 2>&1 || { cat "$TMP/few5ded.log"; fail "3 clients, 5 ranks, dedicated server"; }
 fh_mpirun 3 run "$SRC_DIR/input/quickstart.ini" "${common[@]}" --set run.dedicated_server=true \
   --set output.name=ded3 >"$TMP/ded3.log" 2>&1 || { cat "$TMP/ded3.log"; fail "dedicated server run"; }
 
@@ -23,19 +32,24 @@ def metrics(r):
         assert f.attrs["status"] == b"complete" or f.attrs["status"] == "complete"
         return {k: f[k][()] for k in ["train_loss", "local_loss", "test_accuracy", "test_loss"]} | \
                {"client_" + k: f["client_accuracy"][k][()] for k in f["client_accuracy"]}
-ref_m, ref_x = model("np1"), metrics("np1")
-assert len(ref_m) >= 2, "model has no parameters"
-for r in runs[1:]:
-    m, x = model(r), metrics(r)
-    assert m.keys() == ref_m.keys()
-    for k in m:
-        if m[k].tobytes() != ref_m[k].tobytes():
-            d = np.abs(m[k] - ref_m[k]).max()
-            sys.exit(f"{r}: parameter {k} differs from 1 rank (max abs diff {d:g})")
-    for k in x:
-        if x[k].tobytes() != ref_x[k].tobytes():
-            sys.exit(f"{r}: metric {k} differs from 1 rank: {x[k]} vs {ref_x[k]}")
-    print(f"ok: {r} bitwise identical to 1 rank ({sum(v.size for v in m.values())} parameters, {len(x)} metrics)")
+def compare(ref, runs):
+  ref_m, ref_x = model(ref), metrics(ref)
+  assert len(ref_m) >= 2, "model has no parameters"
+  for r in runs:
+      m, x = model(r), metrics(r)
+      assert m.keys() == ref_m.keys()
+      for k in m:
+          if m[k].tobytes() != ref_m[k].tobytes():
+              d = np.abs(m[k] - ref_m[k]).max()
+              sys.exit(f"{r}: parameter {k} differs from 1 rank (max abs diff {d:g})")
+      for k in x:
+          if x[k].tobytes() != ref_x[k].tobytes():
+              sys.exit(f"{r}: metric {k} differs from 1 rank: {x[k]} vs {ref_x[k]}")
+      print(f"ok: {r} bitwise identical to 1 rank ({sum(v.size for v in m.values())} parameters, {len(x)} metrics)")
+  return ref_x
+
+ref_x = compare("np1", runs[1:])
+compare("few1", ["few5", "few5ded"])
 # the run actually learned something (the comparison is not between untrained models)
 acc = ref_x["test_accuracy"]
 assert np.isfinite(acc[-1]) and acc[-1] > 0.2, acc

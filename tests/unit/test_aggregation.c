@@ -31,7 +31,7 @@ static void test_order_independent(void **state) {
     w[k] = 1 + fh_rng_below(&r, 500);
   }
   fh_accum ref;
-  fh_accum_create(&ref, N, 32);
+  fh_accum_create(&ref, N, 32, CLIENTS);
   for (int k = 0; k < CLIENTS; k++) assert_int_equal(fh_accum_add(&ref, x[k], w[k]), 0);
   int perm[CLIENTS];
   for (int trial = 0; trial < 5; trial++) {
@@ -39,10 +39,10 @@ static void test_order_independent(void **state) {
     /* Split into groups (as ranks would) and sum the groups' sums. */
     int groups = 1 + trial;
     fh_accum total;
-    fh_accum_create(&total, N, 32);
+    fh_accum_create(&total, N, 32, CLIENTS);
     for (int g = 0; g < groups; g++) {
       fh_accum part;
-      fh_accum_create(&part, N, 32);
+      fh_accum_create(&part, N, 32, CLIENTS);
       for (int i = g * CLIENTS / groups; i < (g + 1) * CLIENTS / groups; i++)
         fh_accum_add(&part, x[perm[i]], w[perm[i]]);
       for (int i = 0; i <= N; i++) total.sum[i] += part.sum[i];
@@ -69,7 +69,7 @@ static void test_order_independent(void **state) {
 static void test_overflow_is_an_error(void **state) {
   (void)state;
   fh_accum a;
-  fh_accum_create(&a, 3, 32);
+  fh_accum_create(&a, 3, 32, 1);
   float ok[3] = {1.f, -2.f, 3.f}, bad[3] = {1.f, NAN, 3.f}, huge[3] = {1.f, 2e9f, 3.f};
   fh_error_clear();
   assert_int_equal(fh_accum_add(&a, ok, 10.0), 0);
@@ -82,6 +82,34 @@ static void test_overflow_is_an_error(void **state) {
 }
 
 /* Every client has exactly one owner; blocks are contiguous and balanced. */
+/* No sum of max_contributions accepted contributions can wrap around: ten
+ * contributions of 1e9 at 2^-32 would overflow int64, so the bound for ten
+ * refuses them; with bits = 48 large weights are refused the same way. */
+static void test_sum_cannot_overflow(void **state) {
+  (void)state;
+  fh_accum a;
+  float big[1] = {1e9f};
+  fh_accum_create(&a, 1, 32, 10);
+  fh_error_clear();
+  assert_int_equal(fh_accum_add(&a, big, 1.0), FH_ERR_DIVERGED);
+  fh_error_clear();
+  fh_accum_destroy(&a);
+  /* just under the bound: ten of them sum exactly */
+  float fits[1] = {4.6e7f}; /* 2^62 / 10 / 2^32 = 1.07e8 */
+  fh_accum_create(&a, 1, 32, 10);
+  for (int i = 0; i < 10; i++) assert_int_equal(fh_accum_add(&a, fits, 1.0), 0);
+  float mean[1];
+  assert_true(fh_accum_mean(&a, mean) == 10.0 && mean[0] == 4.6e7f);
+  fh_accum_destroy(&a);
+  float small[1] = {0.01f};
+  fh_accum_create(&a, 1, 48, 4);
+  assert_int_equal(fh_accum_add(&a, small, 1e4), FH_ERR_DIVERGED); /* weight 1e4 * 2^48 > 2^60 */
+  assert_non_null(strstr(fh_error_msg(), "weight"));
+  fh_error_clear();
+  assert_true(a.sum[0] == 0 && a.sum[1] == 0); /* refused before touching the sums */
+  fh_accum_destroy(&a);
+}
+
 static void test_client_blocks(void **state) {
   (void)state;
   for (int K = 1; K <= 40; K += 3)
@@ -112,6 +140,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_order_independent),
       cmocka_unit_test(test_overflow_is_an_error),
+      cmocka_unit_test(test_sum_cannot_overflow),
       cmocka_unit_test(test_client_blocks),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
