@@ -12,15 +12,13 @@
  * and every check must also reject the gradient with its sign flipped or
  * scaled by 1.05. */
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "gradcheck.h"
+#include "torch_fixture.h"
 
 #include "core/rng.h"
 #include "nn/conv2d.h"
@@ -29,104 +27,21 @@
 #include "nn/model_build.h"
 #include "nn/pool.h"
 
-#define FIXTURE FH_FIXTURES_DIR "/nn_conv_torch.txt"
-#define RTOL 1e-2
-
 /* ---- the fixture ------------------------------------------------------------ */
 
-typedef struct {
-  char name[96];
-  int ndim, shape[4];
-  size_t n;
-  double *v;
-} tensor;
-
-static tensor *g_tensors;
-static int g_ntensors;
+static torch_fixture g_fixture;
 static fh_rng g_rng;
 
 static int setup_all(void **state) {
   (void)state;
   fh_rng_init(&g_rng, 20240602, FH_RNG_TEST, 0, 0);
-  FILE *f = fopen(FIXTURE, "r");
-  if (!f) {
-    fprintf(stderr, "cannot open %s\n", FIXTURE);
-    return -1;
-  }
-  int cap = 0;
-  char line[256];
-  for (;;) {
-    int c = fgetc(f);
-    if (c == EOF) break;
-    if (c == '#') {
-      if (!fgets(line, sizeof line, f)) break;
-      continue;
-    }
-    if (c == '\n' || c == ' ') continue;
-    ungetc(c, f);
-    if (g_ntensors == cap) {
-      cap = cap ? 2 * cap : 64;
-      g_tensors = realloc(g_tensors, (size_t)cap * sizeof *g_tensors);
-    }
-    tensor *t = &g_tensors[g_ntensors++];
-    memset(t, 0, sizeof *t);
-    if (fscanf(f, "%95s %d", t->name, &t->ndim) != 2 || t->ndim < 1 || t->ndim > 4) goto bad;
-    t->n = 1;
-    for (int d = 0; d < t->ndim; d++) {
-      if (fscanf(f, "%d", &t->shape[d]) != 1) goto bad;
-      t->n *= (size_t)t->shape[d];
-    }
-    t->v = malloc(t->n * sizeof(double));
-    for (size_t i = 0; i < t->n; i++)
-      if (fscanf(f, "%lf", &t->v[i]) != 1) goto bad;
-  }
-  fclose(f);
-  return 0;
-bad:
-  fprintf(stderr, "%s: malformed near tensor %d\n", FIXTURE, g_ntensors);
-  fclose(f);
-  return -1;
+  return torch_fixture_load(&g_fixture, FH_FIXTURES_DIR "/nn_conv_torch.txt");
 }
 
 static int teardown_all(void **state) {
   (void)state;
-  for (int i = 0; i < g_ntensors; i++) free(g_tensors[i].v);
-  free(g_tensors);
-  g_tensors = NULL;
-  g_ntensors = 0;
+  torch_fixture_free(&g_fixture);
   return 0;
-}
-
-static const tensor *get(const char *fmt, ...) {
-  char name[96];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(name, sizeof name, fmt, ap);
-  va_end(ap);
-  for (int i = 0; i < g_ntensors; i++)
-    if (strcmp(g_tensors[i].name, name) == 0) return &g_tensors[i];
-  fail_msg("fixture has no tensor '%s'", name);
-  return NULL;
-}
-
-static void to_float(float *dst, const tensor *t) {
-  for (size_t i = 0; i < t->n; i++) dst[i] = (float)t->v[i];
-}
-
-/* Every element within rtol of the reference, relative to the larger of its
- * own magnitude and 1% of the tensor's largest (as in test_nn_torch.c). */
-static void assert_close(const char *what, const float *got, const tensor *want, double rtol) {
-  double scale = 0.0;
-  for (size_t i = 0; i < want->n; i++) scale = fmax(scale, fabs(want->v[i]));
-  double worst = 0.0;
-  size_t worst_i = 0;
-  for (size_t i = 0; i < want->n; i++) {
-    const double err = fabs((double)got[i] - want->v[i]) / fmax(fabs(want->v[i]), 1e-2 * scale);
-    if (!(err <= worst)) worst = err, worst_i = i;
-  }
-  if (!(worst <= rtol))
-    fail_msg("%s: element %zu is %.9g, PyTorch %.9g (relative error %.3g > %.1g)", what, worst_i,
-             (double)got[worst_i], want->v[worst_i], worst, rtol);
 }
 
 /* ---- a layer on its own ------------------------------------------------------ */
@@ -175,29 +90,30 @@ static void rig_backward(rig *r, const float *dy, float *dx) {
 
 static void check_layer_against_torch(const char *prefix, fh_layer L, int B) {
   rig r = rig_make(L, B);
-  to_float(r.x, get("%s/x", prefix));
+  to_float(r.x, fixture_get(&g_fixture, "%s/x", prefix));
   for (int k = 0; k < L.nparams; k++) {
     const char *suffix = strchr(L.param[k].name, '.') + 1;
-    const tensor *t = get("%s/%s", prefix, suffix);
+    const torch_tensor *t = fixture_get(&g_fixture, "%s/%s", prefix, suffix);
     assert_int_equal(t->n, L.param[k].numel);
     for (int d = 0; d < t->ndim; d++) assert_int_equal(t->shape[d], L.param[k].shape[d]);
     to_float(r.params + r.L.param[k].offset, t);
   }
-  const tensor *dyt = get("%s/dy", prefix);
+  const torch_tensor *dyt = fixture_get(&g_fixture, "%s/dy", prefix);
   assert_int_equal(dyt->n, (size_t)B * L.out_size);
   float *dy = malloc(dyt->n * sizeof(float));
   to_float(dy, dyt);
   char what[96];
   rig_forward(&r);
   snprintf(what, sizeof what, "%s y", prefix);
-  assert_close(what, r.y, get("%s/y", prefix), 1e-5);
+  assert_close(what, r.y, fixture_get(&g_fixture, "%s/y", prefix), 1e-5);
   rig_backward(&r, dy, r.dx);
   snprintf(what, sizeof what, "%s dx", prefix);
-  assert_close(what, r.dx, get("%s/dx", prefix), 1e-5);
+  assert_close(what, r.dx, fixture_get(&g_fixture, "%s/dx", prefix), 1e-5);
   for (int k = 0; k < L.nparams; k++) {
     const char *suffix = strchr(L.param[k].name, '.') + 1;
     snprintf(what, sizeof what, "%s grad_%s", prefix, suffix);
-    assert_close(what, r.grads + r.L.param[k].offset, get("%s/grad_%s", prefix, suffix), 1e-5);
+    assert_close(what, r.grads + r.L.param[k].offset,
+                 fixture_get(&g_fixture, "%s/grad_%s", prefix, suffix), 1e-5);
   }
   free(dy);
   rig_free(&r);
@@ -207,7 +123,7 @@ static void test_conv_matches_torch(void **state) {
   (void)state;
   const char *cases[] = {"conv_a", "conv_b"};
   for (int i = 0; i < 2; i++) {
-    const tensor *g = get("%s/geom", cases[i]);
+    const torch_tensor *g = fixture_get(&g_fixture, "%s/geom", cases[i]);
     int v[10];
     for (int k = 0; k < 10; k++) v[k] = (int)g->v[k];
     check_layer_against_torch(
@@ -219,15 +135,15 @@ static void test_conv_matches_torch(void **state) {
 static void test_pools_match_torch(void **state) {
   (void)state;
   int v[7];
-  const tensor *g = get("maxpool/geom");
+  const torch_tensor *g = fixture_get(&g_fixture, "maxpool/geom");
   for (int k = 0; k < 7; k++) v[k] = (int)g->v[k];
   check_layer_against_torch("maxpool", fh_layer_maxpool2d("pool", v[0], v[1], v[2], v[3], v[4], v[5]),
                             v[6]);
-  g = get("avgpool/geom");
+  g = fixture_get(&g_fixture, "avgpool/geom");
   for (int k = 0; k < 7; k++) v[k] = (int)g->v[k];
   check_layer_against_torch("avgpool", fh_layer_avgpool2d("pool", v[0], v[1], v[2], v[3], v[4], v[5]),
                             v[6]);
-  g = get("gap/geom");
+  g = fixture_get(&g_fixture, "gap/geom");
   for (int k = 0; k < 7; k++) v[k] = (int)g->v[k];
   check_layer_against_torch("gap", fh_layer_adaptive_avgpool1("gap", v[0], v[1], v[2]), v[6]);
 }
@@ -253,7 +169,7 @@ static fh_model *build_chain(int C, int H, int W, int K, int B) {
 
 static void test_chain_matches_torch(void **state) {
   (void)state;
-  const tensor *d = get("chain/dims");
+  const torch_tensor *d = fixture_get(&g_fixture, "chain/dims");
   const int B = (int)d->v[0], C = (int)d->v[1], H = (int)d->v[2], W = (int)d->v[3],
             K = (int)d->v[4];
   fh_model *m = build_chain(C, H, W, K, B);
@@ -263,27 +179,28 @@ static void test_chain_matches_torch(void **state) {
   for (int i = 0; i < 3; i++) {
     const fh_param_view *v = fh_model_view(m, i);
     assert_string_equal(v->name, keys[i]);
-    const tensor *t = get("chain/init/%s", keys[i]);
+    const torch_tensor *t = fixture_get(&g_fixture, "chain/init/%s", keys[i]);
     assert_int_equal(t->ndim, v->ndim);
     for (int k = 0; k < t->ndim; k++) assert_int_equal(t->shape[k], v->shape[k]);
     to_float(fh_model_params(m) + v->offset, t);
   }
   float *x = malloc((size_t)B * C * H * W * sizeof(float));
-  to_float(x, get("chain/x"));
+  to_float(x, fixture_get(&g_fixture, "chain/x"));
   int32_t y[16];
   assert_true(B <= 16);
-  for (int i = 0; i < B; i++) y[i] = (int32_t)get("chain/y")->v[i];
+  for (int i = 0; i < B; i++) y[i] = (int32_t)fixture_get(&g_fixture, "chain/y")->v[i];
 
-  assert_close("chain logits", fh_model_forward(m, x, B, 1), get("chain/logits"), 1e-5);
+  assert_close("chain logits", fh_model_forward(m, x, B, 1),
+               fixture_get(&g_fixture, "chain/logits"), 1e-5);
   const float loss = fh_model_loss_grad(m, x, y, B);
-  const double want = get("chain/loss")->v[0];
+  const double want = fixture_get(&g_fixture, "chain/loss")->v[0];
   if (!(fabs(loss - want) <= 1e-5 * fabs(want)))
     fail_msg("chain loss %.9g, PyTorch %.9g", (double)loss, want);
   for (int i = 0; i < 3; i++) {
     const fh_param_view *v = fh_model_view(m, i);
     char what[64];
     snprintf(what, sizeof what, "chain/grad/%s", v->name);
-    assert_close(what, fh_model_grads(m) + v->offset, get("%s", what), 1e-5);
+    assert_close(what, fh_model_grads(m) + v->offset, fixture_get(&g_fixture, "%s", what), 1e-5);
   }
   /* A second step from the same state gives the same gradients: the backward
    * reads the columns the forward just stored, never stale ones. */
@@ -351,56 +268,18 @@ static void test_flops_and_init(void **state) {
 
 /* ---- finite differences ---------------------------------------------------------- */
 
+/* J = sum(w * y) for the rig's current input and parameters. */
 typedef struct {
-  int bad;
-  size_t worst_i;
-  double worst_excess;
-} agreement;
+  rig *r;
+  const float *w;
+} rig_objective;
 
-static agreement compare(const double *analytic, const double *numeric, size_t n, double scale,
-                         double atol) {
-  agreement g = {0, 0, 0.0};
-  for (size_t i = 0; i < n; i++) {
-    const double a = analytic[i] * scale, d = numeric[i];
-    const double tol = RTOL * fmax(fabs(a), fabs(d)) + atol;
-    const double excess = fabs(a - d) / tol;
-    if (!(excess <= 1.0)) g.bad++;
-    if (!(excess <= g.worst_excess)) g.worst_excess = excess, g.worst_i = i;
-  }
-  return g;
-}
-
-static void assert_gradients(const char *what, const double *analytic, const double *numeric,
-                             size_t n, double atol) {
-  const agreement g = compare(analytic, numeric, n, 1.0, atol);
-  if (g.bad)
-    fail_msg("%s: %d of %zu gradient entries disagree; worst [%zu] analytic %.6g numeric %.6g", what,
-             g.bad, n, g.worst_i, analytic[g.worst_i], numeric[g.worst_i]);
-  if (compare(analytic, numeric, n, -1.0, atol).bad == 0)
-    fail_msg("%s: the check cannot tell a flipped sign (atol %.g too loose)", what, atol);
-  if (compare(analytic, numeric, n, 1.05, atol).bad == 0)
-    fail_msg("%s: the check cannot tell a 5%% error (atol %.g too loose)", what, atol);
-}
-
-static double objective(rig *r, const float *w) {
-  rig_forward(r);
+static double objective(void *ctx) {
+  const rig_objective *o = ctx;
+  rig_forward(o->r);
   double s = 0.0;
-  for (size_t i = 0; i < (size_t)r->B * r->L.out_size; i++) s += (double)w[i] * r->y[i];
+  for (size_t i = 0; i < (size_t)o->r->B * o->r->L.out_size; i++) s += (double)o->w[i] * o->r->y[i];
   return s;
-}
-
-/* Central differences of objective with respect to every entry of p, using
- * the step actually taken once p +- h is rounded to float. */
-static void numeric(rig *r, const float *w, float *p, size_t n, float h, double *num) {
-  for (size_t i = 0; i < n; i++) {
-    const float orig = p[i], plus = orig + h, minus = orig - h;
-    p[i] = plus;
-    const double jp = objective(r, w);
-    p[i] = minus;
-    const double jm = objective(r, w);
-    p[i] = orig;
-    num[i] = (jp - jm) / ((double)plus - (double)minus);
-  }
 }
 
 /* Analytic gradients of every parameter (on top of a random prefill the
@@ -418,17 +297,18 @@ static void gradcheck_layer(const char *what, rig *r, float h, double atol) {
   rig_backward(r, w, r->dx);
   size_t most = nx > r->np ? nx : r->np;
   double *ana = malloc(most * sizeof(double)), *num = malloc(most * sizeof(double));
+  rig_objective J = {r, w};
   char label[96];
   for (int k = 0; k < r->L.nparams; k++) {
     const fh_param_view *v = &r->L.param[k];
     for (size_t i = 0; i < v->numel; i++)
       ana[i] = (double)r->grads[v->offset + i] - prefill[v->offset + i];
-    numeric(r, w, r->params + v->offset, v->numel, h, num);
+    gradcheck_numeric(r->params + v->offset, v->numel, h, objective, &J, num);
     snprintf(label, sizeof label, "%s d%s", what, strchr(v->name, '.') + 1);
     assert_gradients(label, ana, num, v->numel, atol);
   }
   for (size_t i = 0; i < nx; i++) ana[i] = r->dx[i];
-  numeric(r, w, r->x, nx, h, num);
+  gradcheck_numeric(r->x, nx, h, objective, &J, num);
   snprintf(label, sizeof label, "%s dx", what);
   assert_gradients(label, ana, num, nx, atol);
 

@@ -3,64 +3,23 @@
  *
  * Layer checks differentiate J = sum(r * y) for a fixed random r, summed in
  * double, so that dJ/dy = r and the only float rounding is in y itself. The
- * step actually taken is (double)(float)(p + h) - (double)(float)(p - h), not
- * 2h, so rounding the perturbed parameter to float does not bias the quotient.
+ * step is the one actually taken once p +- h is rounded to float (gradcheck.h).
  *
  * Agreement: |analytic - numeric| <= 1e-2 max(|analytic|, |numeric|) + atol,
  * where atol is a few times the quotient's rounding noise for that objective.
  * Every check is paired with negative controls: the same comparison must
  * reject the analytic gradient with its sign flipped or scaled by 1.05. */
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "gradcheck.h"
 
 #include "core/rng.h"
 #include "nn/layer.h"
 #include "nn/loss.h"
 #include "nn/model.h"
-
-#define RTOL 1e-2
-
-/* ---- comparison ------------------------------------------------------------ */
-
-typedef struct {
-  int bad;           /* elements outside the tolerance       */
-  size_t worst_i;
-  double worst_excess; /* |a-n| / (tolerance) of the worst    */
-} agreement;
-
-static agreement compare(const double *analytic, const double *numeric, size_t n, double scale,
-                         double atol) {
-  agreement g = {0, 0, 0.0};
-  for (size_t i = 0; i < n; i++) {
-    const double a = analytic[i] * scale, d = numeric[i];
-    const double tol = RTOL * fmax(fabs(a), fabs(d)) + atol;
-    const double excess = fabs(a - d) / tol;
-    if (!(excess <= 1.0)) g.bad++;
-    if (!(excess <= g.worst_excess)) g.worst_excess = excess, g.worst_i = i;
-  }
-  return g;
-}
-
-/* Asserts agreement, and that a wrong sign or a 5% error would be caught. */
-static void assert_gradients(const char *what, const double *analytic, const double *numeric,
-                             size_t n, double atol) {
-  const agreement g = compare(analytic, numeric, n, 1.0, atol);
-  if (g.bad)
-    fail_msg("%s: %d of %zu gradient entries disagree; worst [%zu] analytic %.6g numeric %.6g", what,
-             g.bad, n, g.worst_i, analytic[g.worst_i], numeric[g.worst_i]);
-  if (compare(analytic, numeric, n, -1.0, atol).bad == 0)
-    fail_msg("%s: the check cannot tell a flipped sign (atol %.g too loose)", what, atol);
-  if (compare(analytic, numeric, n, 1.05, atol).bad == 0)
-    fail_msg("%s: the check cannot tell a 5%% error (atol %.g too loose)", what, atol);
-}
 
 /* ---- helpers ----------------------------------------------------------------- */
 
@@ -84,40 +43,20 @@ static double dot(const float *a, const float *b, size_t n) {
   return s;
 }
 
-/* The actual distance between p + h and p - h once both are rounded to float. */
-static double perturb(float *p, float h, float *plus, float *minus) {
-  const float orig = *p;
-  *plus = orig + h;
-  *minus = orig - h;
-  return (double)*plus - (double)*minus;
-}
-
 /* ---- Linear ------------------------------------------------------------------ */
 
 enum { LB = 3, LIN = 5, LOUT = 4 };
 
 /* J = sum(r * (x W^T + b)) */
-static double linear_objective(const float *x, const float *W, const float *b, const float *r) {
-  float y[LB * LOUT];
-  fh_linear_forward(y, x, W, b, LB, LIN, LOUT);
-  return dot(r, y, LB * LOUT);
-}
+typedef struct {
+  const float *x, *W, *b, *r;
+} linear_problem;
 
-/* Central differences of linear_objective with respect to every entry of p
- * (one of x, W, b), into num. */
-static void linear_numeric(float *p, size_t n, const float *x, const float *W, const float *b,
-                           const float *r, double *num) {
-  for (size_t i = 0; i < n; i++) {
-    const float orig = p[i];
-    float plus, minus;
-    const double step = perturb(&p[i], 1e-2f, &plus, &minus);
-    p[i] = plus;
-    const double jp = linear_objective(x, W, b, r);
-    p[i] = minus;
-    const double jm = linear_objective(x, W, b, r);
-    p[i] = orig;
-    num[i] = (jp - jm) / step;
-  }
+static double linear_objective(void *ctx) {
+  const linear_problem *q = ctx;
+  float y[LB * LOUT];
+  fh_linear_forward(y, q->x, q->W, q->b, LB, LIN, LOUT);
+  return dot(q->r, y, LB * LOUT);
 }
 
 static void test_linear(void **state) {
@@ -132,15 +71,16 @@ static void test_linear(void **state) {
   float dx[LB * LIN];
   fh_linear_backward(dx, dW, db, r, x, W, LB, LIN, LOUT);
 
+  linear_problem J = {x, W, b, r};
   double ana[LOUT * LIN], num[LOUT * LIN];
   for (int i = 0; i < LOUT * LIN; i++) ana[i] = (double)dW[i] - dW0[i];
-  linear_numeric(W, LOUT * LIN, x, W, b, r, num);
+  gradcheck_numeric(W, LOUT * LIN, 1e-2f, linear_objective, &J, num);
   assert_gradients("linear dW", ana, num, LOUT * LIN, 1e-4);
   for (int i = 0; i < LOUT; i++) ana[i] = (double)db[i] - db0[i];
-  linear_numeric(b, LOUT, x, W, b, r, num);
+  gradcheck_numeric(b, LOUT, 1e-2f, linear_objective, &J, num);
   assert_gradients("linear db", ana, num, LOUT, 1e-4);
   for (int i = 0; i < LB * LIN; i++) ana[i] = dx[i];
-  linear_numeric(x, LB * LIN, x, W, b, r, num);
+  gradcheck_numeric(x, LB * LIN, 1e-2f, linear_objective, &J, num);
   assert_gradients("linear dx", ana, num, LB * LIN, 1e-4);
 
   /* dx = NULL skips the input gradient and leaves the rest as it was. */
@@ -160,9 +100,23 @@ static void test_linear(void **state) {
 
 /* ---- ReLU ------------------------------------------------------------------- */
 
+enum { RN = 40 };
+
+/* J = sum(r * relu(x)) */
+typedef struct {
+  const float *x, *r;
+} relu_problem;
+
+static double relu_objective(void *ctx) {
+  const relu_problem *q = ctx;
+  float y[RN];
+  fh_relu_forward(y, q->x, RN);
+  return dot(q->r, y, RN);
+}
+
 static void test_relu(void **state) {
   (void)state;
-  enum { N = 40 };
+  enum { N = RN };
   /* Keep every input at least 0.05 from the kink, where the derivative is 0 or 1. */
   float *x = randn(N, 1.0f), *r = randn(N, 1.0f);
   for (int i = 0; i < N; i++) x[i] = copysignf(0.05f + fabsf(x[i]), x[i]);
@@ -170,16 +124,9 @@ static void test_relu(void **state) {
   fh_relu_forward(y, x, N);
   fh_relu_backward(dx, r, y, N);
   double ana[N], num[N];
-  for (int i = 0; i < N; i++) {
-    ana[i] = dx[i];
-    float xp[N], xm[N], yp[N], ym[N];
-    memcpy(xp, x, sizeof xp);
-    memcpy(xm, x, sizeof xm);
-    const double step = perturb(&x[i], 1e-3f, &xp[i], &xm[i]);
-    fh_relu_forward(yp, xp, N);
-    fh_relu_forward(ym, xm, N);
-    num[i] = (dot(r, yp, N) - dot(r, ym, N)) / step;
-  }
+  for (int i = 0; i < N; i++) ana[i] = dx[i];
+  relu_problem J = {x, r};
+  gradcheck_numeric(x, N, 1e-3f, relu_objective, &J, num);
   assert_gradients("relu dx", ana, num, N, 1e-4);
   int active = 0;
   for (int i = 0; i < N; i++) active += x[i] > 0;
@@ -198,21 +145,17 @@ static void test_relu(void **state) {
 
 enum { CB = 3, CC = 4 };
 
-static void ce_numeric(float *z, const int32_t *y, const float *t, double *num) {
+/* J = the mean cross-entropy of z against hard labels y, or soft targets t when y is NULL. */
+typedef struct {
+  const float *z, *t;
+  const int32_t *y;
+} ce_problem;
+
+static double ce_objective(void *ctx) {
+  const ce_problem *q = ctx;
   float probs[CB * CC];
-  for (int i = 0; i < CB * CC; i++) {
-    const float orig = z[i];
-    float plus, minus;
-    const double step = perturb(&z[i], 1e-2f, &plus, &minus);
-    z[i] = plus;
-    const double jp = y ? fh_softmax_ce_forward(probs, z, y, CB, CC)
-                        : fh_softmax_ce_soft_forward(probs, z, t, CB, CC);
-    z[i] = minus;
-    const double jm = y ? fh_softmax_ce_forward(probs, z, y, CB, CC)
-                        : fh_softmax_ce_soft_forward(probs, z, t, CB, CC);
-    z[i] = orig;
-    num[i] = (jp - jm) / step;
-  }
+  return q->y ? fh_softmax_ce_forward(probs, q->z, q->y, CB, CC)
+              : fh_softmax_ce_soft_forward(probs, q->z, q->t, CB, CC);
 }
 
 static void test_cross_entropy(void **state) {
@@ -237,7 +180,8 @@ static void test_cross_entropy(void **state) {
   fh_softmax_ce_backward(dz, probs, y, CB, CC);
   double ana[CB * CC], num[CB * CC];
   for (int i = 0; i < CB * CC; i++) ana[i] = dz[i];
-  ce_numeric(z, y, NULL, num);
+  ce_problem hard = {z, NULL, y};
+  gradcheck_numeric(z, CB * CC, 1e-2f, ce_objective, &hard, num);
   assert_gradients("cross-entropy dlogits", ana, num, CB * CC, 1e-5);
 
   /* Soft targets; the last row sums to 0.6, not one. */
@@ -251,7 +195,8 @@ static void test_cross_entropy(void **state) {
   fh_softmax_ce_soft_forward(probs, z, t, CB, CC);
   fh_softmax_ce_soft_backward(dz, probs, t, CB, CC);
   for (int i = 0; i < CB * CC; i++) ana[i] = dz[i];
-  ce_numeric(z, NULL, t, num);
+  ce_problem soft = {z, t, NULL};
+  gradcheck_numeric(z, CB * CC, 1e-2f, ce_objective, &soft, num);
   assert_gradients("soft-target cross-entropy dlogits", ana, num, CB * CC, 1e-5);
   free(z);
 }
@@ -273,6 +218,19 @@ static void test_cross_entropy_is_stable(void **state) {
 }
 
 /* ---- a whole MLP ------------------------------------------------------------------ */
+
+/* J = the model's mean cross-entropy on (x, y). */
+typedef struct {
+  fh_model *m;
+  const float *x;
+  const int32_t *y;
+  int B;
+} mlp_problem;
+
+static double mlp_objective(void *ctx) {
+  const mlp_problem *q = ctx;
+  return fh_model_loss_grad(q->m, q->x, q->y, q->B);
+}
 
 static void test_mlp(void **state) {
   (void)state;
@@ -302,17 +260,8 @@ static void test_mlp(void **state) {
   }
   assert_true(fabs(loss - want / B) <= 1e-6 * want / B);
 
-  for (size_t i = 0; i < n; i++) {
-    const float orig = theta[i];
-    float plus, minus;
-    const double step = perturb(&theta[i], 1e-2f, &plus, &minus);
-    theta[i] = plus;
-    const double jp = fh_model_loss_grad(m, x, y, B);
-    theta[i] = minus;
-    const double jm = fh_model_loss_grad(m, x, y, B);
-    theta[i] = orig;
-    num[i] = (jp - jm) / step;
-  }
+  mlp_problem J = {m, x, y, B};
+  gradcheck_numeric(theta, n, 1e-2f, mlp_objective, &J, num);
   /* The loss is float (about 1e-7 relative); over a 2e-2 step that is noise
    * of a few 1e-6 in the quotient. */
   assert_gradients("MLP d(loss)/d(params)", ana, num, n, 2e-5);

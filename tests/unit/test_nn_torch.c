@@ -1,116 +1,33 @@
 /* The MLP, its loss, gradients, SGD and gradient clipping against PyTorch on
  * fixed inputs (tests/fixtures/nn_torch.txt, made by make_nn_fixtures.py). */
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
+#include "torch_fixture.h"
 
 #include "nn/loss.h"
 #include "nn/model.h"
 #include "nn/optim.h"
 
-#define FIXTURE FH_FIXTURES_DIR "/nn_torch.txt"
-
 /* ---- the fixture ------------------------------------------------------------ */
 
-typedef struct {
-  char name[96];
-  int ndim, shape[4];
-  size_t n;
-  double *v;
-} tensor;
-
-static tensor *g_tensors;
-static int g_ntensors;
+static torch_fixture g_fixture;
 
 static int load_fixture(void **state) {
   (void)state;
-  FILE *f = fopen(FIXTURE, "r");
-  if (!f) {
-    fprintf(stderr, "cannot open %s\n", FIXTURE);
-    return -1;
-  }
-  int cap = 0;
-  char line[256];
-  for (;;) {
-    int c = fgetc(f);
-    if (c == EOF) break;
-    if (c == '#') { /* comment line */
-      if (!fgets(line, sizeof line, f)) break;
-      continue;
-    }
-    if (c == '\n' || c == ' ') continue;
-    ungetc(c, f);
-    if (g_ntensors == cap) {
-      cap = cap ? 2 * cap : 64;
-      g_tensors = realloc(g_tensors, (size_t)cap * sizeof *g_tensors);
-    }
-    tensor *t = &g_tensors[g_ntensors++];
-    memset(t, 0, sizeof *t);
-    if (fscanf(f, "%95s %d", t->name, &t->ndim) != 2 || t->ndim < 1 || t->ndim > 4) goto bad;
-    t->n = 1;
-    for (int d = 0; d < t->ndim; d++) {
-      if (fscanf(f, "%d", &t->shape[d]) != 1) goto bad;
-      t->n *= (size_t)t->shape[d];
-    }
-    t->v = malloc(t->n * sizeof(double));
-    for (size_t i = 0; i < t->n; i++)
-      if (fscanf(f, "%lf", &t->v[i]) != 1) goto bad;
-  }
-  fclose(f);
-  return 0;
-bad:
-  fprintf(stderr, "%s: malformed near tensor %d\n", FIXTURE, g_ntensors);
-  fclose(f);
-  return -1;
+  return torch_fixture_load(&g_fixture, FH_FIXTURES_DIR "/nn_torch.txt");
 }
 
 static int free_fixture(void **state) {
   (void)state;
-  for (int i = 0; i < g_ntensors; i++) free(g_tensors[i].v);
-  free(g_tensors);
-  g_tensors = NULL;
-  g_ntensors = 0;
+  torch_fixture_free(&g_fixture);
   return 0;
 }
 
-static const tensor *get(const char *fmt, ...) {
-  char name[96];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(name, sizeof name, fmt, ap);
-  va_end(ap);
-  for (int i = 0; i < g_ntensors; i++)
-    if (strcmp(g_tensors[i].name, name) == 0) return &g_tensors[i];
-  fail_msg("fixture has no tensor '%s'", name);
-  return NULL;
-}
-
-static double scalar(const char *name) { return get("%s", name)->v[0]; }
-
-/* Every element within rtol of the reference, relative to the larger of its
- * own magnitude and 1% of the tensor's largest: an element that is small
- * through cancellation carries the rounding of the larger terms summed into
- * it. Exact zeros (dead ReLU units) are held to that floor, not excused. */
-static void assert_close(const char *what, const float *got, const tensor *want, double rtol) {
-  double scale = 0.0;
-  for (size_t i = 0; i < want->n; i++) scale = fmax(scale, fabs(want->v[i]));
-  double worst = 0.0;
-  size_t worst_i = 0;
-  for (size_t i = 0; i < want->n; i++) {
-    const double err = fabs((double)got[i] - want->v[i]) / fmax(fabs(want->v[i]), 1e-2 * scale);
-    if (!(err <= worst)) worst = err, worst_i = i;
-  }
-  if (!(worst <= rtol))
-    fail_msg("%s: element %zu is %.9g, PyTorch %.9g (relative error %.3g > %.1g)", what, worst_i,
-             (double)got[worst_i], want->v[worst_i], worst, rtol);
-}
+static double scalar(const char *name) { return fixture_get(&g_fixture, "%s", name)->v[0]; }
 
 static void assert_scalar_close(const char *what, double got, double want, double rtol) {
   if (!(fabs(got - want) <= rtol * fabs(want)))
@@ -127,15 +44,11 @@ typedef struct {
   int32_t *y;
 } setup;
 
-static void to_float(float *dst, const tensor *t) {
-  for (size_t i = 0; i < t->n; i++) dst[i] = (float)t->v[i];
-}
-
 /* Loads a tensor per view, "<prefix><view name>", checking its shape. */
 static void load_views(fh_model *m, float *dst, const char *prefix) {
   for (int i = 0; i < fh_model_nviews(m); i++) {
     const fh_param_view *v = fh_model_view(m, i);
-    const tensor *t = get("%s%s", prefix, v->name);
+    const torch_tensor *t = fixture_get(&g_fixture, "%s%s", prefix, v->name);
     assert_int_equal(t->ndim, v->ndim);
     for (int k = 0; k < v->ndim; k++) assert_int_equal(t->shape[k], v->shape[k]);
     to_float(dst + v->offset, t);
@@ -147,12 +60,12 @@ static void check_views(fh_model *m, const float *src, const char *prefix, doubl
     const fh_param_view *v = fh_model_view(m, i);
     char what[128];
     snprintf(what, sizeof what, "%s%s", prefix, v->name);
-    assert_close(what, src + v->offset, get("%s", what), rtol);
+    assert_close(what, src + v->offset, fixture_get(&g_fixture, "%s", what), rtol);
   }
 }
 
 static void make_model(setup *s) {
-  const tensor *dims = get("mlp/dims");
+  const torch_tensor *dims = fixture_get(&g_fixture, "mlp/dims");
   s->d = (int)dims->v[0];
   const int hidden[2] = {(int)dims->v[1], (int)dims->v[2]};
   s->c = (int)dims->v[3];
@@ -161,8 +74,8 @@ static void make_model(setup *s) {
   load_views(s->m, fh_model_params(s->m), "mlp/init/");
   s->x = malloc((size_t)s->b * s->d * sizeof(float));
   s->y = malloc((size_t)s->b * sizeof(int32_t));
-  to_float(s->x, get("mlp/x"));
-  const tensor *y = get("mlp/y");
+  to_float(s->x, fixture_get(&g_fixture, "mlp/x"));
+  const torch_tensor *y = fixture_get(&g_fixture, "mlp/y");
   for (int i = 0; i < s->b; i++) s->y[i] = (int32_t)y->v[i];
 }
 
@@ -184,7 +97,7 @@ static void test_views_follow_state_dict(void **state) {
     const fh_param_view *v = fh_model_view(s.m, i);
     assert_string_equal(v->name, keys[i]);
     assert_int_equal(v->offset, offset);
-    assert_int_equal(v->numel, get("mlp/init/%s", keys[i])->n);
+    assert_int_equal(v->numel, fixture_get(&g_fixture, "mlp/init/%s", keys[i])->n);
     offset += v->numel;
   }
   assert_int_equal(fh_model_nparams(s.m), offset);
@@ -195,7 +108,8 @@ static void test_forward_loss_and_gradients(void **state) {
   (void)state;
   setup s;
   make_model(&s);
-  assert_close("logits", fh_model_forward(s.m, s.x, s.b, 1), get("mlp/logits"), 1e-5);
+  assert_close("logits", fh_model_forward(s.m, s.x, s.b, 1), fixture_get(&g_fixture, "mlp/logits"),
+               1e-5);
   const float loss = fh_model_loss_grad(s.m, s.x, s.y, s.b);
   assert_scalar_close("loss", loss, scalar("mlp/loss"), 1e-5);
   check_views(s.m, fh_model_grads(s.m), "mlp/grad/", 1e-5);
@@ -237,13 +151,13 @@ static void test_clip_grad_norm(void **state) {
 static void run_sgd(int nesterov) {
   setup s;
   make_model(&s);
-  const tensor *h = get("sgd/hyper");
+  const torch_tensor *h = fixture_get(&g_fixture, "sgd/hyper");
   const fh_sgd opt = {.lr = (float)h->v[0], .momentum = (float)h->v[1], .dampening = 0.0f,
                       .weight_decay = (float)h->v[2], .nesterov = nesterov};
   const size_t n = fh_model_nparams(s.m);
   float *buf = malloc(n * sizeof(float));
   for (size_t i = 0; i < n; i++) buf[i] = NAN; /* the first step must not read it */
-  const tensor *losses = get("sgd%d/losses", nesterov);
+  const torch_tensor *losses = fixture_get(&g_fixture, "sgd%d/losses", nesterov);
   long long steps = 0;
   for (int k = 0; k < (int)losses->n; k++) {
     const float loss = fh_model_loss_grad(s.m, s.x, s.y, s.b);
@@ -261,8 +175,9 @@ static void run_sgd(int nesterov) {
    * term shows here. 1e-3: both sides lose digits in the subtraction. */
   for (int i = 0; i < fh_model_nviews(s.m); i++) {
     const fh_param_view *v = fh_model_view(s.m, i);
-    const tensor *init = get("mlp/init/%s", v->name), *after = get("%s%s", prefix, v->name);
-    tensor want = *after;
+    const torch_tensor *init = fixture_get(&g_fixture, "mlp/init/%s", v->name),
+                       *after = fixture_get(&g_fixture, "%s%s", prefix, v->name);
+    torch_tensor want = *after;
     want.v = malloc(want.n * sizeof(double));
     float *got = malloc(want.n * sizeof(float));
     for (size_t k = 0; k < want.n; k++) {
@@ -291,7 +206,8 @@ static void test_sgd_nesterov(void **state) {
 
 static void test_sgd_dampening(void **state) {
   (void)state;
-  const tensor *h = get("damp/hyper"), *p0 = get("damp/p0");
+  const torch_tensor *h = fixture_get(&g_fixture, "damp/hyper"),
+                     *p0 = fixture_get(&g_fixture, "damp/p0");
   const fh_sgd opt = {.lr = (float)h->v[0], .momentum = (float)h->v[1],
                       .dampening = (float)h->v[2], .weight_decay = (float)h->v[3], .nesterov = 0};
   const size_t n = p0->n;
@@ -300,15 +216,16 @@ static void test_sgd_dampening(void **state) {
   to_float(p, p0);
   long long steps = 0;
   for (int k = 0; k < 3; k++) {
-    to_float(g, get("damp/g%d", k));
+    to_float(g, fixture_get(&g_fixture, "damp/g%d", k));
     fh_sgd_step(&opt, p, g, buf, n, &steps);
   }
-  assert_close("damp/p3", p, get("damp/p3"), 1e-5);
+  assert_close("damp/p3", p, fixture_get(&g_fixture, "damp/p3"), 1e-5);
 }
 
 static void test_soft_target_cross_entropy(void **state) {
   (void)state;
-  const tensor *z = get("soft/logits"), *t = get("soft/targets");
+  const torch_tensor *z = fixture_get(&g_fixture, "soft/logits"),
+                     *t = fixture_get(&g_fixture, "soft/targets");
   const int B = z->shape[0], C = z->shape[1];
   float zf[64], tf[64], probs[64], dz[64];
   assert_true(z->n <= 64);
@@ -317,7 +234,7 @@ static void test_soft_target_cross_entropy(void **state) {
   const double loss = fh_softmax_ce_soft_forward(probs, zf, tf, B, C);
   assert_scalar_close("soft-target loss", loss, scalar("soft/loss"), 1e-6);
   fh_softmax_ce_soft_backward(dz, probs, tf, B, C);
-  assert_close("soft-target gradient", dz, get("soft/grad"), 1e-5);
+  assert_close("soft-target gradient", dz, fixture_get(&g_fixture, "soft/grad"), 1e-5);
 }
 
 int main(void) {
