@@ -106,4 +106,14 @@ const fh_layer *fh_model_layer(const fh_model *m, int i);
  * 54410 parameters". Returns what snprintf would. */
 int fh_model_summary(const fh_model *m, char *buf, size_t cap);
 
+/* ---- Extractor / header split (model-heterogeneous methods, pFedAFM) ------- */
+
+/* Every architecture ends in one Linear classifier, the header; the layers
+ * before it are the feature extractor. The header's views are views
+ * [fh_model_header_first_view(m), fh_model_nviews(m)) ("fc3.weight",
+ * "fc3.bias" for cnn1..cnn5), and its input, the extractor's output, has
+ * fh_model_feature_dim(m) floats per sample (500 for cnn1..cnn5). */
+int fh_model_header_first_view(const fh_model *m);
+int fh_model_feature_dim(const fh_model *m);
+
 #endif
