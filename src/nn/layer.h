@@ -32,6 +32,11 @@ typedef enum {
   FH_LAYER_MAXPOOL2D,
   FH_LAYER_AVGPOOL2D,
   FH_LAYER_ADAPTIVE_AVGPOOL2D,
+  FH_LAYER_FLATTEN,
+  FH_LAYER_BATCHNORM2D,
+  FH_LAYER_BATCHNORM1D,
+  FH_LAYER_ELU,
+  FH_LAYER_DROPOUT,
 } fh_layer_kind;
 
 #define FH_LAYER_MAX_PARAMS 4  /* weight, bias, ...                       */
