@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "gradcheck.h"
+#include "layer_rig.h"
 #include "torch_fixture.h"
 
 #include "core/rng.h"
@@ -46,50 +47,10 @@ static int teardown_all(void **state) {
 
 /* ---- a layer on its own ------------------------------------------------------ */
 
-/* A layer with hand-placed parameters (in view order), a scratch of its own and
- * a model-like context; input = 0 so that its backward forms dx. */
-typedef struct {
-  fh_layer L;
-  int B;
-  size_t np;
-  float *params, *grads, *scratch, *x, *y, *dx;
-  fh_layer_ctx ctx;
-} rig;
-
-static rig rig_make(fh_layer L, int B) {
-  rig r;
-  memset(&r, 0, sizeof r);
-  L.input = 0;
-  for (int k = 0; k < L.nparams; k++) {
-    L.param[k].offset = r.np;
-    r.np += L.param[k].numel;
-  }
-  r.L = L;
-  r.B = B;
-  r.params = calloc(r.np + 1, sizeof(float));
-  r.grads = calloc(r.np + 1, sizeof(float));
-  r.scratch = calloc(L.scratch_fixed + (size_t)B * L.scratch_per_sample + 1, sizeof(float));
-  r.x = calloc((size_t)B * L.in_size, sizeof(float));
-  r.y = calloc((size_t)B * L.out_size, sizeof(float));
-  r.dx = calloc((size_t)B * L.in_size, sizeof(float));
-  r.ctx = (fh_layer_ctx){r.params, r.grads, NULL, r.scratch, NULL, 1};
-  return r;
-}
-
-static void rig_free(rig *r) {
-  free(r->params), free(r->grads), free(r->scratch), free(r->x), free(r->y), free(r->dx);
-}
-
-static void rig_forward(rig *r) { r->L.ops->forward(&r->L, &r->ctx, r->x, r->y, r->B); }
-
-static void rig_backward(rig *r, const float *dy, float *dx) {
-  r->L.ops->backward(&r->L, &r->ctx, r->x, r->y, dy, dx, r->B);
-}
-
 /* ---- PyTorch, layer by layer ------------------------------------------------- */
 
 static void check_layer_against_torch(const char *prefix, fh_layer L, int B) {
-  rig r = rig_make(L, B);
+  rig r = rig_make(L, B, &g_rng, 0);
   to_float(r.x, fixture_get(&g_fixture, "%s/x", prefix));
   for (int k = 0; k < L.nparams; k++) {
     const char *suffix = strchr(L.param[k].name, '.') + 1;
@@ -268,67 +229,12 @@ static void test_flops_and_init(void **state) {
 
 /* ---- finite differences ---------------------------------------------------------- */
 
-/* J = sum(w * y) for the rig's current input and parameters. */
-typedef struct {
-  rig *r;
-  const float *w;
-} rig_objective;
-
-static double objective(void *ctx) {
-  const rig_objective *o = ctx;
-  rig_forward(o->r);
-  double s = 0.0;
-  for (size_t i = 0; i < (size_t)o->r->B * o->r->L.out_size; i++) s += (double)o->w[i] * o->r->y[i];
-  return s;
-}
-
-/* Analytic gradients of every parameter (on top of a random prefill the
- * backward must add to) and of the input, checked against differences; then
- * the backward without dx must give the same parameter gradients. */
-static void gradcheck_layer(const char *what, rig *r, float h, double atol) {
-  const size_t ny = (size_t)r->B * r->L.out_size, nx = (size_t)r->B * r->L.in_size;
-  float *w = malloc(ny * sizeof(float));
-  fh_rng_normal_fill(&g_rng, w, ny, 0.0f, 1.0f);
-  fh_rng_normal_fill(&g_rng, r->grads, r->np, 0.0f, 1.0f);
-  float *prefill = malloc((r->np + 1) * sizeof(float));
-  memcpy(prefill, r->grads, r->np * sizeof(float));
-
-  rig_forward(r);
-  rig_backward(r, w, r->dx);
-  size_t most = nx > r->np ? nx : r->np;
-  double *ana = malloc(most * sizeof(double)), *num = malloc(most * sizeof(double));
-  rig_objective J = {r, w};
-  char label[96];
-  for (int k = 0; k < r->L.nparams; k++) {
-    const fh_param_view *v = &r->L.param[k];
-    for (size_t i = 0; i < v->numel; i++)
-      ana[i] = (double)r->grads[v->offset + i] - prefill[v->offset + i];
-    gradcheck_numeric(r->params + v->offset, v->numel, h, objective, &J, num);
-    snprintf(label, sizeof label, "%s d%s", what, strchr(v->name, '.') + 1);
-    assert_gradients(label, ana, num, v->numel, atol);
-  }
-  for (size_t i = 0; i < nx; i++) ana[i] = r->dx[i];
-  gradcheck_numeric(r->x, nx, h, objective, &J, num);
-  snprintf(label, sizeof label, "%s dx", what);
-  assert_gradients(label, ana, num, nx, atol);
-
-  /* dx = NULL: the parameter gradients alone, the same as before. */
-  float *with_dx = malloc((r->np + 1) * sizeof(float));
-  for (size_t i = 0; i < r->np; i++) with_dx[i] = r->grads[i] - prefill[i];
-  memset(r->grads, 0, r->np * sizeof(float));
-  rig_forward(r);
-  rig_backward(r, w, NULL);
-  for (size_t i = 0; i < r->np; i++)
-    assert_float_equal(r->grads[i], with_dx[i], 1e-4 * (1.0 + fabs(with_dx[i])));
-  free(with_dx), free(w), free(prefill), free(ana), free(num);
-}
-
 static void conv_gradcheck(const char *what, int C, int H, int W, int O, int kh, int kw,
                            int stride, int pad, int bias) {
-  rig r = rig_make(fh_layer_conv2d("conv", C, H, W, O, kh, kw, stride, pad, bias), 2);
+  rig r = rig_make(fh_layer_conv2d("conv", C, H, W, O, kh, kw, stride, pad, bias), 2, &g_rng, 0);
   fh_rng_normal_fill(&g_rng, r.params, r.np, 0.0f, 0.5f);
   fh_rng_normal_fill(&g_rng, r.x, (size_t)r.B * r.L.in_size, 0.0f, 1.0f);
-  gradcheck_layer(what, &r, 5e-2f, 1e-4);
+  gradcheck_layer(what, &r, 5e-2f, 1e-4, &g_rng);
   rig_free(&r);
 }
 
@@ -352,21 +258,21 @@ static void spaced_inputs(float *x, size_t n) {
 
 static void test_pool_gradients(void **state) {
   (void)state;
-  rig r = rig_make(fh_layer_maxpool2d("pool", 2, 7, 6, 3, 2, 1), 2);
+  rig r = rig_make(fh_layer_maxpool2d("pool", 2, 7, 6, 3, 2, 1), 2, &g_rng, 0);
   spaced_inputs(r.x, (size_t)r.B * r.L.in_size);
-  gradcheck_layer("maxpool 3 s2 p1", &r, 1e-2f, 1e-4);
+  gradcheck_layer("maxpool 3 s2 p1", &r, 1e-2f, 1e-4, &g_rng);
   rig_free(&r);
-  r = rig_make(fh_layer_maxpool2d("pool", 3, 6, 6, 2, 2, 0), 2);
+  r = rig_make(fh_layer_maxpool2d("pool", 3, 6, 6, 2, 2, 0), 2, &g_rng, 0);
   spaced_inputs(r.x, (size_t)r.B * r.L.in_size);
-  gradcheck_layer("maxpool 2 s2", &r, 1e-2f, 1e-4);
+  gradcheck_layer("maxpool 2 s2", &r, 1e-2f, 1e-4, &g_rng);
   rig_free(&r);
-  r = rig_make(fh_layer_avgpool2d("pool", 2, 7, 6, 3, 2, 1), 2);
+  r = rig_make(fh_layer_avgpool2d("pool", 2, 7, 6, 3, 2, 1), 2, &g_rng, 0);
   fh_rng_normal_fill(&g_rng, r.x, (size_t)r.B * r.L.in_size, 0.0f, 1.0f);
-  gradcheck_layer("avgpool 3 s2 p1", &r, 5e-2f, 1e-4);
+  gradcheck_layer("avgpool 3 s2 p1", &r, 5e-2f, 1e-4, &g_rng);
   rig_free(&r);
-  r = rig_make(fh_layer_adaptive_avgpool1("gap", 3, 4, 5), 2);
+  r = rig_make(fh_layer_adaptive_avgpool1("gap", 3, 4, 5), 2, &g_rng, 0);
   fh_rng_normal_fill(&g_rng, r.x, (size_t)r.B * r.L.in_size, 0.0f, 1.0f);
-  gradcheck_layer("adaptive avgpool", &r, 5e-2f, 1e-4);
+  gradcheck_layer("adaptive avgpool", &r, 5e-2f, 1e-4, &g_rng);
   rig_free(&r);
 }
 

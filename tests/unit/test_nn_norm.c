@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "gradcheck.h"
+#include "layer_rig.h"
 #include "torch_fixture.h"
 
 #include "core/rng.h"
@@ -43,54 +44,6 @@ static int teardown_all(void **state) {
 
 /* ---- a layer on its own ------------------------------------------------------ */
 
-/* A layer with hand-placed parameters and buffers (in view order), a scratch
- * of its own and a model-like context; input = 0 so that its backward forms
- * dx. */
-typedef struct {
-  fh_layer L;
-  int B;
-  size_t np, nb;
-  float *params, *grads, *buffers, *scratch, *x, *y, *dx;
-  fh_layer_ctx ctx;
-} rig;
-
-static rig rig_make(fh_layer L, int B) {
-  rig r;
-  memset(&r, 0, sizeof r);
-  L.input = 0;
-  for (int k = 0; k < L.nparams; k++) {
-    L.param[k].offset = r.np;
-    r.np += L.param[k].numel;
-  }
-  for (int k = 0; k < L.nbuffers; k++) {
-    L.buffer[k].offset = r.nb;
-    r.nb += L.buffer[k].numel;
-  }
-  r.L = L;
-  r.B = B;
-  r.params = calloc(r.np + 1, sizeof(float));
-  r.grads = calloc(r.np + 1, sizeof(float));
-  r.buffers = calloc(r.nb + 1, sizeof(float));
-  r.scratch = calloc(L.scratch_fixed + (size_t)B * L.scratch_per_sample + 1, sizeof(float));
-  r.x = calloc((size_t)B * L.in_size, sizeof(float));
-  r.y = calloc((size_t)B * L.out_size, sizeof(float));
-  r.dx = calloc((size_t)B * L.in_size, sizeof(float));
-  r.ctx = (fh_layer_ctx){r.params, r.grads, r.buffers, r.scratch, &g_rng, 1};
-  if (L.ops->init) L.ops->init(&r.L, r.params, r.buffers, &g_rng);
-  return r;
-}
-
-static void rig_free(rig *r) {
-  free(r->params), free(r->grads), free(r->buffers), free(r->scratch), free(r->x), free(r->y),
-      free(r->dx);
-}
-
-static void rig_forward(rig *r) { r->L.ops->forward(&r->L, &r->ctx, r->x, r->y, r->B); }
-
-static void rig_backward(rig *r, const float *dy, float *dx) {
-  r->L.ops->backward(&r->L, &r->ctx, r->x, r->y, dy, dx, r->B);
-}
-
 static float *fixture_floats(const char *fmt, const char *prefix, size_t n) {
   const torch_tensor *t = fixture_get(&g_fixture, fmt, prefix);
   assert_int_equal(t->n, n);
@@ -105,7 +58,7 @@ static void check_batchnorm_against_torch(const char *prefix) {
   const torch_tensor *d = fixture_get(&g_fixture, "%s/dims", prefix);
   const int B = (int)d->v[0], C = (int)d->v[1], H = (int)d->v[2], W = (int)d->v[3];
   const int is2d = strcmp(prefix, "bn2d") == 0;
-  rig r = rig_make(is2d ? fh_layer_batchnorm2d("bn", C, H, W) : fh_layer_batchnorm1d("bn", C), B);
+  rig r = rig_make(is2d ? fh_layer_batchnorm2d("bn", C, H, W) : fh_layer_batchnorm1d("bn", C), B, &g_rng, 1);
   const size_t n = (size_t)B * r.L.in_size;
   char what[96];
 
@@ -182,7 +135,7 @@ static void test_batchnorm_matches_torch(void **state) {
  * output is the bias and the running statistics stay as they were. */
 static void test_batchnorm_single_value(void **state) {
   (void)state;
-  rig r = rig_make(fh_layer_batchnorm1d("bn", 3), 1);
+  rig r = rig_make(fh_layer_batchnorm1d("bn", 3), 1, &g_rng, 1);
   const float x[3] = {2.0f, -1.0f, 7.0f}, bias[3] = {0.5f, -0.25f, 3.0f};
   memcpy(r.x, x, sizeof x);
   memcpy(r.params + 3, bias, sizeof bias);
@@ -203,7 +156,7 @@ static void test_elu_matches_torch(void **state) {
     const float alpha = (float)fixture_get(&g_fixture, "%s/alpha", cases[i])->v[0];
     const torch_tensor *xt = fixture_get(&g_fixture, "%s/x", cases[i]);
     const int B = xt->shape[0];
-    rig r = rig_make(fh_layer_elu("elu", alpha, xt->shape[1], xt->shape[2], xt->shape[3]), B);
+    rig r = rig_make(fh_layer_elu("elu", alpha, xt->shape[1], xt->shape[2], xt->shape[3]), B, &g_rng, 1);
     const size_t n = (size_t)B * r.L.in_size;
     assert_int_equal(xt->n, n);
     to_float(r.x, xt);
@@ -227,64 +180,10 @@ static void test_elu_matches_torch(void **state) {
 
 /* ---- finite differences ---------------------------------------------------------- */
 
-typedef struct {
-  rig *r;
-  const float *w;
-} rig_objective;
-
-/* J = sum(w * y) for the rig's current input and parameters. */
-static double objective(void *ctx) {
-  const rig_objective *o = ctx;
-  rig_forward(o->r);
-  double s = 0.0;
-  for (size_t i = 0; i < (size_t)o->r->B * o->r->L.out_size; i++) s += (double)o->w[i] * o->r->y[i];
-  return s;
-}
-
-/* Analytic gradients of every parameter (on top of a random prefill the
- * backward must add to) and of the input, checked against differences; then
- * the backward without dx must give the same parameter gradients. */
-static void gradcheck_layer(const char *what, rig *r, float h, double atol) {
-  const size_t ny = (size_t)r->B * r->L.out_size, nx = (size_t)r->B * r->L.in_size;
-  float *w = malloc(ny * sizeof(float));
-  fh_rng_normal_fill(&g_rng, w, ny, 0.0f, 1.0f);
-  fh_rng_normal_fill(&g_rng, r->grads, r->np, 0.0f, 1.0f);
-  float *prefill = malloc((r->np + 1) * sizeof(float));
-  memcpy(prefill, r->grads, r->np * sizeof(float));
-
-  rig_forward(r);
-  rig_backward(r, w, r->dx);
-  const size_t most = nx > r->np ? nx : r->np;
-  double *ana = malloc(most * sizeof(double)), *num = malloc(most * sizeof(double));
-  rig_objective J = {r, w};
-  char label[96];
-  for (int k = 0; k < r->L.nparams; k++) {
-    const fh_param_view *v = &r->L.param[k];
-    for (size_t i = 0; i < v->numel; i++)
-      ana[i] = (double)r->grads[v->offset + i] - prefill[v->offset + i];
-    gradcheck_numeric(r->params + v->offset, v->numel, h, objective, &J, num);
-    snprintf(label, sizeof label, "%s d%s", what, strchr(v->name, '.') + 1);
-    assert_gradients(label, ana, num, v->numel, atol);
-  }
-  for (size_t i = 0; i < nx; i++) ana[i] = r->dx[i];
-  gradcheck_numeric(r->x, nx, h, objective, &J, num);
-  snprintf(label, sizeof label, "%s dx", what);
-  assert_gradients(label, ana, num, nx, atol);
-
-  float *with_dx = malloc((r->np + 1) * sizeof(float));
-  for (size_t i = 0; i < r->np; i++) with_dx[i] = r->grads[i] - prefill[i];
-  memset(r->grads, 0, r->np * sizeof(float));
-  rig_forward(r);
-  rig_backward(r, w, NULL);
-  for (size_t i = 0; i < r->np; i++)
-    assert_float_equal(r->grads[i], with_dx[i], 1e-4 * (1.0 + fabs(with_dx[i])));
-  free(with_dx), free(w), free(prefill), free(ana), free(num);
-}
-
 /* Weight and bias away from their defaults, inputs shifted and scaled per
  * channel so that the statistics matter. */
 static void bn_gradcheck(const char *what, fh_layer L, int B, int train) {
-  rig r = rig_make(L, B);
+  rig r = rig_make(L, B, &g_rng, 1);
   const int C = L.in_shape[0];
   const size_t S = L.in_size / (size_t)C;
   for (int c = 0; c < C; c++) {
@@ -299,7 +198,7 @@ static void bn_gradcheck(const char *what, fh_layer L, int B, int train) {
         r.x[((size_t)b * C + c) * S + s] =
             (float)(0.5 * c - 0.7 + (1.0 + 0.5 * c) * fh_rng_normal(&g_rng));
   r.ctx.train = train;
-  gradcheck_layer(what, &r, 1e-2f, 2e-4);
+  gradcheck_layer(what, &r, 1e-2f, 2e-4, &g_rng);
   rig_free(&r);
 }
 
@@ -318,7 +217,7 @@ static void test_elu_gradients(void **state) {
   (void)state;
   const float alphas[2] = {1.0f, 0.7f};
   for (int i = 0; i < 2; i++) {
-    rig r = rig_make(fh_layer_elu("elu", alphas[i], 3, 4, 2), 3);
+    rig r = rig_make(fh_layer_elu("elu", alphas[i], 3, 4, 2), 3, &g_rng, 1);
     const size_t n = (size_t)r.B * r.L.in_size;
     /* Away from the kink at 0 (a jump in the slope unless alpha = 1). */
     for (size_t k = 0; k < n; k++) {
@@ -327,7 +226,7 @@ static void test_elu_gradients(void **state) {
     }
     char what[32];
     snprintf(what, sizeof what, "elu alpha %.1f", (double)alphas[i]);
-    gradcheck_layer(what, &r, 1e-2f, 1e-4);
+    gradcheck_layer(what, &r, 1e-2f, 1e-4, &g_rng);
     rig_free(&r);
   }
 }
@@ -344,7 +243,7 @@ static void nonzero_inputs(float *x, size_t n) {
 
 static void test_dropout_eval_is_identity(void **state) {
   (void)state;
-  rig r = rig_make(fh_layer_dropout("drop", 0.5f, 4, 3, 3), 5);
+  rig r = rig_make(fh_layer_dropout("drop", 0.5f, 4, 3, 3), 5, &g_rng, 1);
   const size_t n = (size_t)r.B * r.L.in_size;
   nonzero_inputs(r.x, n);
   r.ctx.train = 0;
@@ -359,7 +258,7 @@ static void test_dropout_eval_is_identity(void **state) {
   rig_free(&r);
 
   /* p = 0 in training is the identity too, and draws nothing. */
-  r = rig_make(fh_layer_dropout("drop", 0.0f, 10, 1, 1), 3);
+  r = rig_make(fh_layer_dropout("drop", 0.0f, 10, 1, 1), 3, &g_rng, 1);
   nonzero_inputs(r.x, 30);
   r.ctx.rng = NULL;
   rig_forward(&r);
@@ -372,7 +271,7 @@ static void test_dropout_train(void **state) {
   const float ps[3] = {0.1f, 0.3f, 0.7f};
   for (int t = 0; t < 3; t++) {
     const float p = ps[t];
-    rig r = rig_make(fh_layer_dropout("drop", p, 8, 5, 5), 40);
+    rig r = rig_make(fh_layer_dropout("drop", p, 8, 5, 5), 40, &g_rng, 1);
     const size_t n = (size_t)r.B * r.L.in_size; /* 8000 entries */
     nonzero_inputs(r.x, n);
     fh_rng stream;
@@ -423,7 +322,7 @@ static void test_dropout_train(void **state) {
   }
 
   /* p = 1 zeroes everything, as PyTorch. */
-  rig r = rig_make(fh_layer_dropout("drop", 1.0f, 6, 1, 1), 4);
+  rig r = rig_make(fh_layer_dropout("drop", 1.0f, 6, 1, 1), 4, &g_rng, 1);
   nonzero_inputs(r.x, 24);
   rig_forward(&r);
   for (int i = 0; i < 24; i++) assert_true(r.y[i] == 0.0f);

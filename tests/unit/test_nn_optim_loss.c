@@ -31,12 +31,6 @@ static int free_fixture(void **state) {
 
 static double scalar(const char *name) { return fixture_get(&g_fixture, "%s", name)->v[0]; }
 
-static void assert_scalar_close(const char *what, double got, double want, double rtol) {
-  if (!(fabs(got - want) <= rtol * fabs(want)))
-    fail_msg("%s: %.9g, PyTorch %.9g (relative error %.3g > %.1g)", what, got, want,
-             fabs(got - want) / fabs(want), rtol);
-}
-
 /* ---- the flat parameter buffer ---------------------------------------------- */
 
 typedef struct {

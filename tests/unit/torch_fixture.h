@@ -118,4 +118,11 @@ static inline void assert_close(const char *what, const float *got, const torch_
              (double)got[worst_i], want->v[worst_i], worst, rtol);
 }
 
+/* A scalar against PyTorch's, to a relative tolerance. */
+static inline void assert_scalar_close(const char *what, double got, double want, double rtol) {
+  if (!(fabs(got - want) <= rtol * fabs(want)))
+    fail_msg("%s: %.9g, PyTorch %.9g (relative error %.3g > %.1g)", what, got, want,
+             fabs(got - want) / fabs(want), rtol);
+}
+
 #endif
