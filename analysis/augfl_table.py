@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The AugFL comparison table from the runs' metrics.h5: FedAvg (+ one-step
 adaptation), Per-FedAvg, AugFL without the pretrained model (ADMM-FedMeta),
-AugFL and AugFL with the second-order server step, one row per method and
+AugFL and AugFL with the second-order server step (over the classifier, and
+over the whole model for small models), one row per method and
 data set, mean and spread over the seeds.
 
 Every method is measured the same way, on the target clients
@@ -10,12 +11,13 @@ SGD step of rate eval.adapt_lr on the client's train split, accuracy on its
 test split, test-size weighted (metrics.h5: holdout/accuracy).
 
     augfl_table.py RUN... [-o TABLE.md] [--target 0.9] [--last 1]
-    augfl_table.py --print-commands DECK [--seeds 1,2,3] [--out-dir DIR] [--np 2]
+    augfl_table.py --print-commands DECK [--seeds 1,2,3] [--out-dir DIR] [--np 2] [--whole-model]
 
 The first form reads run folders (each with its metrics.h5); a run's method,
 data set and seed come from the deck in its metrics.h5 (attribute config).
 The second prints the shell commands that make every run of the table for a
-deck: per seed the pretrained model, then the five methods."""
+deck: per seed the pretrained model, then the five methods (six with
+--whole-model: the second-order step over the whole model)."""
 
 import argparse
 import configparser
@@ -28,7 +30,10 @@ import runfiles  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-METHODS = ["FedAvg (+1 step)", "Per-FedAvg", "AugFL without PM", "AugFL", "AugFL second-order"]
+METHODS = ["FedAvg (+1 step)", "Per-FedAvg", "AugFL without PM", "AugFL", "AugFL second-order",
+           "AugFL second-order (model)"]
+# made by --print-commands (the whole-model step only for small models: --whole-model)
+DEFAULT_METHODS = METHODS[:5]
 
 # deck overrides of each method on top of an AugFL deck
 METHOD_SETS = {
@@ -37,9 +42,10 @@ METHOD_SETS = {
     "AugFL without PM": "--set augfl.lambda=0",
     "AugFL": "",
     "AugFL second-order": "--set augfl.step=second_order",
+    "AugFL second-order (model)": "--set augfl.step=second_order --set augfl.second_order_block=all",
 }
 METHOD_NAMES = {"FedAvg (+1 step)": "fedavg", "Per-FedAvg": "perfedavg", "AugFL without PM": "augfl_nopm",
-                "AugFL": "augfl", "AugFL second-order": "augfl_so"}
+                "AugFL": "augfl", "AugFL second-order": "augfl_so", "AugFL second-order (model)": "augfl_som"}
 
 
 def parse_args():
@@ -58,6 +64,8 @@ def parse_args():
     p.add_argument("--seeds", default="1,2,3", help="seeds for --print-commands (default 1,2,3)")
     p.add_argument("--out-dir", default="runs/augfl", help="output.dir of the runs (--print-commands)")
     p.add_argument("--np", type=int, default=2, help="MPI ranks of each command (--print-commands)")
+    p.add_argument("--whole-model", action="store_true",
+                   help="--print-commands: also the second-order step over the whole model (small models)")
     a = p.parse_args()
     if not a.print_commands and not a.runs:
         p.error("give run folders, or --print-commands DECK")
@@ -74,7 +82,7 @@ def print_commands(a):
         pm = f"{a.out_dir}/{name}_s{seed}.pm.h5"
         common = f"--set run.seed={seed} --set pm.path={pm} --set output.dir={a.out_dir}"
         print(f"{launch} pretrain {deck} {common}")
-        for method in METHODS:
+        for method in METHODS if a.whole_model else DEFAULT_METHODS:
             sets = METHOD_SETS[method]
             out = f"--set output.name={name}_{METHOD_NAMES[method]}_s{seed}"
             print(" ".join(x for x in (f"{launch} run {deck}", common, sets, out) if x))
@@ -90,6 +98,8 @@ def method_of(cfg):
         if float(cfg.get("augfl", "lambda", fallback="5")) == 0:
             return "AugFL without PM"
         if cfg.get("augfl", "step", fallback="linear") == "second_order":
+            if cfg.get("augfl", "second_order_block", fallback="head") == "all":
+                return "AugFL second-order (model)"
             return "AugFL second-order"
         return "AugFL"
     return alg

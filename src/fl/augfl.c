@@ -8,6 +8,19 @@
  * the server on its own rows (data.server_fraction; no client sees them):
  *
  *   R(theta) = mean over the server rows of gamma CE(z, y) + a_kd T^2 KL(softmax(PM/T) || softmax(z/T))
+ *              [+ a_hint MSE(c(f), f_PM)]
+ *
+ * z the meta-model's logits, f its classifier input (features), f_PM the
+ * PM's; c the connector: the identity when the widths agree, else a linear
+ * map d -> d_PM learnt at the server (server state "augfl.connector", one
+ * SGD step of rate augfl.hint_lr per round on R's hint term, taken with g_R;
+ * the authors' distillation code trains its connectors jointly with the
+ * student). The PM runs in evaluation mode (its BatchNorm running statistics
+ * from its model file); the meta-model's BatchNorm in R's pass normalises by
+ * each chunk of augfl.server_batch rows (augfl.server_bn = train, as the
+ * authors' distillation loop, which puts the student in train() and the
+ * teacher in eval()) or by its running statistics (eval). Any zoo model is
+ * meta-model or PM: the pass is the nn engine's (fl/model_pass.h).
  *
  * Round t, every source client (all training clients take part):
  *   client i  k_i += 1; delta = 1 / (10 k_i + 100)
@@ -27,12 +40,18 @@
  * Full batch by default, as the authors; augfl.batch = b draws b rows of each
  * split per round from the client's stream (seed, FH_RNG_SHUFFLE, client, round).
  *
- * Second-order server step (augfl.step = second_order): over the classifier
- * block, (N rho I + lambda H) theta = sum u_i - lambda (g_R - H theta^t), H the
- * Gauss-Newton matrix of R at theta^t, i.e. with Delta = theta - theta^t
+ * Second-order server step (augfl.step = second_order): over a block of
+ * parameters (augfl.second_order_block: the classifier, or the whole model
+ * up to augfl.second_order_max_n parameters),
+ * (N rho I + lambda H) theta = sum u_i - lambda (g_R - H theta^t), H the
+ * Gauss-Newton matrix of R's CE and KL terms at theta^t, i.e. with
+ * Delta = theta - theta^t
  *   (N rho I + lambda H) Delta = sum u_i - N rho theta^t - lambda g_R,
  * formed and solved on the BLACS grid of all ranks (fl/gn_head.h); the other
- * parameters take the linearised step.
+ * parameters take the linearised step. The hint term is not in H: it enters
+ * through g_R only. Over the whole model the Jacobian is taken per row in
+ * evaluation mode (fl/gn_head.h), the classifier's from the features of R's
+ * pass.
  *
  * State: per client the dual y_i [nparams] and the counter k_i (client store,
  * so they survive checkpoints); nothing else lasts beyond a round. Buffers
@@ -60,6 +79,7 @@
 #include "fl/pretrain.h"
 #include "fl/server_shards.h"
 #include "io/model_file.h"
+#include "nn/layer.h"
 #include "nn/loss.h"
 
 static const fh_key_spec augfl_keys[] = {
@@ -75,8 +95,21 @@ static const fh_key_spec augfl_keys[] = {
      "rows of D^tr and of D^te a client step uses, drawn per round; 0 = all (full batch, as the authors)"},
     {"augfl.server_batch", FH_T_INT, "128", 1, 1 << 20, NULL,
      "rows per forward/backward in the server's pass over its rows (BatchNorm normalises by them)"},
+    {"augfl.server_bn", FH_T_ENUM, "train", 0, 0, "train|eval",
+     "BatchNorm of the meta-model in the server's pass: batch statistics (train, as the authors' distillation "
+     "loop) or running statistics (eval); the PM is always in eval mode"},
+    {"augfl.hint_weight", FH_T_REAL, "0", 0, 1e6, NULL,
+     "weight a_hint of R's feature-hint term: MSE between the meta-model's classifier input (through a "
+     "connector) and the PM's; 0 = off"},
+    {"augfl.hint_lr", FH_T_REAL, "0.05", 0, 1e6, NULL,
+     "hint term: step size of the learnable linear connector (used when the two feature widths differ)"},
     {"augfl.step", FH_T_ENUM, "linear", 0, 0, "linear|second_order",
-     "server step: linearised R, or its Gauss-Newton curvature over the classifier solved with ScaLAPACK"},
+     "server step: linearised R, or its Gauss-Newton curvature over augfl.second_order_block solved with "
+     "ScaLAPACK"},
+    {"augfl.second_order_block", FH_T_ENUM, "head", 0, 0, "head|all",
+     "second_order: the parameters whose curvature is kept: the classifier (head) or the whole model (all)"},
+    {"augfl.second_order_max_n", FH_T_INT, "5000", 1, 1e9, NULL,
+     "second_order_block = all: refuse a model of more parameters than this (the ranks hold an n x n matrix)"},
     {"augfl.gn_chunk", FH_T_INT, "128", 1, 1 << 20, NULL,
      "second_order: server rows per process row in one chunk of the Jacobian (bounds its memory)"},
     {"augfl.gn_max", FH_T_INT, "60000", 1, 1e9, NULL,
@@ -101,16 +134,25 @@ typedef struct {
   int C, d, sbatch;
   float *teacher;          /* [sh.rows.n, C] PM logits of this rank's rows */
   fh_model_pass *pass;
-  fh_accum racc;           /* [np + 1]: gradient and R sums over the rows  */
-  float *vec;              /* [np + 1]                                     */
+  fh_accum racc;           /* [np + nconn + 1]: gradient, connector gradient and R sums over the rows */
+  float *vec;              /* [np + nconn + 1]                             */
   float *dce, *dkd, *pce, *ps, *pt; /* [sbatch, C] each                   */
   float *gR;               /* [np] rank 0                                  */
   double Rval;
+  int server_train;        /* the meta-model's BatchNorm mode in the pass  */
+  /* the feature-hint term (hint_weight > 0) */
+  float ahint, hint_lr;
+  int dt;                  /* the PM's feature width                       */
+  float *tfeat;            /* [sh.rows.n, dt] PM features of this rank's rows */
+  float *conn;             /* server state: connector W [dt, d] | b [dt]; NULL: identity */
+  float *conn_ready;       /* server state [1]: 1 once the connector is drawn */
+  size_t nconn;            /* its floats (0: identity)                     */
+  float *cf, *dcf, *dfeat; /* [sbatch, dt], [sbatch, dt], [sbatch, d]      */
   /* second order */
-  int second;
+  int second, block_all;
   fh_gn_head *gn;
-  size_t head_off;         /* offset of the classifier's weight           */
-  int nh;                  /* its unknowns C (d + 1)                       */
+  size_t head_off;         /* offset of the block: the classifier's weight, 0 for all */
+  int nh;                  /* its unknowns: C (d + 1), or nparams          */
   float *gnrows;           /* [sh.rows.n, d + 2C]: f | p | q of each row   */
   double *delta;           /* [nh] rank 0: the solved Delta                */
 } augfl_state;
@@ -140,7 +182,9 @@ const float *fh_augfl_reg_grad(const fh_run *run, double *R) {
 
 /* ---- setup ----------------------------------------------------------------------- */
 
-/* The PM's logits of this rank's server rows, and its accuracy on all of them. */
+/* The PM's logits (and, with the hint term, features) of this rank's server
+ * rows, in evaluation mode (its BatchNorm running statistics from the model
+ * file), and its accuracy on all of them. */
 static int load_teacher(fh_run *run, augfl_state *s) {
   const fh_config *cfg = run->cfg;
   char path[4096];
@@ -149,14 +193,16 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   int rc = fh_pm_create(&pm, cfg, run->data->c, run->data->h, run->data->w, s->C, s->sbatch);
   if (rc == 0) {
     rc = fh_model_load_params(path, pm, fh_model_params(pm));
+    if (rc == 0) rc = fh_model_load_buffers(path, pm, fh_model_buffers(pm));
     if (rc != 0) fh_error_prefix("pm.path: ");
   }
-  if (rc == 0 && fh_model_nbuffers(pm) > 0)
-    rc = FH_FAIL(FH_ERR_CONFIG, "pm.arch = %s has BatchNorm statistics, which AugFL does not read from a model "
-                                "file yet; choose a PM without BatchNorm (mlp, cnn1..cnn5)", fh_model_arch(pm));
+  fh_model_pass *pp = NULL;
+  if (rc == 0) rc = fh_model_pass_create(&pp, pm, s->sbatch);
+  if (rc == 0) s->dt = fh_model_feature_dim(pm);
   long long cnt[2] = {0, s->sh.rows.n};
   const int n = s->sh.rows.n, dim = run->data->dim;
   s->teacher = fh_malloc((size_t)(n ? n : 1) * s->C * sizeof(float));
+  if (s->ahint > 0 && rc == 0) s->tfeat = fh_malloc((size_t)(n ? n : 1) * s->dt * sizeof(float));
   /* in the chunks of the server pass (a product's last bits can depend on
    * its batch, so the chunks must not depend on the rank count) */
   for (int j = s->sh.s0; j < s->sh.s1 && rc == 0; j++) {
@@ -164,8 +210,10 @@ static int load_teacher(fh_run *run, augfl_state *s) {
     fh_server_shard_rows(&s->sh, j, &rb, &re);
     for (int at = rb; at < re; at += s->sbatch) {
       const int B = re - at < s->sbatch ? re - at : s->sbatch;
-      const float *z = fh_model_forward(pm, s->sh.rows.x + (size_t)at * dim, B, 0);
+      const float *z = fh_model_pass_forward(pp, s->sh.rows.x + (size_t)at * dim, B, 0);
       memcpy(s->teacher + (size_t)at * s->C, z, (size_t)B * s->C * sizeof(float));
+      if (s->tfeat)
+        memcpy(s->tfeat + (size_t)at * s->dt, fh_model_pass_features(pp), (size_t)B * s->dt * sizeof(float));
       for (int b = 0; b < B; b++) {
         int best = 0;
         for (int c = 1; c < s->C; c++)
@@ -180,6 +228,7 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   fh_model_summary(pm, summary, sizeof summary);
   fh_info("augfl: pretrained model %s (%s); accuracy %.2f%% on the %lld server rows", path, summary,
           100.0 * cnt[0] / (double)(cnt[1] ? cnt[1] : 1), cnt[1]);
+  fh_model_pass_free(pp);
   fh_model_free(pm);
   return 0;
 }
@@ -199,6 +248,10 @@ static int augfl_setup(fh_run *run) {
   s->batch = (int)fh_cfg_int(cfg, "augfl.batch");
   s->sbatch = (int)fh_cfg_int(cfg, "augfl.server_batch");
   s->second = strcmp(fh_cfg_str(cfg, "augfl.step"), "second_order") == 0;
+  s->block_all = strcmp(fh_cfg_str(cfg, "augfl.second_order_block"), "all") == 0;
+  s->server_train = strcmp(fh_cfg_str(cfg, "augfl.server_bn"), "train") == 0;
+  s->ahint = (float)fh_cfg_real(cfg, "augfl.hint_weight");
+  s->hint_lr = (float)fh_cfg_real(cfg, "augfl.hint_lr");
   s->C = run->data->num_classes;
   s->d = fh_model_feature_dim(run->model);
   fh_local_sgd_create(&s->sgd, cfg, run->data->dim, s->np);
@@ -217,6 +270,8 @@ static int augfl_setup(fh_run *run) {
   if (s->second && s->lambda == 0)
     return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order keeps the curvature of R, which augfl.lambda = 0 "
                                   "switches off; set augfl.lambda > 0 or augfl.step = linear");
+  if (s->ahint > 0 && s->lambda == 0)
+    fh_warn("augfl.hint_weight = %g does nothing with augfl.lambda = 0 (no PM)", (double)s->ahint);
   s->N = Ktrain;
   long long ntot = 0;
   for (int i = 0; i < run->nlocal; i++) {
@@ -241,31 +296,58 @@ static int augfl_setup(fh_run *run) {
   if (rc == 0) rc = fh_model_pass_create(&s->pass, run->model, s->sbatch);
   FH_TRY(fh_error_agree(run->comm, rc));
   FH_TRY(load_teacher(run, s));
-  fh_accum_create(&s->racc, s->np + 1, (int)fh_cfg_int(cfg, "run.accum_bits"),
+  if (s->ahint > 0) {
+    /* the connector: identity when the widths agree, else a learnable Linear(d, dt) (server state) */
+    if (s->dt != s->d) {
+      s->nconn = (size_t)s->dt * (s->d + 1);
+      s->conn = fh_run_server_state(run, "augfl.connector", s->nconn);
+      s->conn_ready = fh_run_server_state(run, "augfl.connector_ready", 1);
+    }
+    s->cf = fh_malloc((size_t)s->sbatch * s->dt * sizeof(float));
+    s->dcf = fh_malloc((size_t)s->sbatch * s->dt * sizeof(float));
+    s->dfeat = fh_malloc((size_t)s->sbatch * s->d * sizeof(float));
+  }
+  fh_accum_create(&s->racc, s->np + s->nconn + 1, (int)fh_cfg_int(cfg, "run.accum_bits"),
                   (int)((s->sh.max_rows + s->sbatch - 1) / s->sbatch) * s->sh.nshards);
-  s->vec = fh_malloc((s->np + 1) * sizeof(float));
+  s->vec = fh_malloc((s->np + s->nconn + 1) * sizeof(float));
   const size_t bc = (size_t)s->sbatch * s->C * sizeof(float);
   s->dce = fh_malloc(bc), s->dkd = fh_malloc(bc), s->pce = fh_malloc(bc), s->ps = fh_malloc(bc);
   s->pt = fh_malloc(bc);
   s->gR = fh_calloc(s->np, sizeof(float));
-  fh_info("augfl: R = %g CE + %g T^2 KL (T = %g) over %lld server rows in %d shards", (double)s->gamma,
-          (double)s->akd, (double)s->T, (long long)s->sh.total, s->sh.nshards);
+  fh_info("augfl: R = %g CE + %g T^2 KL (T = %g)%s over %lld server rows in %d shards, meta-model BatchNorm in %s "
+          "mode", (double)s->gamma, (double)s->akd, (double)s->T, s->ahint > 0 ? " + a_hint MSE(features)" : "",
+          (long long)s->sh.total, s->sh.nshards, s->server_train ? "train" : "eval");
+  if (s->ahint > 0)
+    fh_info("augfl: feature hint a_hint = %g between the meta-model's %d features and the PM's %d through %s",
+            (double)s->ahint, s->d, s->dt, s->conn ? "a learnable linear connector" : "the identity");
   if (s->second) {
-    const fh_param_view *w = fh_model_view(run->model, fh_model_header_first_view(run->model));
-    s->head_off = w->offset;
-    s->nh = s->C * (s->d + 1);
-    if (s->head_off + (size_t)s->nh != s->np)
-      return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: model.arch = %s does not end in its classifier's "
-                                    "weight and bias", fh_model_arch(run->model));
-    if (s->nh > fh_cfg_int(cfg, "augfl.gn_max"))
-      return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: the classifier has %d unknowns, more than "
-                                    "augfl.gn_max = %lld; raise augfl.gn_max if the ranks hold a %d x %d matrix",
-                     s->nh, fh_cfg_int(cfg, "augfl.gn_max"), s->nh, s->nh);
-    FH_TRY(fh_gn_head_create(&s->gn, run->comm, s->d, s->C, (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
-    s->gnrows = fh_malloc((size_t)(s->sh.rows.n ? s->sh.rows.n : 1) * (s->d + 2 * s->C) * sizeof(float));
+    if (s->block_all) {
+      s->head_off = 0;
+      s->nh = (int)s->np;
+      if ((long long)s->np > fh_cfg_int(cfg, "augfl.second_order_max_n"))
+        return FH_FAIL(FH_ERR_CONFIG, "augfl.second_order_block = all: model.arch = %s has %zu parameters, more "
+                                      "than augfl.second_order_max_n = %lld; use augfl.second_order_block = head, "
+                                      "or raise the limit if the ranks hold a %zu x %zu matrix",
+                       fh_model_arch(run->model), s->np, fh_cfg_int(cfg, "augfl.second_order_max_n"), s->np, s->np);
+      FH_TRY(fh_gn_model_create(&s->gn, run->comm, s->pass, s->nh, run->data->dim, s->C, s->T,
+                                (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
+    } else {
+      const fh_param_view *w = fh_model_view(run->model, fh_model_header_first_view(run->model));
+      s->head_off = w->offset;
+      s->nh = s->C * (s->d + 1);
+      if (s->head_off + (size_t)s->nh != s->np)
+        return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: model.arch = %s does not end in its "
+                                      "classifier's weight and bias", fh_model_arch(run->model));
+      if (s->nh > fh_cfg_int(cfg, "augfl.gn_max"))
+        return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: the classifier has %d unknowns, more than "
+                                      "augfl.gn_max = %lld; raise augfl.gn_max if the ranks hold a %d x %d matrix",
+                       s->nh, fh_cfg_int(cfg, "augfl.gn_max"), s->nh, s->nh);
+      FH_TRY(fh_gn_head_create(&s->gn, run->comm, s->d, s->C, (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
+      s->gnrows = fh_malloc((size_t)(s->sh.rows.n ? s->sh.rows.n : 1) * (s->d + 2 * s->C) * sizeof(float));
+    }
     s->delta = fh_calloc((size_t)s->nh, sizeof(double));
-    fh_info("augfl: second-order step over the classifier (%d unknowns) on the BLACS grid of %d ranks", s->nh,
-            run->nranks);
+    fh_info("augfl: second-order step over %s (%d unknowns) on the BLACS grid of %d ranks",
+            s->block_all ? "the whole model" : "the classifier", s->nh, run->nranks);
   }
   return 0;
 }
@@ -340,15 +422,54 @@ static int augfl_client_model(fh_run *run, fh_client_ctx *c) {
 
 /* ---- the server -------------------------------------------------------------------- */
 
+/* The connector's first values: PyTorch's nn.Linear(d, dt) initialisation,
+ * U(-1/sqrt(d), 1/sqrt(d)) for weight and bias, from the run's stream
+ * (seed, FH_RNG_ALGORITHM, none, 0); every rank draws the same. */
+static void connector_init(const fh_run *run, augfl_state *s) {
+  fh_rng r;
+  fh_rng_init(&r, run->seed, FH_RNG_ALGORITHM, FH_RNG_NONE, 0);
+  const double bound = 1.0 / sqrt((double)s->d);
+  for (size_t i = 0; i < s->nconn; i++) s->conn[i] = (float)((2.0 * fh_rng_uniform(&r) - 1.0) * bound);
+  s->conn_ready[0] = 1.0f;
+}
+
+/* The hint term of one chunk of B rows with features f [B, d] and the PM's
+ * tf [B, dt]: returns MSE(c(f), tf) (mean over B dt elements, as
+ * torch.nn.MSELoss) and writes dfeat [B, d] = a_hint d(MSE)/df and, with a
+ * connector c(f) = f Wc^T + bc, its gradient a_hint d(MSE)/d(Wc, bc) into
+ * gconn [nconn]. */
+static double hint_term(augfl_state *s, const float *f, const float *tf, int B, float *gconn) {
+  const size_t ne = (size_t)B * s->dt;
+  const float *c = f;
+  if (s->conn) {
+    fh_linear_forward(s->cf, f, s->conn, s->conn + (size_t)s->dt * s->d, B, s->d, s->dt);
+    c = s->cf;
+  }
+  const double h = fh_mse_forward(c, tf, ne);
+  fh_mse_backward(s->dcf, c, tf, ne);
+  for (size_t i = 0; i < ne; i++) s->dcf[i] *= s->ahint;
+  if (s->conn) {
+    memset(gconn, 0, s->nconn * sizeof(float));
+    fh_linear_backward(s->dfeat, gconn, gconn + (size_t)s->dt * s->d, s->dcf, f, s->conn, B, s->d, s->dt);
+  } else {
+    memcpy(s->dfeat, s->dcf, ne * sizeof(float));
+  }
+  return h;
+}
+
 /* g_R = grad R(theta^t) over this rank's shards, summed in fixed point and
- * reduced to rank 0; with the second-order step also each row's features and
- * probabilities, and the distributed solve. Every rank. */
+ * reduced to rank 0 (to every rank with a learnable connector, which every
+ * rank then steps alike); with the second-order step also the distributed
+ * solve (the classifier's from each row's features and probabilities, the
+ * whole model's from the rows' inputs). Every rank. */
 static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
   augfl_state *s = run->alg_state;
   if (!s->server) return 0;
   const int C = s->C, dim = run->data->dim, w = s->d + 2 * C;
+  const size_t nv = s->np + s->nconn;
   fh_model *m = run->model;
   fh_model_load_state(m, run->global); /* theta^t */
+  if (s->conn && s->conn_ready[0] == 0.0f) connector_init(run, s);
   fh_accum_zero(&s->racc);
   int rc = 0;
   for (int j = s->sh.s0; j < s->sh.s1 && rc == 0; j++) {
@@ -357,13 +478,13 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
     for (int at = rb; at < re && rc == 0; at += s->sbatch) {
       const int B = re - at < s->sbatch ? re - at : s->sbatch;
       const float *x = s->sh.rows.x + (size_t)at * dim;
-      const float *z = fh_model_pass_forward(s->pass, x, B, 1);
+      const float *z = fh_model_pass_forward(s->pass, x, B, s->server_train);
       const double ce = fh_softmax_ce_forward(s->pce, z, s->sh.rows.y + at, B, C);
       fh_softmax_ce_backward(s->dce, s->pce, s->sh.rows.y + at, B, C);
       const double kd = fh_kd_loss_forward(s->ps, s->pt, z, s->teacher + (size_t)at * C, B, C, s->T);
       fh_kd_loss_backward(s->dkd, s->ps, s->pt, B, C, s->T);
-      if (s->second) { /* f | softmax(z) | softmax(z / T) of each row */
-        const float *f = fh_model_pass_features(s->pass);
+      const float *f = fh_model_pass_features(s->pass);
+      if (s->second && !s->block_all) { /* f | softmax(z) | softmax(z / T) of each row */
         for (int b = 0; b < B; b++) {
           float *row = s->gnrows + (size_t)(at + b) * w;
           memcpy(row, f + (size_t)b * s->d, (size_t)s->d * sizeof(float));
@@ -371,29 +492,38 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
           memcpy(row + s->d + C, s->ps + (size_t)b * C, (size_t)C * sizeof(float));
         }
       }
+      const double hint = s->ahint > 0 ? hint_term(s, f, s->tfeat + (size_t)at * s->dt, B, s->vec + s->np) : 0.0;
       for (int i = 0; i < B * C; i++) s->dce[i] = s->gamma * s->dce[i] + s->akd * s->dkd[i];
-      fh_model_pass_backward(s->pass, x, s->dce, B);
+      fh_model_pass_backward(s->pass, x, s->dce, s->ahint > 0 ? s->dfeat : NULL, B);
       fh_prof_count_flops(fh_model_flops_forward(m, B) + fh_model_flops_backward(m, B));
-      const double r = s->gamma * ce + s->akd * kd;
+      const double r = s->gamma * ce + s->akd * kd + s->ahint * hint;
       if (!isfinite(r)) {
         rc = FH_FAIL(FH_ERR_DIVERGED, "the regulariser R became %s at the server; lower augfl.lambda or raise "
                                       "augfl.rho", isnan(r) ? "NaN" : "infinite");
         break;
       }
       memcpy(s->vec, fh_model_grads(m), s->np * sizeof(float));
-      s->vec[s->np] = (float)r;
+      s->vec[nv] = (float)r;
       rc = fh_accum_add(&s->racc, s->vec, (double)B); /* B x the chunk's means */
     }
   }
   FH_TRY(fh_error_agree(run->comm, rc));
-  fh_accum_reduce(&s->racc, 0, run->comm);
+  if (s->conn)
+    fh_accum_allreduce(&s->racc, run->comm);
+  else
+    fh_accum_reduce(&s->racc, 0, run->comm);
+  const double rows = fh_accum_weight(&s->racc);
   if (run->rank == 0) {
-    const double rows = fh_accum_weight(&s->racc);
     for (size_t i = 0; i < s->np; i++) s->gR[i] = (float)((double)s->racc.sum[i] / s->racc.scale / rows);
-    s->Rval = (double)s->racc.sum[s->np] / s->racc.scale / rows;
+    s->Rval = (double)s->racc.sum[nv] / s->racc.scale / rows;
   }
+  /* the connector's SGD step on R's hint term, on every rank alike (after g_R
+   * was taken at the connector of round t, as one optimiser step moves both) */
+  for (size_t i = 0; i < s->nconn; i++)
+    s->conn[i] = (float)((double)s->conn[i] -
+                         (double)s->hint_lr * ((double)s->racc.sum[s->np + i] / s->racc.scale / rows));
   if (!s->second) return 0;
-  /* (N rho I + lambda H) Delta = sum u - N rho theta^t - lambda g_R over the classifier */
+  /* (N rho I + lambda H) Delta = sum u - N rho theta^t - lambda g_R over the block */
   const double nrho = (double)s->N * s->rho;
   if (run->rank == 0)
     for (int i = 0; i < s->nh; i++) {
@@ -401,6 +531,10 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
       s->delta[i] = (double)acc->sum[p] / acc->scale - nrho * run->global[p] - (double)s->lambda * s->gR[p];
     }
   const double Ns = (double)s->sh.total;
+  if (s->block_all) {
+    return fh_gn_model_solve(s->gn, s->sh.rows.n, s->sh.rows.x, sqrt(s->gamma / Ns), sqrt(s->akd / Ns), nrho,
+                             (double)s->lambda, s->delta);
+  }
   return fh_gn_head_solve(s->gn, s->sh.rows.n, s->gnrows, sqrt(s->gamma / Ns), sqrt(s->akd / Ns), nrho,
                           (double)s->lambda, s->delta);
 }
@@ -447,6 +581,10 @@ static void augfl_destroy(fh_run *run) {
   fh_gn_head_free(s->gn);
   free(s->gnrows);
   free(s->delta);
+  free(s->tfeat);
+  free(s->cf);
+  free(s->dcf);
+  free(s->dfeat);
   free(s);
   run->alg_state = NULL;
 }

@@ -10,21 +10,26 @@
 #include "linalg/gram.h"
 #include "linalg/grid.h"
 #include "linalg/solve.h"
+#include "nn/model.h"
 
 struct fh_gn_head {
   MPI_Comm comm, row_comm; /* row_comm: the ranks of this rank's process row */
   fh_grid *grid;
-  int d, C, chunk, n; /* n = C (d + 1) unknowns */
-  int width;          /* floats per sample: d + 2C */
+  int d, C, chunk, n; /* n unknowns: C (d + 1) for the classifier */
+  int width;          /* floats per sample: d + 2C (classifier), the input (model) */
+  /* the whole model (fh_gn_model_create) */
+  fh_model_pass *pass;
+  double T;
+  float *jz;          /* [C, local columns of J]: dz_c / dtheta_j of one sample */
 };
 
-int fh_gn_head_create(fh_gn_head **out, MPI_Comm comm, int d, int C, int chunk) {
+static int create(fh_gn_head **out, MPI_Comm comm, int n, int C, int chunk, int width) {
   *out = NULL;
   fh_gn_head *g = fh_calloc(1, sizeof *g);
   g->comm = comm;
-  g->d = d, g->C = C, g->chunk = chunk;
-  g->n = C * (d + 1);
-  g->width = d + 2 * C;
+  g->C = C, g->chunk = chunk;
+  g->n = n;
+  g->width = width;
   int rc = fh_grid_create(comm, 0, &g->grid);
   if (rc) {
     free(g);
@@ -35,10 +40,28 @@ int fh_gn_head_create(fh_gn_head **out, MPI_Comm comm, int d, int C, int chunk) 
   return 0;
 }
 
+int fh_gn_head_create(fh_gn_head **out, MPI_Comm comm, int d, int C, int chunk) {
+  FH_TRY(create(out, comm, C * (d + 1), C, chunk, d + 2 * C));
+  (*out)->d = d;
+  return 0;
+}
+
+int fh_gn_model_create(fh_gn_head **out, MPI_Comm comm, fh_model_pass *pass, int n, int dim, int C, double T,
+                       int chunk) {
+  if (C > FH_GN_MAX_CLASSES)
+    return FH_FAIL(FH_ERR_CONFIG, "second-order step over the whole model: %d classes, more than %d", C,
+                   FH_GN_MAX_CLASSES);
+  FH_TRY(create(out, comm, n, C, chunk, dim));
+  (*out)->pass = pass;
+  (*out)->T = T;
+  return 0;
+}
+
 void fh_gn_head_free(fh_gn_head *g) {
   if (!g) return;
   MPI_Comm_free(&g->row_comm);
   fh_grid_destroy(g->grid);
+  free(g->jz);
   free(g);
 }
 
@@ -81,8 +104,61 @@ static void fill_chunk(fh_distmatrix *J, const fh_gn_head *g, const float *rows,
   }
 }
 
-int fh_gn_head_solve(fh_gn_head *g, int n, const float *rows, double cp, double cq, double sigma, double lam,
-                     double *rhs) {
+/* The whole model's chunk: for each of the chunk's samples (process-row
+ * index first + r / 2C), one evaluation-mode forward of its input x (row of
+ * rows), p = softmax(z), q = softmax(z / T), and C backward passes from the
+ * unit logit gradients e_c give dz_c/dtheta (this rank's columns only are
+ * kept, in jz); then the sample's 2C rows, sqrt(p_k) (e_k - p)^T dz/dtheta
+ * scaled as the classifier's. Every rank of a process row computes the
+ * Jacobian of all the row's samples and keeps its own columns: C Ns backward
+ * passes per process column, next to the Gram's 2C Ns n^2 / (nprow npcol). */
+static void fill_model_chunk(fh_distmatrix *J, fh_gn_head *g, const float *rows, int nrow, int first, double cp,
+                             double cq) {
+  const int C = g->C, mb = J->mb, lc = J->local_cols;
+  double p[2][FH_GN_MAX_CLASSES];
+  float e[FH_GN_MAX_CLASSES];
+  int *gcol = fh_malloc((size_t)(lc ? lc : 1) * sizeof(int));
+  for (int lj = 0; lj < lc; lj++) gcol[lj] = fh_distmatrix_global_col(J, lj);
+  for (int s = first; s < first + mb / (2 * C); s++) {
+    const int r0 = (s - first) * 2 * C; /* its first row of the block: local row r0 (one block per process row) */
+    if (s >= nrow) { /* padding: zero rows add nothing */
+      for (int lj = 0; lj < lc; lj++) memset(J->local + (size_t)lj * J->lld + r0, 0, (size_t)2 * C * sizeof(double));
+      continue;
+    }
+    const float *x = rows + (size_t)s * g->width;
+    const float *z = fh_model_pass_forward(g->pass, x, 1, 0);
+    for (int t = 0; t < 2; t++) { /* softmax(z) and softmax(z / T), in double */
+      const double inv = t ? 1.0 / g->T : 1.0;
+      double mx = z[0] * inv, sum = 0;
+      for (int c = 1; c < C; c++) mx = fmax(mx, z[c] * inv);
+      for (int c = 0; c < C; c++) sum += (p[t][c] = exp(z[c] * inv - mx));
+      for (int c = 0; c < C; c++) p[t][c] /= sum;
+    }
+    for (int c = 0; c < C; c++) {
+      memset(e, 0, (size_t)C * sizeof(float));
+      e[c] = 1.0f;
+      fh_model_pass_backward(g->pass, x, e, NULL, 1);
+      const float *gr = fh_model_grads(fh_model_pass_model(g->pass));
+      for (int lj = 0; lj < lc; lj++) g->jz[(size_t)c * lc + lj] = gr[gcol[lj]];
+    }
+    for (int t = 0; t < 2 * C; t++) {
+      const double *pr = p[t < C ? 0 : 1];
+      const int k = t < C ? t : t - C;
+      double cf[FH_GN_MAX_CLASSES];
+      const double scale = (t < C ? cp : cq) * sqrt(pr[k]);
+      for (int c = 0; c < C; c++) cf[c] = scale * ((c == k ? 1.0 : 0.0) - pr[c]);
+      for (int lj = 0; lj < lc; lj++) {
+        double v = 0;
+        for (int c = 0; c < C; c++) v += cf[c] * (double)g->jz[(size_t)c * lc + lj];
+        J->local[(size_t)lj * J->lld + r0 + t] = v;
+      }
+    }
+  }
+  free(gcol);
+}
+
+static int solve(fh_gn_head *g, int n, const float *rows, double cp, double cq, double sigma, double lam,
+                 double *rhs) {
   const fh_grid *grid = g->grid;
   /* the process row's samples, in rank order */
   int np_row;
@@ -112,13 +188,17 @@ int fh_gn_head_solve(fh_gn_head *g, int n, const float *rows, double cp, double 
   /* H = lam J^T J over the chunks (lower triangle) */
   double *coef = NULL;
   int *col_c = NULL, *col_j = NULL;
+  if (rc == 0 && g->pass && !g->jz) g->jz = fh_malloc((size_t)g->C * (J->local_cols ? J->local_cols : 1) * sizeof(float));
   if (rc == 0) {
     coef = fh_malloc((size_t)(J->local_rows ? J->local_rows : 1) * g->C * sizeof(double));
     col_c = fh_malloc((size_t)(J->local_cols ? J->local_cols : 1) * sizeof(int));
     col_j = fh_malloc((size_t)(J->local_cols ? J->local_cols : 1) * sizeof(int));
   }
   for (int ch = 0; ch < nchunks && rc == 0; ch++) {
-    fill_chunk(J, g, prow, nrow, ch * g->chunk, cp, cq, coef, col_c, col_j);
+    if (g->pass)
+      fill_model_chunk(J, g, prow, nrow, ch * g->chunk, cp, cq);
+    else
+      fill_chunk(J, g, prow, nrow, ch * g->chunk, cp, cq, coef, col_c, col_j);
     rc = fh_dist_gram(lam, J, ch == 0 ? 0.0 : 1.0, H);
   }
   free(coef);
@@ -143,4 +223,14 @@ int fh_gn_head_solve(fh_gn_head *g, int n, const float *rows, double cp, double 
   free(counts);
   free(displs);
   return rc;
+}
+
+int fh_gn_head_solve(fh_gn_head *g, int n, const float *rows, double cp, double cq, double sigma, double lam,
+                     double *rhs) {
+  return solve(g, n, rows, cp, cq, sigma, lam, rhs);
+}
+
+int fh_gn_model_solve(fh_gn_head *g, int n, const float *x, double cp, double cq, double sigma, double lam,
+                      double *rhs) {
+  return solve(g, n, x, cp, cq, sigma, lam, rhs);
 }

@@ -25,11 +25,26 @@
  * The result equals a LAPACK solve of the same system to rounding, but its
  * last bits depend on the grid (the sums of pdsyrk and pdpotrf group
  * differently): the one part of AugFL that is rank-count invariant only to
- * rounding. */
+ * rounding.
+ *
+ * The whole model (fh_gn_model_*): the same system over all n parameters,
+ * H = J^T J with the 2C rows of sample s
+ *   sqrt(gamma / Ns) sqrt(p_k) (e_k - p)^T dz/dtheta,  sqrt(a_kd / Ns) sqrt(q_k) (e_k - q)^T dz/dtheta,
+ * dz/dtheta [C, n] from C backward passes of the model from the unit logit
+ * gradients (fh_model_backward through fl/model_pass.h), one sample at a
+ * time in evaluation mode (running statistics: a per-sample Jacobian has no
+ * batch). A sample here is its input x; the ranks of a process row gather
+ * their inputs, and each computes the Jacobian of all of them but keeps only
+ * its own block-cyclic columns of J. Same grid, chunks, pdsyrk and Cholesky. */
 #ifndef FH_GN_HEAD_H
 #define FH_GN_HEAD_H
 
 #include <mpi.h>
+
+#include "fl/model_pass.h"
+
+/* The most classes either system takes (per-sample coefficients on the stack). */
+#define FH_GN_MAX_CLASSES 1024
 
 typedef struct fh_gn_head fh_gn_head;
 
@@ -48,5 +63,18 @@ int fh_gn_head_size(const fh_gn_head *g);
  * (a system that is not positive definite) are agreed over ranks. */
 int fh_gn_head_solve(fh_gn_head *g, int n, const float *rows, double cp, double cq, double sigma, double lam,
                      double *rhs);
+
+/* Collective: the whole model behind pass (its parameters are read at each
+ * solve), n = fh_model_nparams unknowns, inputs of dim floats, C classes,
+ * temperature T of q; chunk samples per process row per Jacobian chunk
+ * (each rank holds 2C * chunk * n / npcol doubles of J). Free with
+ * fh_gn_head_free; the pass stays the caller's. */
+int fh_gn_model_create(fh_gn_head **out, MPI_Comm comm, fh_model_pass *pass, int n, int dim, int C, double T,
+                       int chunk);
+/* Collective. This rank's n samples x [n, dim]; cp, cq, sigma, lam, rhs as
+ * in fh_gn_head_solve, over all the model's parameters. The model's grads
+ * are overwritten. */
+int fh_gn_model_solve(fh_gn_head *g, int n, const float *x, double cp, double cq, double sigma, double lam,
+                      double *rhs);
 
 #endif

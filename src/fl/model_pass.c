@@ -1,6 +1,8 @@
-/* The model's forward and backward with the caller's activations (see
- * model_pass.h). Its workspace mirrors the model's own: for layer i, act[i]
- * [B, out_size], dact[i] [B, out_size] and its private scratch. */
+/* The model as extractor + classifier (see model_pass.h). Layout: the
+ * extractor's parameters are the model's first head_off floats and its
+ * buffers all of the model's (fh_model_create_extractor), the classifier's
+ * weight [C, d] and bias [C] follow at head_off. A model of one Linear layer
+ * has no extractor: its features are its input. */
 #include "fl/model_pass.h"
 
 #include <stdio.h>
@@ -12,76 +14,46 @@
 
 struct fh_model_pass {
   fh_model *m;
-  int nlayers, max_batch;
-  float *workspace;
-  float **act, **dact, **scratch;
-  const float *x; /* input of the last forward (features of a 1-layer model) */
+  fh_model *ex;          /* the layers before the classifier; NULL: none */
+  int max_batch, d, C;
+  size_t head_off;       /* offset of the classifier's weight in m's parameters */
+  float *z;              /* [max_batch, C] logits of the last forward           */
+  float *df;             /* [max_batch, d] gradient reaching the features       */
+  const float *f;        /* features of the last forward                        */
 };
-
-/* The kinds whose ops read one input, the output of the layer before. */
-static int known_kind(fh_layer_kind k) {
-  switch (k) {
-  case FH_LAYER_LINEAR: case FH_LAYER_RELU: case FH_LAYER_CONV2D: case FH_LAYER_MAXPOOL2D:
-  case FH_LAYER_AVGPOOL2D: case FH_LAYER_ADAPTIVE_AVGPOOL2D: case FH_LAYER_FLATTEN:
-  case FH_LAYER_BATCHNORM2D: case FH_LAYER_BATCHNORM1D: case FH_LAYER_ELU:
-    return 1;
-  default:
-    return 0;
-  }
-}
 
 int fh_model_pass_create(fh_model_pass **out, fh_model *m, int max_batch) {
   *out = NULL;
   const int nl = fh_model_nlayers(m);
-  for (int i = 0; i < nl; i++) {
-    const fh_layer *L = fh_model_layer(m, i);
-    if (!known_kind(L->kind) || L->input != i - 1)
-      return FH_FAIL(FH_ERR_CONFIG, "model.arch = %s: layer %d (%s, %s) is not part of a plain chain; the "
-                                    "distillation and curvature passes take chain models (mlp, cnn1..cnn5)",
-                     fh_model_arch(m), i, L->name, L->ops->kind_name);
-  }
-  const fh_layer *last = fh_model_layer(m, nl - 1);
-  if (last->kind != FH_LAYER_LINEAR)
-    return FH_FAIL(FH_ERR_CONFIG, "model.arch = %s does not end in a Linear classifier", fh_model_arch(m));
+  const fh_layer *head = fh_model_layer(m, nl - 1);
+  if (head->kind != FH_LAYER_LINEAR || head->input != nl - 2 || head->nparams != 2)
+    return FH_FAIL(FH_ERR_CONFIG, "model.arch = %s does not end in a Linear classifier with a bias reading the "
+                                  "layer before it", fh_model_arch(m));
   fh_model_pass *p = fh_calloc(1, sizeof *p);
   p->m = m;
-  p->nlayers = nl;
   p->max_batch = max_batch;
-  const size_t mb = (size_t)max_batch;
-  size_t total = 0;
-  for (int i = 0; i < nl; i++) {
-    const fh_layer *L = fh_model_layer(m, i);
-    total += mb * (2 * L->out_size + L->scratch_per_sample) + L->scratch_fixed;
+  p->d = (int)head->in_size;
+  p->C = (int)head->out_size;
+  p->head_off = fh_model_view(m, fh_model_header_first_view(m))->offset;
+  if (nl > 1) {
+    const int rc = fh_model_create_extractor(&p->ex, m, max_batch);
+    if (rc) {
+      free(p);
+      return rc;
+    }
   }
-  p->workspace = fh_calloc(total ? total : 1, sizeof(float));
-  p->act = fh_malloc((size_t)nl * sizeof(float *));
-  p->dact = fh_malloc((size_t)nl * sizeof(float *));
-  p->scratch = fh_malloc((size_t)nl * sizeof(float *));
-  float *w = p->workspace;
-  for (int i = 0; i < nl; i++) {
-    const fh_layer *L = fh_model_layer(m, i);
-    p->act[i] = w, w += mb * L->out_size;
-    p->dact[i] = w, w += mb * L->out_size;
-    const size_t s = L->scratch_fixed + mb * L->scratch_per_sample;
-    p->scratch[i] = s ? w : NULL, w += s;
-  }
+  p->z = fh_malloc((size_t)max_batch * p->C * sizeof(float));
+  p->df = fh_malloc((size_t)max_batch * p->d * sizeof(float));
   *out = p;
   return 0;
 }
 
 void fh_model_pass_free(fh_model_pass *p) {
   if (!p) return;
-  free(p->workspace);
-  free(p->act);
-  free(p->dact);
-  free(p->scratch);
+  fh_model_free(p->ex);
+  free(p->z);
+  free(p->df);
   free(p);
-}
-
-static fh_layer_ctx ctx(const fh_model_pass *p, int i, int train) {
-  return (fh_layer_ctx){.params = fh_model_params(p->m), .grads = fh_model_grads(p->m),
-                        .buffers = fh_model_buffers(p->m), .scratch = p->scratch[i], .rng = NULL,
-                        .train = train};
 }
 
 static void check_batch(const fh_model_pass *p, int B) {
@@ -94,27 +66,34 @@ static void check_batch(const fh_model_pass *p, int B) {
 
 const float *fh_model_pass_forward(fh_model_pass *p, const float *x, int B, int train) {
   check_batch(p, B);
-  p->x = x;
-  for (int i = 0; i < p->nlayers; i++) {
-    const fh_layer *L = fh_model_layer(p->m, i);
-    const fh_layer_ctx c = ctx(p, i, train);
-    L->ops->forward(L, &c, i == 0 ? x : p->act[i - 1], p->act[i], B);
+  const float *w = fh_model_params(p->m);
+  if (p->ex) {
+    memcpy(fh_model_params(p->ex), w, p->head_off * sizeof(float));
+    const size_t nb = fh_model_nbuffers(p->m);
+    if (nb) memcpy(fh_model_buffers(p->ex), fh_model_buffers(p->m), nb * sizeof(float));
+    p->f = fh_model_forward(p->ex, x, B, train);
+  } else {
+    p->f = x;
   }
-  return p->act[p->nlayers - 1];
+  fh_linear_forward(p->z, p->f, w + p->head_off, w + p->head_off + (size_t)p->C * p->d, B, p->d, p->C);
+  return p->z;
 }
 
-const float *fh_model_pass_features(const fh_model_pass *p) {
-  return p->nlayers > 1 ? p->act[p->nlayers - 2] : p->x;
-}
+const float *fh_model_pass_features(const fh_model_pass *p) { return p->f; }
 
-void fh_model_pass_backward(fh_model_pass *p, const float *x, const float *dlogits, int B) {
+fh_model *fh_model_pass_model(const fh_model_pass *p) { return p->m; }
+
+void fh_model_pass_backward(fh_model_pass *p, const float *x, const float *dlogits, const float *dfeat, int B) {
   check_batch(p, B);
-  const int last = p->nlayers - 1;
-  memcpy(p->dact[last], dlogits, (size_t)B * fh_model_num_classes(p->m) * sizeof(float));
-  memset(fh_model_grads(p->m), 0, fh_model_nparams(p->m) * sizeof(float)); /* the kernels accumulate */
-  for (int i = last; i >= 0; i--) {
-    const fh_layer *L = fh_model_layer(p->m, i);
-    const fh_layer_ctx c = ctx(p, i, 1);
-    L->ops->backward(L, &c, i == 0 ? x : p->act[i - 1], p->act[i], p->dact[i], i == 0 ? NULL : p->dact[i - 1], B);
-  }
+  const size_t Cd = (size_t)p->C * p->d;
+  float *g = fh_model_grads(p->m);
+  const float *w = fh_model_params(p->m);
+  memset(g + p->head_off, 0, (Cd + (size_t)p->C) * sizeof(float)); /* the kernel accumulates */
+  fh_linear_backward(p->ex ? p->df : NULL, g + p->head_off, g + p->head_off + Cd, dlogits, p->f, w + p->head_off, B,
+                     p->d, p->C);
+  if (!p->ex) return;
+  if (dfeat)
+    for (size_t i = 0; i < (size_t)B * p->d; i++) p->df[i] += dfeat[i];
+  fh_model_backward(p->ex, x, p->df, B);
+  memcpy(g, fh_model_grads(p->ex), p->head_off * sizeof(float));
 }

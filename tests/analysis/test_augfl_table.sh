@@ -1,6 +1,6 @@
 #!/bin/bash
 # analysis/augfl_table.py: --print-commands gives the pretraining and the five
-# methods per seed; on real short runs (digits, two seeds, FedAvg and AugFL)
+# methods per seed (six with --whole-model); on real short runs (digits, two seeds, FedAvg and AugFL)
 # the table has one row per method with both seeds, the target clients'
 # accuracy as mean ± spread, and AugFL's server time; a folder without a
 # metrics.h5 is exit 2 with one line.
@@ -19,6 +19,10 @@ cmds=$(/usr/bin/python3 "$TABLE" --print-commands input/augfl_digits.ini --seeds
 [[ $(grep -c " pretrain " <<<"$cmds") -eq 3 && $(grep -c " run " <<<"$cmds") -eq 15 ]] || { echo "$cmds"; fail "commands"; }
 grep -q "augfl.step=second_order --set output.name=augfl_digits_augfl_so_s2" <<<"$cmds" || fail "second-order command"
 pass "--print-commands: 3 pretrainings and 15 runs"
+cmds=$(/usr/bin/python3 "$TABLE" --print-commands input/augfl_digits.ini --seeds 1,2,3 --out-dir "$TMP/r" --whole-model)
+[[ $(grep -c " run " <<<"$cmds") -eq 18 ]] || { echo "$cmds"; fail "--whole-model commands"; }
+grep -q "augfl.second_order_block=all --set output.name=augfl_digits_augfl_som_s3" <<<"$cmds" || fail "whole-model command"
+pass "--print-commands --whole-model: 18 runs"
 
 run() { timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np 2 -x OPENBLAS_NUM_THREADS=1 "$FEDHPC" "$@"; }
 deck="$SRC_DIR/input/augfl_digits.ini"

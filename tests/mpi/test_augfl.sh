@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # AugFL on the scaled-down digits deck (a pretrained model made first):
 # - the final model and every metric are bitwise identical on 1, 2 and 3
-#   ranks, with full-batch and with minibatch client steps, and without the
-#   pretrained model (lambda = 0, ADMM-FedMeta); the target clients
+#   ranks, with full-batch and with minibatch client steps, without the
+#   pretrained model (lambda = 0, ADMM-FedMeta), and with the feature hint; the target clients
 #   (held-out) and the sources' personalised accuracy are measured;
 # - a run checkpointed after round 4 and resumed on another rank count to
-#   round 6 equals the uninterrupted run (duals and counters in the checkpoint);
+#   round 6 equals the uninterrupted run (duals and counters in the checkpoint),
+#   also with the feature-hint term, whose connector is server state;
 # - the second-order server step (ScaLAPACK on 2 and 4 ranks, LAPACK on 1)
 #   gives the same model on 1, 2 and 4 ranks to rounding, and not the
-#   linearised step's;
+#   linearised step's; the same for the step over the whole model (a small
+#   MLP), and a model above augfl.second_order_max_n is refused;
 # - decks the method cannot run are refused: partial participation, the
 #   second-order step without the regulariser (exit 3), a missing PM (exit 4).
 source "$(dirname "$0")/lib.sh"
@@ -29,7 +31,8 @@ measured() { # measured RUN MODE...: the last value of each mode is a number in 
 }
 
 # name|settings|rank counts
-cases=("pm||1 2 3" "minibatch|--set augfl.batch=6|1 3" "nopm|--set augfl.lambda=0|1 2")
+cases=("pm||1 2 3" "minibatch|--set augfl.batch=6|1 3" "nopm|--set augfl.lambda=0|1 2"
+       "hint|--set augfl.hint_weight=0.5|1 3")
 for spec in "${cases[@]}"; do
   IFS='|' read -r name settings nps <<<"$spec"
   read -ra extra <<<"$settings"
@@ -52,6 +55,21 @@ fh_mpirun 3 run "$deck" "${common[@]}" --set checkpoint.every=2 --resume "$TMP/r
   || { cat "$TMP/resumed.log"; fail "resumed part"; }
 grep -q "resumed from $TMP/resumed/checkpoint.h5 after round 4 of 6" "$TMP/resumed.log" || fail "no resumed line"
 ck_compare pm_np1 resumed
+# with the hint term's learnable connector (server state: 32 -> 64 features)
+grep -q "between the meta-model's 32 features and the PM's 64 through a learnable linear connector" "$TMP/hint_np1.log" \
+  || { cat "$TMP/hint_np1.log"; fail "no connector line"; }
+fh_mpirun 3 run "$deck" "${common[@]}" --set augfl.hint_weight=0.5 --set run.rounds=4 --set checkpoint.every=2 \
+  --set output.name=hint_resumed >"$TMP/hint_resumed.log" 2>&1 || { cat "$TMP/hint_resumed.log"; fail "hint: first part"; }
+fh_mpirun 1 run "$deck" "${common[@]}" --set augfl.hint_weight=0.5 --set checkpoint.every=2 \
+  --resume "$TMP/hint_resumed" >>"$TMP/hint_resumed.log" 2>&1 || { cat "$TMP/hint_resumed.log"; fail "hint: resumed part"; }
+ck_compare hint_np1 hint_resumed
+"$PY" - "$TMP" <<'PY' || fail "the hint term changes nothing"
+import sys, h5py, numpy as np
+def params(run):
+    with h5py.File(f"{sys.argv[1]}/{run}/model.h5") as f:
+        return np.concatenate([f["params"][k][()].ravel() for k in sorted(f["params"])])
+assert np.abs(params("hint_np1") - params("pm_np1")).max() > 1e-4
+PY
 
 # the second-order step: the same to rounding on 1, 2, 4 ranks; not the linearised step
 for np in 1 2 4; do
@@ -77,6 +95,34 @@ PY
 measured so_np4 holdout/accuracy
 ok "second-order step: 1, 2, 4 ranks agree to rounding"
 
+# over the whole model (an MLP 64-4-10: 310 unknowns): the same to rounding on 1 and 4 ranks; not linearised
+small=(--set model.hidden=4 --set augfl.gn_chunk=50)
+fh_mpirun 1 run "$deck" "${common[@]}" "${small[@]}" --set output.name=lin_small >"$TMP/lin_small.log" 2>&1 \
+  || { cat "$TMP/lin_small.log"; fail "linearised, small model"; }
+for np in 1 4; do
+  fh_mpirun "$np" run "$deck" "${common[@]}" "${small[@]}" --set augfl.step=second_order \
+    --set augfl.second_order_block=all --set output.name="all_np$np" >"$TMP/all_np$np.log" 2>&1 \
+    || { cat "$TMP/all_np$np.log"; fail "second order over the model on $np ranks"; }
+done
+grep -q "second-order step over the whole model (310 unknowns) on the BLACS grid of 4 ranks" "$TMP/all_np4.log" \
+  || { cat "$TMP/all_np4.log"; fail "no whole-model line"; }
+"$PY" - "$TMP" <<'PY' || fail "whole-model second-order runs disagree"
+import sys, h5py, numpy as np
+def params(run):
+    with h5py.File(f"{sys.argv[1]}/{run}/model.h5") as f:
+        return np.concatenate([f["params"][k][()].ravel() for k in sorted(f["params"])])
+ref, lin = params("all_np1"), params("lin_small")
+step = np.abs(ref - lin).max() / np.abs(ref).max()
+print(f"whole-model second order vs linearised: max rel diff {step:.3g}")
+assert step > 1e-3, "the second-order step changes nothing"
+for run in ("all_np4",):
+    d = np.abs(params(run) - ref).max() / np.abs(ref).max()
+    print(f"{run} vs all_np1: max rel diff {d:.3g}")
+    assert d < 1e-4, run
+PY
+measured all_np4 holdout/accuracy
+ok "second-order step over the whole model: 1 and 4 ranks agree to rounding"
+
 expect_fail() { # expect_fail CODE TEXT ARGS...
   local code=$1 text=$2 rc=0
   shift 2
@@ -86,5 +132,7 @@ expect_fail() { # expect_fail CODE TEXT ARGS...
 }
 expect_fail 3 "every source client takes part in every round" --set run.client_fraction=0.5
 expect_fail 3 "augfl.step = second_order keeps the curvature of R" --set augfl.step=second_order --set augfl.lambda=0
+expect_fail 3 "augfl.second_order_block = all: model.arch = mlp has 2410 parameters, more than augfl.second_order_max_n = 1000" \
+  --set augfl.step=second_order --set augfl.second_order_block=all --set augfl.second_order_max_n=1000
 expect_fail 4 "pm.path: $TMP/none.h5: cannot open model file" --set pm.path="$TMP/none.h5"
 echo "$NCHECKS passed, 0 failed"

@@ -8,9 +8,16 @@
  * - the meta-gradient's finite-difference Hessian-vector product, with
  *   AugFL's delta = 1 / (10 k + 100) and D^tr, D^te two splits, against the
  *   exact one of softmax regression (closed forms in double);
- * - the regulariser's gradient g_R against central differences of R;
- * - the model pass (backward from any dlogits) against the model's own
- *   cross-entropy gradient, bit for bit, on an MLP and on a CNN. */
+ * - the regulariser's gradient g_R against central differences of R, with
+ *   the feature-hint term through a learnable connector (MLPs of different
+ *   widths: g_R and the connector's gradient), and for the authors' pair,
+ *   a resnet8x4 meta-model and a resnet32x4 PM whose BatchNorm statistics
+ *   come from its model file, on synthetic 3x32x32 images (meta-model
+ *   BatchNorm in evaluation mode there, so that R is a function of theta
+ *   alone; the hint through the identity, both widths 256);
+ * - the model pass (backward from any dlogits and feature gradient)
+ *   against the model's own cross-entropy gradient, bit for bit, on an MLP,
+ *   a CNN and resnet8x4 (residual joins, BatchNorm in training mode). */
 #include <float.h>
 #include <math.h>
 #include <setjmp.h>
@@ -328,6 +335,243 @@ static double reg_value(fh_model *m, const fh_server_shards *sh, const float *te
   return sum / (double)sh->total;
 }
 
+/* R with the hint term: per row gamma CE + a_kd T^2 KL + a_hint mean_j (c(f)_j - tf_j)^2,
+ * c(f) = Wc f + bc (conn [dt, d] | [dt]) or f (conn NULL), from the pass's
+ * forward in the given mode (batches of at most 4: evaluation mode or no
+ * BatchNorm, so the batching does not matter). */
+typedef struct {
+  const float *teacher, *tfeat, *conn;
+  int dt, train;
+  double gamma, akd, ahint;
+  float T;
+} reg_spec;
+
+static double reg_value_pass(fh_model_pass *p, const fh_server_shards *sh, int dim, const reg_spec *r) {
+  fh_model *m = fh_model_pass_model(p);
+  const int Cn = fh_model_num_classes(m), d = fh_model_feature_dim(m);
+  float pa[4 * 64], pb[4 * 64];
+  double sum = 0;
+  for (int at = 0; at < sh->rows.n; at += 4) {
+    const int B = sh->rows.n - at < 4 ? sh->rows.n - at : 4;
+    const float *z = fh_model_pass_forward(p, sh->rows.x + (size_t)at * dim, B, r->train);
+    sum += B * r->gamma * fh_softmax_ce_forward(pa, z, sh->rows.y + at, B, Cn);
+    sum += B * r->akd * fh_kd_loss_forward(pa, pb, z, r->teacher + (size_t)at * Cn, B, Cn, r->T);
+    const float *f = fh_model_pass_features(p);
+    for (int b = 0; b < B && r->ahint > 0; b++) {
+      double h = 0;
+      for (int j = 0; j < r->dt; j++) {
+        double c = f[(size_t)b * d + j];
+        if (r->conn) {
+          c = r->conn[(size_t)r->dt * d + j];
+          for (int i = 0; i < d; i++) c += (double)r->conn[(size_t)j * d + i] * f[(size_t)b * d + i];
+        }
+        const double e = c - r->tfeat[(size_t)(at + b) * r->dt + j];
+        h += e * e;
+      }
+      sum += r->ahint * h / r->dt;
+    }
+  }
+  return sum / (double)sh->total;
+}
+
+/* The PM's logits and features of the server rows, evaluation mode. */
+static void pm_outputs(fh_model *pm, const fh_server_shards *sh, int dim, float *teacher, float *tfeat) {
+  fh_model_pass *p;
+  assert_int_equal(fh_model_pass_create(&p, pm, 4), 0);
+  const int Cn = fh_model_num_classes(pm), dt = fh_model_feature_dim(pm);
+  for (int at = 0; at < sh->rows.n; at += 4) {
+    const int B = sh->rows.n - at < 4 ? sh->rows.n - at : 4;
+    const float *z = fh_model_pass_forward(p, sh->rows.x + (size_t)at * dim, B, 0);
+    memcpy(teacher + (size_t)at * Cn, z, (size_t)B * Cn * sizeof(float));
+    memcpy(tfeat + (size_t)at * dt, fh_model_pass_features(p), (size_t)B * dt * sizeof(float));
+  }
+  fh_model_pass_free(p);
+}
+
+/* Central differences of R at the k largest |g| components of params (a
+ * model's parameters or the connector's), each against g within tol. */
+static void fd_check(const char *what, float *params, size_t n, const float *g_in, int k, float h, double tol,
+                     fh_model_pass *p, const fh_server_shards *sh, int dim, const reg_spec *r) {
+  float *g = malloc(n * sizeof(float));
+  memcpy(g, g_in, n * sizeof(float));
+  for (int pick = 0; pick < k; pick++) {
+    size_t best = 0;
+    for (size_t i = 0; i < n; i++)
+      if (fabs(g[i]) > fabs(g[best])) best = i;
+    const float old = params[best], up = old + h, down = old - h;
+    params[best] = up;
+    const double rp = reg_value_pass(p, sh, dim, r);
+    params[best] = down;
+    const double rm = reg_value_pass(p, sh, dim, r);
+    params[best] = old;
+    const double fd = (rp - rm) / ((double)up - (double)down);
+    print_message("%s[%zu]: server pass %.6g, central difference %.6g\n", what, best, (double)g[best], fd);
+    assert_true(fabs(fd - g[best]) < tol * fabs(g[best]));
+    g[best] = 0; /* next largest */
+  }
+  free(g);
+}
+
+static float *server_vec(fh_run *run, const char *name) {
+  for (int i = 0; i < run->nserver; i++)
+    if (strcmp(run->server[i].name, name) == 0) return run->server[i].data;
+  return NULL;
+}
+
+/* The hint through a learnable connector: meta-model features 16 wide, the
+ * PM's 32. With augfl.hint_lr = 0 the connector stays at its first values;
+ * with hint_lr = 1 one server pass moves it by minus its gradient. */
+static void test_hint_gradient(void **state) {
+  (void)state;
+  const char *extra[] = {"augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.temperature=3",
+                         "augfl.hint_weight=3", "augfl.hint_lr=0"};
+  fh_config *cfg;
+  fh_run *run = augfl_run(&cfg, 1, extra, 6);
+  const size_t np = fh_model_nparams(run->model);
+  fh_accum acc;
+  fh_accum_create(&acc, run->payload_n, 32, run->map.num_clients);
+  fh_accum_zero(&acc);
+  assert_int_equal(run->alg->server_collective(run, &acc), 0);
+  float *gR = malloc(np * sizeof(float));
+  double R;
+  memcpy(gR, fh_augfl_reg_grad(run, &R), np * sizeof(float));
+  float *conn = server_vec(run, "augfl.connector");
+  assert_non_null(conn);
+  const int d = 16, dt = 32, Cn = 10;
+  const size_t nconn = (size_t)dt * (d + 1);
+  float *conn0 = malloc(nconn * sizeof(float));
+  memcpy(conn0, conn, nconn * sizeof(float));
+  /* the connector's gradient: one more run with hint_lr = 1 from the same start */
+  const char *extra1[] = {"augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.temperature=3",
+                          "augfl.hint_weight=3", "augfl.hint_lr=1"};
+  fh_config *cfg1;
+  fh_run *run1 = augfl_run(&cfg1, 1, extra1, 6);
+  assert_int_equal(run1->alg->server_collective(run1, &acc), 0);
+  float *gconn = malloc(nconn * sizeof(float));
+  const float *conn1 = server_vec(run1, "augfl.connector");
+  double gnorm = 0;
+  for (size_t i = 0; i < nconn; i++) gconn[i] = conn0[i] - conn1[i], gnorm += fabs(gconn[i]);
+  assert_true(gnorm > 0);
+  rig_free(run1, cfg1);
+
+  fh_server_shards sh;
+  assert_int_equal(fh_server_shards_load(&sh, cfg, 0, 1), 0);
+  fh_model *pm;
+  char path[4096];
+  fh_pm_path(cfg, path, sizeof path);
+  assert_int_equal(fh_pm_create(&pm, cfg, 1, 8, 8, Cn, 4), 0);
+  assert_int_equal(fh_model_load_params(path, pm, fh_model_params(pm)), 0);
+  assert_int_equal(fh_model_feature_dim(pm), dt);
+  float *teacher = malloc((size_t)sh.rows.n * Cn * sizeof(float)), *tfeat = malloc((size_t)sh.rows.n * dt * sizeof(float));
+  pm_outputs(pm, &sh, run->data->dim, teacher, tfeat);
+  fh_model_load_state(run->model, run->global);
+  fh_model_pass *p;
+  assert_int_equal(fh_model_pass_create(&p, run->model, 4), 0);
+  reg_spec r = {teacher, tfeat, conn0, dt, 1, 0.5, 2.0, 3.0, 3.0f};
+  const double R0 = reg_value_pass(p, &sh, run->data->dim, &r);
+  print_message("R(theta^0) with the hint = %.6f here, %.6f from the server pass\n", R0, R);
+  assert_true(fabs(R0 - R) < 1e-5 * fabs(R));
+  fd_check("dR/dtheta", fh_model_params(run->model), np, gR, 4, 2e-2f, 0.02, p, &sh, run->data->dim, &r);
+  fd_check("dR/dconnector", conn0, nconn, gconn, 4, 2e-2f, 0.02, p, &sh, run->data->dim, &r);
+  fh_model_pass_free(p);
+  free(teacher);
+  free(tfeat);
+  free(gR);
+  free(gconn);
+  free(conn0);
+  fh_model_free(pm);
+  fh_server_shards_free(&sh);
+  fh_accum_destroy(&acc);
+  rig_free(run, cfg);
+}
+
+/* resnet8x4 meta-model, resnet32x4 PM (random weights, BatchNorm statistics
+ * set away from their defaults and written to its file), 3x32x32 synthetic
+ * images, ten server rows. */
+static void test_reg_gradient_resnet(void **state) {
+  (void)state;
+  char pmset[200];
+  snprintf(pmset, sizeof pmset, "pm.path=%s/pm_resnet.h5", tmpdir);
+  const char *sets[] = {"data.source=synthimg", "data.synthimg_train=100", "data.synthimg_test=10",
+                        "data.server_fraction=0.1", "data.server_shards=2", "run.clients=4",
+                        "partition.method=iid", "model.arch=resnet8x4", "pm.arch=resnet32x4", pmset,
+                        "augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.temperature=3",
+                        "augfl.server_bn=eval", "augfl.server_batch=4", "augfl.hint_weight=0.001", dir_set};
+  const int nsets = (int)(sizeof sets / sizeof sets[0]);
+  const fh_key_spec *tables[64];
+  int nt = fh_all_key_tables(tables, 64);
+  fh_config *pcfg;
+  if (fh_config_load(&pcfg, NULL, sets, nsets, tables, nt) != 0) fail_msg("config: %s", fh_error_msg());
+  fh_model *pm;
+  assert_int_equal(fh_pm_create(&pm, pcfg, 3, 32, 32, 10, 4), 0);
+  fh_rng g;
+  fh_rng_init(&g, 9, FH_RNG_TEST, 0, 0);
+  fh_model_init(pm, &g);
+  float *buf = fh_model_buffers(pm);
+  assert_true(fh_model_nbuffers(pm) > 0);
+  for (int v = 0; v < fh_model_nbuffer_views(pm); v++) {
+    const fh_param_view *bv = fh_model_buffer_view(pm, v);
+    const int var = strstr(bv->name, "running_var") != NULL;
+    if (!var && !strstr(bv->name, "running_mean")) continue; /* num_batches_tracked */
+    for (size_t i = 0; i < bv->numel; i++)
+      buf[bv->offset + i] = var ? (float)(0.5 + fh_rng_uniform(&g)) : (float)(0.2 * fh_rng_normal(&g));
+  }
+  char path[4096];
+  fh_pm_path(pcfg, path, sizeof path);
+  const int shape[3] = {3, 32, 32};
+  assert_int_equal(fh_model_save_state(path, pm, fh_model_params(pm), buf, shape, NULL), 0);
+  fh_config_free(pcfg);
+
+  fh_config *cfg;
+  fh_run *run = augfl_run(&cfg, 0, sets, nsets);
+  const size_t np = fh_model_nparams(run->model);
+  fh_accum acc;
+  fh_accum_create(&acc, run->payload_n, 32, run->map.num_clients);
+  fh_accum_zero(&acc);
+  assert_int_equal(run->alg->server_collective(run, &acc), 0);
+  float *gR = malloc(np * sizeof(float));
+  double R;
+  memcpy(gR, fh_augfl_reg_grad(run, &R), np * sizeof(float));
+  fh_server_shards sh;
+  assert_int_equal(fh_server_shards_load(&sh, cfg, 0, 1), 0);
+  const int dim = run->data->dim, dt = fh_model_feature_dim(pm);
+  assert_int_equal(dt, fh_model_feature_dim(run->model));
+  float *teacher = malloc((size_t)sh.rows.n * 10 * sizeof(float)), *tfeat = malloc((size_t)sh.rows.n * dt * sizeof(float));
+  /* the PM as the file gives it back (its statistics, not fresh ones) */
+  fh_model *pm2;
+  assert_int_equal(fh_pm_create(&pm2, cfg, 3, 32, 32, 10, 4), 0);
+  assert_int_equal(fh_model_load_params(path, pm2, fh_model_params(pm2)), 0);
+  assert_int_equal(fh_model_load_buffers(path, pm2, fh_model_buffers(pm2)), 0);
+  assert_memory_equal(fh_model_buffers(pm2), buf, fh_model_nbuffers(pm) * sizeof(float));
+  pm_outputs(pm2, &sh, dim, teacher, tfeat);
+  fh_model_load_state(run->model, run->global);
+  fh_model_pass *p;
+  assert_int_equal(fh_model_pass_create(&p, run->model, 4), 0);
+  reg_spec r = {teacher, tfeat, NULL, dt, 0, 0.5, 2.0, 0.001, 3.0f};
+  const double R0 = reg_value_pass(p, &sh, dim, &r);
+  print_message("resnet8x4 / resnet32x4: R(theta^0) = %.6f here, %.6f from the server pass (%d rows)\n", R0, R,
+                sh.rows.n);
+  assert_true(fabs(R0 - R) < 1e-5 * fabs(R));
+  fd_check("dR/dtheta", fh_model_params(run->model), np, gR, 3, 1e-2f, 0.03, p, &sh, dim, &r);
+  /* and the largest of views inside the residual stages and of the stem */
+  const char *views[3] = {"layer2.0.conv1.weight", "layer3.0.bn2.weight", "conv1.weight"};
+  for (int k = 0; k < 3; k++) {
+    const fh_param_view *v = fh_model_find_view(run->model, views[k]);
+    assert_non_null(v);
+    fd_check(v->name, fh_model_params(run->model) + v->offset, v->numel, gR + v->offset, 1, 1e-2f, 0.03, p, &sh,
+             dim, &r);
+  }
+  fh_model_pass_free(p);
+  free(teacher);
+  free(tfeat);
+  free(gR);
+  fh_model_free(pm);
+  fh_model_free(pm2);
+  fh_server_shards_free(&sh);
+  fh_accum_destroy(&acc);
+  rig_free(run, cfg);
+}
+
 static void test_reg_gradient(void **state) {
   (void)state;
   const char *extra[] = {"augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.temperature=3"};
@@ -416,7 +660,7 @@ static void test_model_pass_matches_model(void **state) {
       zerr = fmax(zerr, fabs(s - z[b * Cm + c]));
     }
   assert_true(zerr < 1e-5);
-  fh_model_pass_backward(p, x, dl, B);
+  fh_model_pass_backward(p, x, dl, NULL, B);
   assert_memory_equal(ref, fh_model_grads(m), n * sizeof(float));
   fh_model_pass_free(p);
   free(ref);
@@ -450,11 +694,72 @@ static void test_model_pass_cnn(void **state) {
   float probs[Bc * Cc], dl[Bc * Cc];
   fh_softmax_ce_forward(probs, z, y, Bc, Cc);
   fh_softmax_ce_backward(dl, probs, y, Bc, Cc);
-  fh_model_pass_backward(p, x, dl, Bc);
+  fh_model_pass_backward(p, x, dl, NULL, Bc);
   assert_memory_equal(ref, fh_model_grads(m), n * sizeof(float));
   assert_int_equal(fh_model_feature_dim(m), 500);
   fh_model_pass_free(p);
   free(ref);
+  free(x);
+  fh_model_free(m);
+  fh_config_free(cfg);
+}
+
+/* resnet8x4 (residual joins, BatchNorm in training mode): the pass's gradient
+ * is the model's own, bit for bit; a feature gradient adds what the model's
+ * backward from an extractor gives. */
+static void test_model_pass_resnet(void **state) {
+  (void)state;
+  const fh_key_spec *tables[64];
+  int nt = fh_all_key_tables(tables, 64);
+  fh_config *cfg;
+  const char *sets[] = {"model.arch=resnet8x4"};
+  assert_int_equal(fh_config_load(&cfg, NULL, sets, 1, tables, nt), 0);
+  fh_model *m;
+  enum { Br = 3, Cr = 10 };
+  assert_int_equal(fh_model_create(&m, cfg, 3, 32, 32, Cr, Br), 0);
+  fh_rng g;
+  fh_rng_init(&g, 5, FH_RNG_TEST, 0, 0);
+  fh_model_init(m, &g);
+  float *x = malloc((size_t)Br * 3 * 32 * 32 * sizeof(float));
+  int32_t y[Br] = {0, 7, 2};
+  fh_rng_normal_fill(&g, x, (size_t)Br * 3 * 32 * 32, 0.f, 1.f);
+  const size_t n = fh_model_nparams(m), nb = fh_model_nbuffers(m);
+  float *buf0 = malloc(nb * sizeof(float));
+  memcpy(buf0, fh_model_buffers(m), nb * sizeof(float));
+  fh_model_loss_grad(m, x, y, Br);
+  float *ref = malloc(n * sizeof(float));
+  memcpy(ref, fh_model_grads(m), n * sizeof(float));
+  memcpy(fh_model_buffers(m), buf0, nb * sizeof(float)); /* the training forward moved them */
+  fh_model_pass *p;
+  assert_int_equal(fh_model_pass_create(&p, m, Br), 0);
+  const float *z = fh_model_pass_forward(p, x, Br, 1);
+  float probs[Br * Cr], dl[Br * Cr];
+  fh_softmax_ce_forward(probs, z, y, Br, Cr);
+  fh_softmax_ce_backward(dl, probs, y, Br, Cr);
+  fh_model_pass_backward(p, x, dl, NULL, Br);
+  assert_memory_equal(ref, fh_model_grads(m), n * sizeof(float));
+  assert_memory_equal(buf0, fh_model_buffers(m), nb * sizeof(float)); /* the model's own are not moved */
+  /* a feature gradient alone: the extractor's backward from it, the classifier untouched */
+  const int d = fh_model_feature_dim(m);
+  float *df = malloc((size_t)Br * d * sizeof(float)), zero[Br * Cr];
+  fh_rng_normal_fill(&g, df, (size_t)Br * d, 0.f, 1.f);
+  memset(zero, 0, sizeof zero);
+  fh_model_pass_forward(p, x, Br, 1);
+  fh_model_pass_backward(p, x, zero, df, Br);
+  fh_model *ex;
+  assert_int_equal(fh_model_create_extractor(&ex, m, Br), 0);
+  const size_t ne = fh_model_nparams(ex);
+  memcpy(fh_model_params(ex), fh_model_params(m), ne * sizeof(float));
+  memcpy(fh_model_buffers(ex), buf0, nb * sizeof(float));
+  fh_model_forward(ex, x, Br, 1);
+  fh_model_backward(ex, x, df, Br);
+  assert_memory_equal(fh_model_grads(ex), fh_model_grads(m), ne * sizeof(float));
+  for (size_t i = ne; i < n; i++) assert_true(fh_model_grads(m)[i] == 0.0f);
+  fh_model_free(ex);
+  fh_model_pass_free(p);
+  free(df);
+  free(ref);
+  free(buf0);
   free(x);
   fh_model_free(m);
   fh_config_free(cfg);
@@ -469,6 +774,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_identities_without_pm),
       cmocka_unit_test(test_identities_with_pm),
       cmocka_unit_test(test_reg_gradient),
+      cmocka_unit_test(test_hint_gradient),
+      cmocka_unit_test(test_reg_gradient_resnet),
+      cmocka_unit_test(test_model_pass_resnet),
   };
   int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
   MPI_Finalize();
