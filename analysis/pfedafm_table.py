@@ -21,8 +21,8 @@ Accuracy (mean +- standard deviation over seeds, in %):
 
 Communication and computation per round (means over rounds and seeds):
   up, down  bytes one sampled client sends and receives, from the line the
-            method logs at the start (FedKD: the SVD-compressed sizes it logs
-            at the end, over all its rounds)
+            method logs (FedKD: its messages of SVD factors, padded to
+            fedkd.max_rank components per matrix, as the run logs at the end)
   per round (up + down) x clients sampled
   GFLOP/cl  analytic floating-point operations of the local phase per sampled
             client and round (profile.h5; forward, backward and the client's
@@ -55,11 +55,9 @@ def comm_bytes(run):
     if not os.path.isfile(log):
         return None
     text = open(log, errors="replace").read()
-    m = re.search(r"fedkd: ([\d.]+) rounds sent ([\d.]+) bytes up \(all clients\) and ([\d.]+) bytes down", text)
+    m = re.search(r"fedkd: .* in messages of (\d+) bytes per client each way", text)
     if m:
-        with h5py.File(os.path.join(run, "metrics.h5"), "r") as f:
-            per_round = float(np.mean(f["clients_sampled"][()]))
-        return float(m.group(2)) / per_round, float(m.group(3))
+        return float(m.group(1)), float(m.group(1))
     m = re.search(r"the header \((\d+) bytes\) goes down, each client's class prototypes \((\d+) bytes\) go up", text)
     if m:
         return float(m.group(2)), float(m.group(1))

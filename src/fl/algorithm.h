@@ -5,7 +5,9 @@
  * with the sum of the contributions.
  *
  * Round t, as data:
- *   rank 0 -> all   MPI_Bcast(run->global, payload_n floats)
+ *   rank 0 -> all   MPI_Bcast(run->global, payload_n floats; only the first
+ *                   run->bcast_n when an algorithm sets it: a payload whose
+ *                   tail is per-client upload slots, FedGH's and FedKD's)
  *   each rank       for its sampled clients, in id order: client_update(), which
  *                   adds its weighted contribution with fh_accum_add()
  *   all -> rank 0   one MPI_Reduce of the fixed-point accumulator
@@ -95,6 +97,13 @@ typedef struct fh_algorithm {
    * and same promise as client_model, which it replaces when set. */
   int (*client_evaluate)(fh_run *run, fh_client_ctx *c, const fh_split *sp, double *correct,
                          double *loss_sum);
+  /* Algorithms whose payload's head is not the state of run->model that
+   * model.h5 and the global-model evaluations should use (FedKD broadcasts a
+   * compressed update and keeps the student it updates beside; FedProto's
+   * prototypes make a classifier): that state [model_n]. Called on every rank
+   * once run->global is in sync; NULL on failure (the error set). NULL hook:
+   * run->global. */
+  const float *(*global_model)(fh_run *run);
 } fh_algorithm;
 
 /* Registry (src/fl/registry.c). */

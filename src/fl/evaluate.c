@@ -260,8 +260,13 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
   int rc = 0, bad = -1;
 
   /* The global model on every training client's splits. */
-  if (ev->on[MODE_GLOBAL]) {
-    fh_model_load_state(model, run->global);
+  const float *g = run->global;
+  if (run->alg->global_model && (ev->on[MODE_GLOBAL] || ev->on[MODE_FINETUNE] || ev->on[MODE_HOLDOUT])) {
+    g = run->alg->global_model(run);
+    if (!g) rc = FH_ERR_RUNTIME, g = run->global;
+  }
+  if (ev->on[MODE_GLOBAL] && rc == 0) {
+    fh_model_load_state(model, g);
     double *train = ev->table + (size_t)ev->row_train * K;
     for (int i = 0; i < run->nlocal; i++) {
       const fh_client_data *cd = &run->data->clients[i];
@@ -274,7 +279,7 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
     }
   }
   int64_t gt[4] = {0, 0, 0, 0};
-  if (ev->global_test) eval_global_test(ev, run, gt);
+  if (ev->global_test && rc == 0) eval_global_test(ev, run, gt);
 
   /* Each training client's own model. */
   for (int i = 0; i < run->nlocal && rc == 0 && ev->on[MODE_PERSONAL]; i++) {
@@ -301,7 +306,7 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
     for (int i = 0; i < run->nlocal && rc == 0; i++) {
       const fh_client_data *cd = &run->data->clients[i];
       if ((mode == MODE_HOLDOUT) != (run->nholdout && is_holdout(run, cd->id))) continue;
-      fh_model_load_state(model, run->global);
+      fh_model_load_state(model, g);
       fh_rng rng;
       fh_rng_init(&rng, run->seed, FH_RNG_EVAL, (uint32_t)cd->id, (uint32_t)t);
       if (mode == MODE_HOLDOUT) {

@@ -13,7 +13,8 @@
  *              header on their cross-entropy; the new header goes out
  *
  * Payload [header (C*d + C) | one slot per sampled client: prototypes (C*d),
- * present (C)]: the header goes down, each client fills only its own slot
+ * present (C)]: the header goes down (the broadcast carries it alone), each
+ * client fills only its own slot
  * (its position among the round's sampled clients, drawn as the round loop
  * draws them), so the reduction hands the server every client's prototypes
  * unchanged. run->model is the header, Linear(d, C): model.h5 holds the final
@@ -21,6 +22,7 @@
  * trained on top of the global one, as the authors test). Client state:
  * fedgh.model, fedgh.momentum, fedgh.steps; server state: fedgh.round. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,25 +58,16 @@ typedef struct {
   int32_t *yb;          /* [batch]                              */
 } fedgh_state;
 
-/* The clients sampled in round t, as the round loop draws them (round.c:
- * run.clients_per_round or the fraction of the training clients, at least
- * one, from the stream (seed, FH_RNG_SAMPLING, -, t), mapped past held-out
- * clients). */
-static int sampled_count(const fh_run *run) {
-  const int K = run->map.num_clients - run->nholdout;
-  long long m = fh_cfg_int(run->cfg, "run.clients_per_round");
-  if (m <= 0) m = llround(fh_cfg_real(run->cfg, "run.client_fraction") * K);
-  if (m < 1) m = 1;
-  if (m > K) m = K;
-  return (int)m;
-}
+/* fh_hetero_client_evaluate reads the state as an fh_hetero_alg */
+_Static_assert(offsetof(fedgh_state, h) == offsetof(fh_hetero_alg, h) && offsetof(fedgh_state, f) == offsetof(fh_hetero_alg, f),
+               "the hetero part leads the state");
 
+/* Client's position among round t's sampled clients (drawn as the round
+ * loop draws them), or -1. */
 static int slot_of(fedgh_state *s, const fh_run *run, int t, int client) {
-  fh_rng r;
-  fh_rng_init(&r, run->seed, FH_RNG_SAMPLING, FH_RNG_NONE, (uint32_t)t);
-  fh_rng_sample_sorted(&r, run->map.num_clients - run->nholdout, s->m, s->sampled);
+  fh_run_sample(run, t, s->sampled);
   for (int j = 0; j < s->m; j++)
-    if ((run->train_ids ? run->train_ids[s->sampled[j]] : s->sampled[j]) == client) return j;
+    if (s->sampled[j] == client) return j;
   return -1;
 }
 
@@ -85,7 +78,7 @@ static int fedgh_setup(fh_run *run) {
   FH_TRY(fh_hetero_need_common_d(&s->h, "fedgh"));
   FH_TRY(fh_hetero_declare(&s->h, run, "fedgh", &s->f));
   s->C = s->h.C, s->d = s->h.d;
-  s->m = sampled_count(run);
+  s->m = fh_run_sampled_count(run);
   s->server_lr = (float)fh_cfg_real(run->cfg, "fedgh.server_lr");
   s->server_epochs = (int)fh_cfg_int(run->cfg, "fedgh.server_epochs");
   s->batch = s->h.tr.batch;
@@ -104,6 +97,7 @@ static int fedgh_setup(fh_run *run) {
   run->model = lin;
   run->model_n = s->head_n;
   run->payload_n = s->head_n + (size_t)s->m * s->slot_n;
+  run->bcast_n = s->head_n; /* the slots only go up */
   free(run->global);
   run->global = fh_calloc(run->payload_n, sizeof(float));
   fh_model_store_state(lin, run->global);
@@ -202,12 +196,6 @@ static int fedgh_server_step(fh_run *run, const fh_accum *acc) {
   return 0;
 }
 
-static int fedgh_client_evaluate(fh_run *run, fh_client_ctx *c, const fh_split *sp, double *correct,
-                                 double *loss_sum) {
-  fedgh_state *s = run->alg_state;
-  return fh_hetero_evaluate(&s->h, run, &s->f, c->id, sp, correct, loss_sum);
-}
-
 static void fedgh_destroy(fh_run *run) {
   fedgh_state *s = run->alg_state;
   fh_hetero_destroy(&s->h);
@@ -232,6 +220,6 @@ const fh_algorithm fh_alg_fedgh = {
     .client_update = fedgh_client_update,
     .server_step = fedgh_server_step,
     .destroy = fedgh_destroy,
-    .client_evaluate = fedgh_client_evaluate,
+    .client_evaluate = fh_hetero_client_evaluate,
     .flags = FH_ALG_NO_GLOBAL_MODEL,
 };

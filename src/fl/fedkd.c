@@ -8,110 +8,101 @@
  *   L_s = CE_s + (KD(s || t) + w_h MSE(h_s, h_t)) / (CE_t + CE_s)
  *
  * (h: the features before each header, one width for both; w_h =
- * fedkd.hidden_weight). Only the student's update travels, compressed by
- * truncated SVD: every weight matrix of the update (a conv's [out, in*k*k])
- * keeps its largest singular values up to an energy fraction T, which grows
- * linearly from fedkd.energy_start to fedkd.energy_end over the run
- * (fedkd.energy_rounds); biases
- * go as they are. The server averages the clients' decompressed updates
- * (weights n_k) and sends the average compressed the same way. Here the
- * payload carries the reconstructed matrices, so the accuracy is that of the
- * compressed method, and the bytes the factors would take are counted: one
- * more float of the payload sums the clients' upload sizes, and rank 0 logs
- * the mean upload and download per round at the end of the run.
+ * fedkd.hidden_weight). Only the student's update travels, as truncated SVD
+ * factors (fl/lowrank.h): every weight matrix of the update (a conv's
+ * [out, in*k*k]) goes as its leading singular values and vectors holding an
+ * energy fraction T of it, T growing linearly from fedkd.energy_start to
+ * fedkd.energy_end over fedkd.energy_rounds, at most fedkd.max_rank of them
+ * (the message has a fixed size: each matrix's block is padded to that rank);
+ * biases and buffers go as they are.
+ *
+ *   client k:  student theta^t (every node keeps it), E epochs of mutual
+ *              distillation, its update theta_k - theta^t as factors
+ *   server:    rebuilds every client's update from its factors, takes their
+ *              mean weighted by n_k, and sends that mean as factors (at the
+ *              round's T); every node adds the rebuilt mean to its theta
+ *
+ * Payload: m slots of [n_k | floats used | matrices clipped | factors] (m the
+ * clients per round;
+ * each sampled client fills its own slot, its position among the round's
+ * sampled clients, so the reduction hands the server every client's factors
+ * unchanged), of which only the head, [round | floats used | matrices clipped
+ * | the mean's factors], is broadcast. The student theta is server state ("fedkd.student",
+ * on every rank; "fedkd.server" counts the rounds applied), brought up to date
+ * with each broadcast message; the global-model evaluations and model.h5 use
+ * it. Rank 0 logs the bytes moved and used per round at the end of the run.
  *
  * Client state: fedkd.model, fedkd.momentum, fedkd.steps (teacher),
- * fedkd.shared_momentum, fedkd.shared_steps (student); server state:
- * fedkd.server [3] (rounds done, summed upload and download floats). */
-#include <cblas.h>
+ * fedkd.shared_momentum, fedkd.shared_steps (student). */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "core/log.h"
 #include "fl/algorithm.h"
+#include "fl/lowrank.h"
 #include "fl/mutual.h"
 #include "fl/run.h"
-
-/* LAPACK (linked through OpenBLAS) */
-void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u,
-             const int *ldu, float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info,
-             size_t jobz_len);
 
 static const fh_key_spec fedkd_keys[] = {
     {"fedkd.temperature", FH_T_REAL, "1", 1e-3, 1e3, NULL, "softmax temperature of the distillation terms"},
     {"fedkd.hidden_weight", FH_T_REAL, "1", 0, 1e6, NULL,
      "weight of the MSE between teacher and student features (0: logits only)"},
-    {"fedkd.energy_start", FH_T_REAL, "0.95", 0, 1, NULL,
-     "SVD energy kept of each update matrix in the first round (1: no compression)"},
-    {"fedkd.energy_end", FH_T_REAL, "0.98", 0, 1, NULL, "SVD energy kept in the last round"},
+    {"fedkd.energy_start", FH_T_REAL, "0.95", 1e-6, 1, NULL,
+     "SVD energy kept of each update matrix in the first round (1: all, up to fedkd.max_rank)"},
+    {"fedkd.energy_end", FH_T_REAL, "0.98", 1e-6, 1, NULL, "SVD energy kept in the last round"},
     {"fedkd.energy_rounds", FH_T_INT, "0", 0, 1e8, NULL,
      "rounds over which the energy grows from start to end (0: run.rounds; set it to keep the schedule "
      "when a resumed run goes on for more rounds)"},
+    {"fedkd.max_rank", FH_T_INT, "16", 1, 1e6, NULL,
+     "most singular values sent per update matrix: the size of the message (matrices that would not be "
+     "smaller as that many factors go dense)"},
     FH_KEYS_END};
 
-enum { SV_ROUNDS, SV_UP, SV_DOWN, NSV };
+/* server vector: rounds whose update this rank's student holds; rank 0's
+ * counters of the floats moved and used */
+enum { SV_APPLIED, SV_ROUNDS, SV_UP, SV_DOWN, SV_CLIPPED_UP, SV_CLIPPED, SV_MATRICES, NSV };
+
+/* a slot's head: n_k (down: the round), floats used, matrices clipped */
+enum { HEAD = 3 };
 
 typedef struct {
   fh_mutual_alg a;
   double e0, e1;
-  int rounds;
-  double *server;    /* [NSV] rank 0's counters (server state)       */
-  size_t dense;      /* floats of one dense update                   */
-  float *delta;      /* [model_n + 1] an update, then its upload     */
-  /* SVD workspace, sized for the largest matrix */
-  float *s, *u, *vt, *work, *a_copy;
-  int *iwork;
-  int lwork;
+  int rounds, m;
+  fh_lowrank lr;
+  size_t slot_n;     /* HEAD + lr.msg_n                              */
+  float *student;    /* [model_n] theta (server state, every rank)   */
+  double *sv;        /* [NSV]                                        */
+  int *sampled;      /* [m]                                          */
+  float *delta;      /* [model_n]                                    */
+  double *mean;      /* [model_n]                                    */
+  float *contrib;    /* [payload_n]                                  */
 } fedkd_state;
+
+/* fh_hetero_client_evaluate reads the state as the fh_mutual_alg it begins with */
+_Static_assert(offsetof(fedkd_state, a) == 0, "the mutual part leads the state");
 
 static double energy_at(const fedkd_state *s, int round) {
   if (round >= s->rounds - 1 || s->rounds < 2) return s->e1;
   return s->e0 + (s->e1 - s->e0) * round / (s->rounds - 1);
 }
 
-/* x [m, n] row-major <- its rank-k truncation, k the fewest singular values
- * holding `energy` of the squared norm; returns the floats k (m + n + 1) the
- * factors take, or m n when those are fewer (then x is left dense). */
-static size_t truncate(fedkd_state *s, float *x, int m, int n, double energy) {
-  const size_t dense = (size_t)m * n;
-  if (energy >= 1.0 || m < 2 || n < 2) return dense;
-  /* x row-major is A = x^T column-major, n x m */
-  const int r = m < n ? m : n, lda = n, ldu = n, ldvt = r;
-  int info = 0;
-  float *a = s->a_copy; /* sgesdd destroys its input */
-  memcpy(a, x, dense * sizeof(float));
-  sgesdd_("S", &n, &m, a, &lda, s->s, s->u, &ldu, s->vt, &ldvt, s->work, &s->lwork, s->iwork, &info, 1);
-  if (info != 0) return dense; /* no factorisation: send it dense */
-  double total = 0, kept = 0;
-  for (int i = 0; i < r; i++) total += (double)s->s[i] * s->s[i];
-  int k = 0;
-  while (k < r && (kept < energy * total || k == 0)) kept += (double)s->s[k] * s->s[k], k++;
-  const size_t sent = (size_t)k * (m + n + 1);
-  if (sent >= dense) return dense;
-  /* A_k = U_k diag(s_k) VT_k: scale U's columns, then one product */
-  for (int j = 0; j < k; j++) cblas_sscal(n, s->s[j], s->u + (size_t)j * ldu, 1);
-  cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, m, k, 1.0f, s->u, ldu, s->vt, ldvt, 0.0f, x, lda);
-  return sent;
-}
-
-/* Compresses an update of the shared model in place, matrix by matrix;
- * returns the floats sent. */
-static size_t compress(fedkd_state *s, float *delta, double energy) {
-  const fh_model *m = s->a.shared.full;
-  size_t sent = 0, covered = 0;
-  for (int v = 0; v < fh_model_nviews(m); v++) {
-    const fh_param_view *pv = fh_model_view(m, v);
-    covered += pv->numel;
-    if (pv->ndim < 2) {
-      sent += pv->numel;
-      continue;
-    }
-    const int rows = pv->shape[0], cols = (int)(pv->numel / (size_t)rows);
-    sent += truncate(s, delta + pv->offset, rows, cols, energy);
-  }
-  return sent + (s->dense - covered); /* buffers, dense */
+/* The student <- itself plus the broadcast update, when this rank has not
+ * added it yet (run->global's head: [round | used | clipped | factors]). */
+static int sync_student(fh_run *run) {
+  fedkd_state *s = run->alg_state;
+  const double stamp = run->global[0], applied = s->sv[SV_APPLIED];
+  if (stamp == applied) return 0;
+  if (stamp != applied + 1)
+    return FH_FAIL(FH_ERR_RUNTIME, "fedkd: the broadcast update is of round %.0f, the student holds %.0f rounds "
+                                   "(a message was missed)", stamp, applied);
+  fh_lowrank_decode(&s->lr, run->global + HEAD, s->delta);
+  for (size_t i = 0; i < run->model_n; i++) s->student[i] += s->delta[i];
+  s->sv[SV_APPLIED] = stamp;
+  return 0;
 }
 
 static int fedkd_setup(fh_run *run) {
@@ -134,43 +125,31 @@ static int fedkd_setup(fh_run *run) {
   s->e1 = fh_cfg_real(cfg, "fedkd.energy_end");
   s->rounds = (int)fh_cfg_int(cfg, "fedkd.energy_rounds");
   if (s->rounds == 0) s->rounds = run->rounds;
-  s->dense = run->model_n;
-  /* one more payload float: the clients' upload sizes, summed */
-  run->payload_n = run->model_n + 1;
-  run->global = realloc(run->global, run->payload_n * sizeof(float));
-  if (!run->global) return FH_FAIL(FH_ERR_RUNTIME, "out of memory for the FedKD payload");
-  run->global[run->model_n] = 0.0f;
-  s->server = fh_run_server_state_typed(run, "fedkd.server", FH_STATE_F64, NSV);
-  s->delta = fh_malloc(run->payload_n * sizeof(float));
-  /* SVD workspace for every weight matrix: LAPACK's own size query */
-  const fh_model *m = a->shared.full;
-  size_t maxr = 1, maxmn = 1, maxu = 1, maxvt = 1;
-  float query = 0;
-  for (int v = 0; v < fh_model_nviews(m); v++) {
-    const fh_param_view *pv = fh_model_view(m, v);
-    if (pv->ndim < 2) continue;
-    const int rows = pv->shape[0], cols = (int)(pv->numel / (size_t)rows), r = rows < cols ? rows : cols;
-    int info = 0, minus1 = -1;
-    float dummy = 0;
-    int idummy = 0;
-    sgesdd_("S", &cols, &rows, &dummy, &cols, &dummy, &dummy, &cols, &dummy, &r, &query, &minus1, &idummy, &info,
-            1);
-    if (info == 0 && query > s->lwork) s->lwork = (int)query + 1;
-    if ((size_t)r > maxr) maxr = (size_t)r;
-    if (pv->numel > maxmn) maxmn = pv->numel;
-    if ((size_t)cols * r > maxu) maxu = (size_t)cols * r;
-    if ((size_t)r * rows > maxvt) maxvt = (size_t)r * rows;
-  }
-  s->s = fh_malloc(maxr * sizeof(float));
-  s->u = fh_malloc(maxu * sizeof(float));
-  s->vt = fh_malloc(maxvt * sizeof(float));
-  s->a_copy = fh_malloc(maxmn * sizeof(float));
-  s->work = fh_malloc(((size_t)s->lwork + 1) * sizeof(float));
-  s->iwork = fh_malloc(8 * maxr * sizeof(int));
+  FH_TRY(fh_lowrank_create(&s->lr, a->shared.full, (int)fh_cfg_int(cfg, "fedkd.max_rank")));
+  if (s->lr.state_n != run->model_n)
+    return FH_FAIL(FH_ERR_RUNTIME, "fedkd: the student's state has %zu floats, the run's model %zu", s->lr.state_n,
+                   run->model_n);
+  s->m = fh_run_sampled_count(run);
+  s->slot_n = HEAD + s->lr.msg_n;
+  /* theta^0, the run's initial model, moves to the server state; the payload
+   * becomes the slots, with no update yet (round 0) */
+  s->student = fh_run_server_state(run, "fedkd.student", run->model_n);
+  memcpy(s->student, run->global, run->model_n * sizeof(float));
+  s->sv = fh_run_server_state_typed(run, "fedkd.server", FH_STATE_F64, NSV);
+  run->payload_n = (size_t)s->m * s->slot_n;
+  run->bcast_n = s->slot_n;
+  free(run->global);
+  run->global = fh_calloc(run->payload_n, sizeof(float));
+  s->sampled = fh_malloc((size_t)s->m * sizeof(int));
+  s->delta = fh_malloc(run->model_n * sizeof(float));
+  s->mean = fh_malloc(run->model_n * sizeof(double));
+  s->contrib = fh_malloc(run->payload_n * sizeof(float));
   if (run->rank == 0)
-    fh_info("fedkd: the student %s's update travels, SVD-compressed (energy %g -> %g): at most %zu bytes each "
-            "way per sampled client; teachers up to %.1f MiB of client state each",
-            a->shared.arch, s->e0, s->e1, s->dense * sizeof(float),
+    fh_info("fedkd: the student %s's update travels as SVD factors (energy %g -> %g, at most %lld values per "
+            "matrix): %zu bytes down and %zu up per sampled client (dense: %zu); teachers up to %.1f MiB of "
+            "client state each",
+            a->shared.arch, s->e0, s->e1, fh_cfg_int(cfg, "fedkd.max_rank"), s->slot_n * sizeof(float),
+            s->slot_n * sizeof(float), run->model_n * sizeof(float),
             fh_hetero_client_bytes(&a->h, &a->f) / 1048576.0);
   return 0;
 }
@@ -178,52 +157,92 @@ static int fedkd_setup(fh_run *run) {
 static int fedkd_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_client_report *rep) {
   fedkd_state *s = run->alg_state;
   const size_t n = run->model_n;
-  FH_TRY(fh_mutual_alg_client(&s->a, run, c, &rep->train_loss));
+  FH_TRY(sync_student(run));
+  fh_run_sample(run, c->round, s->sampled);
+  int j = 0;
+  while (j < s->m && s->sampled[j] != c->id) j++;
+  if (j == s->m)
+    return FH_FAIL(FH_ERR_RUNTIME, "fedkd: client %d is not among round %d's sampled clients", c->id,
+                   c->round + 1);
+  FH_TRY(fh_mutual_alg_client(&s->a, run, c, s->student, &rep->train_loss));
   rep->weight = (double)c->data->train.n;
-  /* the update, compressed and decompressed, on top of the global model */
-  for (size_t i = 0; i < n; i++) s->delta[i] = s->a.state[i] - run->global[i];
-  const size_t sent = compress(s, s->delta, energy_at(s, c->round));
-  for (size_t i = 0; i < n; i++) s->delta[i] += run->global[i];
-  s->delta[n] = rep->weight > 0 ? (float)((double)sent / rep->weight) : 0.0f;
-  return fh_accum_add(acc, s->delta, rep->weight);
+  for (size_t i = 0; i < n; i++) s->delta[i] = s->a.state[i] - s->student[i];
+  memset(s->contrib, 0, run->payload_n * sizeof(float));
+  float *slot = s->contrib + (size_t)j * s->slot_n;
+  fh_lowrank_stats st;
+  fh_lowrank_encode(&s->lr, s->delta, energy_at(s, c->round), slot + HEAD, &st);
+  slot[0] = (float)rep->weight;
+  slot[1] = (float)st.used;
+  slot[2] = (float)st.clipped;
+  return fh_accum_add(acc, s->contrib, 1.0);
+}
+
+/* Every rank: the student takes the update broadcast this round (a rank
+ * whose clients were not sampled has not needed it yet). */
+static int fedkd_server_collective(fh_run *run, const fh_accum *acc) {
+  (void)acc;
+  return sync_student(run);
 }
 
 static int fedkd_server_step(fh_run *run, const fh_accum *acc) {
   fedkd_state *s = run->alg_state;
   const size_t n = run->model_n;
-  const double w = fh_accum_weight(acc);
-  if (w <= 0) return 0;
-  for (size_t i = 0; i < n; i++) s->delta[i] = (float)((double)acc->sum[i] / acc->scale / w) - run->global[i];
-  const int t = (int)s->server[SV_ROUNDS];
-  const size_t down = compress(s, s->delta, energy_at(s, t));
-  for (size_t i = 0; i < n; i++) run->global[i] += s->delta[i];
-  s->server[SV_ROUNDS] += 1;
-  s->server[SV_UP] += (double)acc->sum[n] / acc->scale;
-  s->server[SV_DOWN] += (double)down;
+  /* every client's update from its factors; their n_k-weighted mean */
+  memset(s->mean, 0, n * sizeof(double));
+  double w = 0, up = 0, clipped_up = 0;
+  float *msg = s->contrib; /* one slot's message at a time */
+  for (int j = 0; j < s->m; j++) {
+    const int64_t *slot = acc->sum + (size_t)j * s->slot_n;
+    const double wj = (double)slot[0] / acc->scale;
+    if (wj <= 0) continue;
+    up += (double)slot[1] / acc->scale;
+    clipped_up += (double)slot[2] / acc->scale;
+    for (size_t i = 0; i < s->lr.msg_n; i++) msg[i] = (float)((double)slot[HEAD + i] / acc->scale);
+    fh_lowrank_decode(&s->lr, msg, s->delta);
+    for (size_t i = 0; i < n; i++) s->mean[i] += wj * s->delta[i];
+    w += wj;
+  }
+  const double round = s->sv[SV_ROUNDS];
+  memset(run->global, 0, run->payload_n * sizeof(float));
+  if (w > 0) {
+    for (size_t i = 0; i < n; i++) s->delta[i] = (float)(s->mean[i] / w);
+    fh_lowrank_stats st;
+    fh_lowrank_encode(&s->lr, s->delta, energy_at(s, (int)round), run->global + HEAD, &st);
+    run->global[1] = (float)st.used;
+    run->global[2] = (float)st.clipped;
+    s->sv[SV_DOWN] += (double)st.used;
+    s->sv[SV_CLIPPED] += st.clipped;
+    s->sv[SV_MATRICES] += s->lr.nblocks;
+  }
+  /* the message is the update of round+1, also when it is empty */
+  run->global[0] = (float)(round + 1);
+  s->sv[SV_ROUNDS] = round + 1;
+  s->sv[SV_UP] += up;
+  s->sv[SV_CLIPPED_UP] += clipped_up;
   return 0;
 }
 
-static int fedkd_client_evaluate(fh_run *run, fh_client_ctx *c, const fh_split *sp, double *correct,
-                                 double *loss_sum) {
+static const float *fedkd_global_model(fh_run *run) {
   fedkd_state *s = run->alg_state;
-  return fh_mutual_alg_evaluate(&s->a, run, c->id, sp, correct, loss_sum);
+  return sync_student(run) == 0 ? s->student : NULL;
 }
 
 static void fedkd_destroy(fh_run *run) {
   fedkd_state *s = run->alg_state;
-  if (run->rank == 0 && s->server && s->server[SV_ROUNDS] > 0)
-    fh_info("fedkd: %.0f rounds sent %.0f bytes up (all clients) and %.0f bytes down per round on average; "
-            "dense: %zu bytes per client each way",
-            s->server[SV_ROUNDS], 4 * s->server[SV_UP] / s->server[SV_ROUNDS],
-            4 * s->server[SV_DOWN] / s->server[SV_ROUNDS], s->dense * sizeof(float));
+  const double R = s->sv ? s->sv[SV_ROUNDS] : 0;
+  if (run->rank == 0 && R > 0)
+    fh_info("fedkd: %.0f rounds; per round %.0f bytes up (all clients) and %.0f bytes down of factors used, "
+            "in messages of %zu bytes per client each way (dense: %zu); cut at fedkd.max_rank: %.0f of the "
+            "mean updates' %.0f matrices, %.0f of the clients' updates' matrices (%d per update)",
+            R, 4 * s->sv[SV_UP] / R, 4 * s->sv[SV_DOWN] / R, s->slot_n * sizeof(float),
+            run->model_n * sizeof(float), s->sv[SV_CLIPPED], s->sv[SV_MATRICES], s->sv[SV_CLIPPED_UP],
+            s->lr.nblocks);
   fh_mutual_alg_destroy(&s->a);
+  fh_lowrank_destroy(&s->lr);
+  free(s->sampled);
   free(s->delta);
-  free(s->s);
-  free(s->u);
-  free(s->vt);
-  free(s->work);
-  free(s->a_copy);
-  free(s->iwork);
+  free(s->mean);
+  free(s->contrib);
   free(s);
   run->alg_state = NULL;
 }
@@ -231,11 +250,13 @@ static void fedkd_destroy(fh_run *run) {
 const fh_algorithm fh_alg_fedkd = {
     .name = "fedkd",
     .summary = "FedKD: heterogeneous teachers and a shared student distil into each other; the student's "
-               "update travels SVD-compressed",
+               "update travels as truncated SVD factors",
     .keys = fedkd_keys,
     .setup = fedkd_setup,
     .client_update = fedkd_client_update,
+    .server_collective = fedkd_server_collective,
     .server_step = fedkd_server_step,
     .destroy = fedkd_destroy,
-    .client_evaluate = fedkd_client_evaluate,
+    .client_evaluate = fh_hetero_client_evaluate,
+    .global_model = fedkd_global_model,
 };

@@ -14,11 +14,22 @@
  *              clients' prototypes), for every class some client holds
  *
  * Payload [P (C*d) | present (C)] down, [S (C*d) | n (C)] up (weight 1), one
- * reduction. Clients are scored with their own models. run->model is a
- * Linear(d, C) only so that the payload has a model's shape: model.h5 holds
- * the prototypes as its weight rows and the presence flags as its bias.
+ * reduction. Clients are scored as the authors' code scores them
+ * (fedproto.eval = proto): a sample's prediction is the class whose global
+ * prototype is nearest to its features under the client's extractor
+ * (squared Euclidean distance; classes without a prototype are never
+ * predicted, and before the first prototype arrives the header predicts);
+ * fedproto.eval = local takes the client's own class means over its train
+ * split (its model in evaluation mode) as the prototypes instead, and
+ * fedproto.eval = model scores the client's whole model, header included.
+ * The loss reported is the whole model's cross-entropy either way.
+ * run->model is a Linear(d, C), the payload's shape; model.h5 holds the
+ * nearest-prototype classifier of features as that layer: W_c = 2 P_c and
+ * b_c = -|P_c|^2 (argmax of W h + b = argmin |h - P_c|^2), b_c = -1e30 for a
+ * class without a prototype.
  * Client state: fedproto.model, fedproto.momentum, fedproto.steps. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +46,10 @@
 static const fh_key_spec fedproto_keys[] = {
     {"fedproto.lambda", FH_T_REAL, "1", 0, 1e6, NULL,
      "weight of the MSE between a sample's features and its class's global prototype"},
+    {"fedproto.eval", FH_T_ENUM, "proto", 0, 0, "proto|local|model",
+     "how a client's model predicts in evaluations: proto, the nearest global prototype to the sample's "
+     "features (the authors' inference); local, the nearest of the client's own class means on its train "
+     "split; model, its header"},
     FH_KEYS_END};
 
 typedef struct {
@@ -42,9 +57,15 @@ typedef struct {
   fh_hetero_fields f;
   float lambda;
   int C, d;
+  int by_proto;          /* fedproto.eval: 1 proto, 2 local, 0 model */
   double *sums, *counts; /* [C*d], [C] a client's prototypes */
   float *contrib;        /* [payload_n] */
+  float *classifier;     /* [C*d + C] model.h5's layer; the local prototypes */
 } fedproto_state;
+
+/* fh_hetero_client_evaluate reads the state as an fh_hetero_alg */
+_Static_assert(offsetof(fedproto_state, h) == offsetof(fh_hetero_alg, h) && offsetof(fedproto_state, f) == offsetof(fh_hetero_alg, f),
+               "the hetero part leads the state");
 
 static int fedproto_setup(fh_run *run) {
   fedproto_state *s = fh_calloc(1, sizeof *s);
@@ -53,6 +74,8 @@ static int fedproto_setup(fh_run *run) {
   FH_TRY(fh_hetero_need_common_d(&s->h, "fedproto"));
   FH_TRY(fh_hetero_declare(&s->h, run, "fedproto", &s->f));
   s->lambda = (float)fh_cfg_real(run->cfg, "fedproto.lambda");
+  const char *ev = fh_cfg_str(run->cfg, "fedproto.eval");
+  s->by_proto = strcmp(ev, "proto") == 0 ? 1 : strcmp(ev, "local") == 0 ? 2 : 0;
   s->C = s->h.C, s->d = s->h.d;
   fh_model *shape;
   FH_TRY(fh_model_create_mlp(&shape, s->d, NULL, 0, s->C, 1));
@@ -64,6 +87,7 @@ static int fedproto_setup(fh_run *run) {
   s->sums = fh_malloc((size_t)s->C * s->d * sizeof(double));
   s->counts = fh_malloc((size_t)s->C * sizeof(double));
   s->contrib = fh_malloc(run->payload_n * sizeof(float));
+  s->classifier = fh_malloc(run->payload_n * sizeof(float));
   if (run->rank == 0)
     fh_info("fedproto: class prototypes travel: %zu bytes each way per sampled client; client state up to "
             "%.1f MiB per client", run->payload_n * sizeof(float),
@@ -156,10 +180,82 @@ static int fedproto_server_step(fh_run *run, const fh_accum *acc) {
   return 0;
 }
 
+/* Client c's model on sp, predicting by the nearest prototype of protos
+ * [P (C*d) | present (C)]: the class c with a prototype P_c minimising
+ * |h - P_c|^2 (the lowest index on ties); *loss_sum gets the whole model's
+ * summed cross-entropy. */
+static void evaluate_by_prototype(fedproto_state *s, const float *protos, fh_hnet *n, const fh_split *sp,
+                                  double *correct, double *loss_sum) {
+  const int C = s->C, d = s->d;
+  const float *P = protos, *present = protos + (size_t)C * d;
+  const size_t dim = fh_model_input_size(n->ex);
+  for (int i0 = 0; i0 < sp->n; i0 += n->max_batch) {
+    const int B = sp->n - i0 < n->max_batch ? sp->n - i0 : n->max_batch;
+    const float *h = fh_hnet_features(n, sp->x + (size_t)i0 * dim, B, 0);
+    double ignored = 0;
+    *loss_sum += fh_hnet_score(n, fh_hnet_head_forward(n, h, B), sp->y + i0, B, &ignored);
+    for (int b = 0; b < B; b++) {
+      int best = -1;
+      double best_d = 0;
+      for (int c = 0; c < C; c++) {
+        if (present[c] == 0.0f) continue;
+        double dist = 0;
+        for (int j = 0; j < d; j++) {
+          const double diff = (double)h[(size_t)b * d + j] - P[(size_t)c * d + j];
+          dist += diff * diff;
+        }
+        if (best < 0 || dist < best_d) best = c, best_d = dist;
+      }
+      *correct += best == sp->y[i0 + b];
+    }
+  }
+  fh_prof_count_flops(fh_hnet_flops_features(n, sp->n, 0) + fh_hnet_flops_head(n, sp->n, 0) +
+                      3.0 * sp->n * C * d);
+}
+
 static int fedproto_client_evaluate(fh_run *run, fh_client_ctx *c, const fh_split *sp, double *correct,
                                     double *loss_sum) {
   fedproto_state *s = run->alg_state;
-  return fh_hetero_evaluate(&s->h, run, &s->f, c->id, sp, correct, loss_sum);
+  int any = 0;
+  for (int k = 0; k < s->C; k++) any |= run->global[(size_t)s->C * s->d + k] != 0.0f;
+  if (!s->by_proto || (s->by_proto == 1 && !any)) return fh_hetero_client_evaluate(run, c, sp, correct, loss_sum);
+  fh_hetero_rows r;
+  fh_hnet *net = fh_hetero_acquire(&s->h, run, &s->f, c->id, 0, &r);
+  *correct = 0, *loss_sum = 0;
+  const float *protos = run->global;
+  if (s->by_proto == 2) { /* the client's own class means */
+    const size_t cd = (size_t)s->C * s->d;
+    memset(s->sums, 0, cd * sizeof(double));
+    memset(s->counts, 0, (size_t)s->C * sizeof(double));
+    fh_hnet_prototypes(net, &c->data->train, s->sums, s->counts);
+    float *own = s->classifier;
+    for (int k = 0; k < s->C; k++) {
+      own[cd + k] = s->counts[k] > 0 ? 1.0f : 0.0f;
+      for (int j = 0; j < s->d; j++)
+        own[(size_t)k * s->d + j] = s->counts[k] > 0 ? (float)(s->sums[(size_t)k * s->d + j] / s->counts[k]) : 0.0f;
+    }
+    protos = own;
+  }
+  evaluate_by_prototype(s, protos, net, sp, correct, loss_sum);
+  return fh_hetero_release(&s->h, run, &s->f, c->id, 0, &r);
+}
+
+/* model.h5: the nearest-prototype classifier as a Linear(d, C). */
+static const float *fedproto_global_model(fh_run *run) {
+  fedproto_state *s = run->alg_state;
+  const int C = s->C, d = s->d;
+  const float *P = run->global, *present = run->global + (size_t)C * d;
+  float *W = s->classifier, *b = s->classifier + (size_t)C * d;
+  for (int c = 0; c < C; c++) {
+    double sq = 0;
+    for (int j = 0; j < d; j++) {
+      const float p = present[c] != 0.0f ? P[(size_t)c * d + j] : 0.0f;
+      W[(size_t)c * d + j] = 2.0f * p;
+      sq += (double)p * p;
+    }
+    b[c] = present[c] != 0.0f ? (float)-sq : -1e30f;
+  }
+  return s->classifier;
 }
 
 static void fedproto_destroy(fh_run *run) {
@@ -168,6 +264,7 @@ static void fedproto_destroy(fh_run *run) {
   free(s->sums);
   free(s->counts);
   free(s->contrib);
+  free(s->classifier);
   free(s);
   run->alg_state = NULL;
 }
@@ -181,5 +278,6 @@ const fh_algorithm fh_alg_fedproto = {
     .server_step = fedproto_server_step,
     .destroy = fedproto_destroy,
     .client_evaluate = fedproto_client_evaluate,
+    .global_model = fedproto_global_model,
     .flags = FH_ALG_NO_GLOBAL_MODEL,
 };

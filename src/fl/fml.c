@@ -46,7 +46,7 @@ static int fml_setup(fh_run *run) {
 
 static int fml_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_client_report *rep) {
   fh_mutual_alg *a = run->alg_state;
-  FH_TRY(fh_mutual_alg_client(a, run, c, &rep->train_loss));
+  FH_TRY(fh_mutual_alg_client(a, run, c, run->global, &rep->train_loss));
   rep->weight = (double)c->data->train.n;
   return fh_accum_add(acc, a->state, rep->weight);
 }
@@ -54,11 +54,6 @@ static int fml_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_cl
 static int fml_server_step(fh_run *run, const fh_accum *acc) {
   fh_accum_mean(acc, run->global);
   return 0;
-}
-
-static int fml_client_evaluate(fh_run *run, fh_client_ctx *c, const fh_split *sp, double *correct,
-                               double *loss_sum) {
-  return fh_mutual_alg_evaluate(run->alg_state, run, c->id, sp, correct, loss_sum);
 }
 
 static void fml_destroy(fh_run *run) {
@@ -76,5 +71,5 @@ const fh_algorithm fh_alg_fml = {
     .client_update = fml_client_update,
     .server_step = fml_server_step,
     .destroy = fml_destroy,
-    .client_evaluate = fml_client_evaluate,
+    .client_evaluate = fh_hetero_client_evaluate,
 };

@@ -439,3 +439,9 @@ int fh_hetero_evaluate(fh_hetero *h, fh_run *run, const fh_hetero_fields *f, int
   fh_hnet_evaluate(net, sp, correct, loss_sum);
   return fh_hetero_release(h, run, f, client, 0, &r);
 }
+
+int fh_hetero_client_evaluate(fh_run *run, fh_client_ctx *c, const fh_split *sp, double *correct,
+                              double *loss_sum) {
+  fh_hetero_alg *a = run->alg_state;
+  return fh_hetero_evaluate(&a->h, run, &a->f, c->id, sp, correct, loss_sum);
+}

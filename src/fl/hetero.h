@@ -196,6 +196,17 @@ int fh_hetero_release(fh_hetero *h, fh_run *run, const fh_hetero_fields *f, int 
  * client_evaluate of methods that keep one whole model per client. */
 int fh_hetero_evaluate(fh_hetero *h, fh_run *run, const fh_hetero_fields *f, int client, const fh_split *sp,
                        double *correct, double *loss_sum);
+/* The client_evaluate of the methods that score a client's own whole
+ * network: their run->alg_state begins with an fh_hetero_alg (the hetero
+ * part and the own model's fields), directly or as the first member of its
+ * first member. */
+typedef struct {
+  fh_hetero h;
+  fh_hetero_fields f;
+} fh_hetero_alg;
+typedef struct fh_client_ctx fh_client_ctx;
+int fh_hetero_client_evaluate(fh_run *run, fh_client_ctx *c, const fh_split *sp, double *correct,
+                              double *loss_sum);
 /* Bytes of client state per client at most (for the log). */
 double fh_hetero_client_bytes(const fh_hetero *h, const fh_hetero_fields *f);
 

@@ -2,6 +2,7 @@
 #include "fl/mutual.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,6 +134,10 @@ int fh_mutual_train(fh_mutual *m, fh_hetero *h, fh_hnet *own, fh_hnet *shared, c
 
 /* ---- the algorithm around it ------------------------------------------------------- */
 
+/* fh_hetero_client_evaluate reads the state as an fh_hetero_alg */
+_Static_assert(offsetof(fh_mutual_alg, h) == offsetof(fh_hetero_alg, h) && offsetof(fh_mutual_alg, f) == offsetof(fh_hetero_alg, f),
+               "the hetero part leads the state");
+
 int fh_mutual_alg_setup(fh_mutual_alg *a, fh_run *run, const char *prefix) {
   FH_TRY(fh_hetero_create(&a->h, run));
   FH_TRY(fh_hetero_declare(&a->h, run, prefix, &a->f));
@@ -161,10 +166,11 @@ int fh_mutual_alg_setup(fh_mutual_alg *a, fh_run *run, const char *prefix) {
   return 0;
 }
 
-int fh_mutual_alg_client(fh_mutual_alg *a, fh_run *run, fh_client_ctx *c, double *train_loss) {
+int fh_mutual_alg_client(fh_mutual_alg *a, fh_run *run, fh_client_ctx *c, const float *shared_state,
+                         double *train_loss) {
   fh_hetero_rows r;
   fh_hnet *own = fh_hetero_acquire(&a->h, run, &a->f, c->id, 1, &r);
-  fh_hnet_load(&a->shared, run->global);
+  fh_hnet_load(&a->shared, shared_state);
   int fresh;
   double *srow = fh_client_store_acquire(run->state, a->f_ssteps, c->id, &fresh);
   float *smom = NULL;
@@ -192,15 +198,6 @@ int fh_mutual_alg_client(fh_mutual_alg *a, fh_run *run, fh_client_ctx *c, double
   }
   FH_TRY(rc);
   return rr;
-}
-
-int fh_mutual_alg_evaluate(fh_mutual_alg *a, fh_run *run, int client, const fh_split *sp, double *correct,
-                           double *loss_sum) {
-  fh_hetero_rows r;
-  fh_hnet *own = fh_hetero_acquire(&a->h, run, &a->f, client, 0, &r);
-  *correct = 0, *loss_sum = 0;
-  fh_hnet_evaluate(own, sp, correct, loss_sum);
-  return fh_hetero_release(&a->h, run, &a->f, client, 0, &r);
 }
 
 void fh_mutual_alg_destroy(fh_mutual_alg *a) {

@@ -72,13 +72,12 @@ typedef struct {
 
 /* Builds it all and declares the client-state fields under prefix. */
 int fh_mutual_alg_setup(fh_mutual_alg *a, fh_run *run, const char *prefix);
-/* Client c's round: own model and the shared one from run->global, E epochs
- * of mutual learning; a->state then holds the trained shared model's state,
- * to be sent (rep->weight = n_k). */
-int fh_mutual_alg_client(fh_mutual_alg *a, fh_run *run, fh_client_ctx *c, double *train_loss);
-/* The client's own model on sp. */
-int fh_mutual_alg_evaluate(fh_mutual_alg *a, fh_run *run, int client, const fh_split *sp, double *correct,
-                           double *loss_sum);
+/* Client c's round: own model and the shared one from shared_state
+ * [model_n] (FML: run->global; FedKD: its student), E epochs of mutual
+ * learning; a->state then holds the trained shared model's state, to be sent
+ * (rep->weight = n_k). */
+int fh_mutual_alg_client(fh_mutual_alg *a, fh_run *run, fh_client_ctx *c, const float *shared_state,
+                         double *train_loss);
 void fh_mutual_alg_destroy(fh_mutual_alg *a);
 
 #endif

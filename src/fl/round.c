@@ -98,7 +98,8 @@ static int prepare_run_dir(const fh_config *cfg, const char *dir, const char *in
  * with a larger run.rounds): they are blanked, as in a run that went straight
  * to run.rounds. Evaluation columns: all but the ones every round has. */
 static void drop_forced_evaluation(fh_round_metrics *row, int eval_every, int R) {
-  static const char *const every_round[] = {"round", "clients_sampled", "wall_time", "local_loss"};
+  static const char *const every_round[] = {"round", "clients_sampled", "wall_time", "local_loss",
+                                            "comm/bcast_bytes", "comm/reduce_bytes"};
   if (row->round % eval_every == 0 || row->round == R) return;
   fh_round_metrics blank;
   fh_round_metrics_clear(&blank, row->round, row->clients);
@@ -112,12 +113,23 @@ static void drop_forced_evaluation(fh_round_metrics *row, int eval_every, int R)
   }
 }
 
-static int sampled_count(const fh_config *cfg, int K) {
-  long long m = fh_cfg_int(cfg, "run.clients_per_round");
-  if (m <= 0) m = llround(fh_cfg_real(cfg, "run.client_fraction") * K);
+int fh_run_sampled_count(const fh_run *run) {
+  const int K = run->map.num_clients - run->nholdout; /* held-out clients never train */
+  long long m = fh_cfg_int(run->cfg, "run.clients_per_round");
+  if (m <= 0) m = llround(fh_cfg_real(run->cfg, "run.client_fraction") * K);
   if (m < 1) m = 1;
   if (m > K) m = K;
   return (int)m;
+}
+
+/* S_t from the run seed: every rank draws it itself, no message needed. */
+void fh_run_sample(const fh_run *run, int t, int *sampled) {
+  const int K = run->map.num_clients - run->nholdout, m = fh_run_sampled_count(run);
+  fh_rng srng;
+  fh_rng_init(&srng, run->seed, FH_RNG_SAMPLING, FH_RNG_NONE, (uint32_t)t);
+  fh_rng_sample_sorted(&srng, K, m, sampled);
+  if (run->train_ids) /* positions among the training clients -> ids, still ascending */
+    for (int j = 0; j < m; j++) sampled[j] = run->train_ids[sampled[j]];
 }
 
 static void format_eta(double s, char *buf, size_t len) {
@@ -151,8 +163,8 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   const fh_config *cfg = run->cfg;
   MPI_Comm comm = run->comm;
   const int K = run->map.num_clients, R = run->rounds, is_root = run->rank == 0;
-  const int Ktrain = K - run->nholdout; /* held-out clients never train */
-  const int m = sampled_count(cfg, Ktrain);
+  const int m = fh_run_sampled_count(run);
+  const size_t bcast_n = run->bcast_n ? run->bcast_n : run->payload_n;
   /* No global model (Local): nothing is broadcast or reduced. */
   const int communicate = !(run->alg->flags & FH_ALG_NO_GLOBAL);
   /* The headline accuracy: the global model's, or the clients' own models' when the
@@ -240,16 +252,15 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
     fh_profiler_reset_round(&run->prof);
     fh_round_metrics rm;
     fh_round_metrics_clear(&rm, t + 1, m);
+    /* what travels: the payload's head to every node, the fixed-point
+     * accumulator (payload and weight sum, int64) from every rank */
+    rm.bcast_bytes = communicate ? (double)bcast_n * sizeof(float) : 0;
+    rm.reduce_bytes = communicate ? (double)(run->payload_n + 1) * sizeof(int64_t) : 0;
 
-    /* S_t from the run seed: every rank draws it itself, no message needed. */
-    fh_rng srng;
-    fh_rng_init(&srng, run->seed, FH_RNG_SAMPLING, FH_RNG_NONE, (uint32_t)t);
-    fh_rng_sample_sorted(&srng, Ktrain, m, sampled);
-    if (run->train_ids) /* positions among the training clients -> ids, still ascending */
-      for (int j = 0; j < m; j++) sampled[j] = run->train_ids[sampled[j]];
+    fh_run_sample(run, t, sampled);
 
     fh_prof_begin(&run->prof, FH_PH_BCAST);
-    if (!global_in_sync && communicate) bcast_floats(run->global, run->payload_n, comm);
+    if (!global_in_sync && communicate) bcast_floats(run->global, bcast_n, comm);
     fh_prof_end(&run->prof, FH_PH_BCAST);
 
     fh_prof_begin(&run->prof, FH_PH_LOCAL);
@@ -293,7 +304,7 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
 
     if ((t + 1) % eval_every == 0 || t == R - 1) {
       fh_prof_begin(&run->prof, FH_PH_BCAST);
-      if (communicate) bcast_floats(run->global, run->payload_n, comm);
+      if (communicate) bcast_floats(run->global, bcast_n, comm);
       global_in_sync = 1;
       fh_prof_end(&run->prof, FH_PH_BCAST);
       fh_prof_begin(&run->prof, FH_PH_EVAL);
@@ -370,8 +381,12 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   snprintf(model_tmp, sizeof model_tmp, "%s/model.h5.partial", run_dir);
   if (rc == 0 && !interrupted && is_root && fh_cfg_bool(cfg, "output.save_model")) {
     int shape[3] = {run->data->c, run->data->h, run->data->w};
-    rc = fh_model_save_state(model_tmp, run->model, run->global, run->global + fh_model_nparams(run->model),
-                             shape, ini);
+    const size_t in = fh_model_input_size(run->model);
+    if (in != (size_t)shape[0] * shape[1] * shape[2]) /* a model on features (a header): [d, 1, 1] */
+      shape[0] = (int)in, shape[1] = shape[2] = 1;
+    const float *g = run->alg->global_model ? run->alg->global_model(run) : run->global;
+    rc = g ? fh_model_save_state(model_tmp, run->model, g, g + fh_model_nparams(run->model), shape, ini)
+           : FH_ERR_RUNTIME;
   }
   rc = fh_error_agree(comm, rc);
   char status[9400];

@@ -47,7 +47,10 @@ struct fh_run {
   fh_model *model;          /* scratch model for local work       */
   const fh_algorithm *alg;
   void *alg_state;          /* the algorithm's own state          */
-  size_t payload_n;         /* floats broadcast and reduced       */
+  size_t payload_n;         /* floats reduced (and broadcast)     */
+  size_t bcast_n;           /* floats broadcast, its head; 0: payload_n
+                               (the rest only goes up: FedGH's and FedKD's
+                               per-client slots)                  */
   size_t model_n;           /* its head, the model's state: nparams + nbuffers */
   float *global;            /* [payload_n], the global payload    */
   /* Held-out target clients (eval.holdout_clients): never sampled for
@@ -73,6 +76,14 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
  * out_dir NULL: run->dir. */
 int fh_run_execute(fh_run *run, const char *out_dir);
 void fh_run_free(fh_run *run);
+
+/* The clients sampled in round t (0-based), as every rank draws them: m =
+ * run.clients_per_round, or run.client_fraction of the training clients (at
+ * least 1, at most all), from the stream (seed, FH_RNG_SAMPLING, -, t), in
+ * ascending id order past the held-out clients. fh_run_sampled_count gives m;
+ * sampled has room for m. */
+int fh_run_sampled_count(const fh_run *run);
+void fh_run_sample(const fh_run *run, int t, int *sampled);
 
 /* Server-side state of an algorithm beyond run->global (SCAFFOLD's server
  * control variate, a server optimiser's moments): n elements named name

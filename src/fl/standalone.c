@@ -8,6 +8,7 @@
  *
  * Client state: standalone.model (the architecture's state, hetero.h layout),
  * standalone.momentum and standalone.steps (hetero.optimizer_state = client). */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "core/error.h"
@@ -21,6 +22,10 @@ typedef struct {
   fh_hetero h;
   fh_hetero_fields f;
 } standalone_state;
+
+/* fh_hetero_client_evaluate reads the state as an fh_hetero_alg */
+_Static_assert(offsetof(standalone_state, h) == offsetof(fh_hetero_alg, h) && offsetof(standalone_state, f) == offsetof(fh_hetero_alg, f),
+               "the hetero part leads the state");
 
 static int standalone_setup(fh_run *run) {
   standalone_state *s = fh_calloc(1, sizeof *s);
@@ -47,12 +52,6 @@ static int standalone_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc
   return rc_r;
 }
 
-static int standalone_client_evaluate(fh_run *run, fh_client_ctx *c, const fh_split *sp, double *correct,
-                                      double *loss_sum) {
-  standalone_state *s = run->alg_state;
-  return fh_hetero_evaluate(&s->h, run, &s->f, c->id, sp, correct, loss_sum);
-}
-
 static void standalone_destroy(fh_run *run) {
   standalone_state *s = run->alg_state;
   fh_hetero_destroy(&s->h);
@@ -68,6 +67,6 @@ const fh_algorithm fh_alg_standalone = {
     .setup = standalone_setup,
     .client_update = standalone_client_update,
     .destroy = standalone_destroy,
-    .client_evaluate = standalone_client_evaluate,
+    .client_evaluate = fh_hetero_client_evaluate,
     .flags = FH_ALG_NO_GLOBAL,
 };

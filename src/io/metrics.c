@@ -67,6 +67,8 @@ int fh_metric_columns(const fh_metric_column **cols) {
       snprintf(path, sizeof path, "client_accuracy/%s", client_acc_names[i]);
       add_column(path, 0, offsetof(fh_round_metrics, client_acc) + (size_t)i * sizeof(double));
     }
+    add_column("comm/bcast_bytes", 0, offsetof(fh_round_metrics, bcast_bytes));
+    add_column("comm/reduce_bytes", 0, offsetof(fh_round_metrics, reduce_bytes));
     add_column("global_test/accuracy", 0, offsetof(fh_round_metrics, global_test_accuracy));
     add_column("global_test/loss", 0, offsetof(fh_round_metrics, global_test_loss));
     add_eval_columns("personal", offsetof(fh_round_metrics, personal));

@@ -27,6 +27,8 @@ typedef struct {
   int clients;                 /* clients sampled                        */
   double wall;                 /* seconds, whole round                   */
   double phase[FH_NPHASES];    /* seconds, max over ranks                */
+  double bcast_bytes;          /* bytes the round's broadcast carries    */
+  double reduce_bytes;         /* bytes of the round's reduction buffer  */
   double local_loss;           /* n_k-weighted mean of the sampled clients'
                                   losses in their last local epoch       */
   double train_loss;           /* global model on every client's train

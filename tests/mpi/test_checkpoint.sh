@@ -2,7 +2,8 @@
 # Checkpoint and resume (FedAvg, SCAFFOLD, FST-CBDG, AugFL, pFedAFM; see ALGORITHMS in checkpoint_lib.sh):
 # - a run checkpointed after round 4 and resumed to round 6 equals the run that
 #   went to round 6 uninterrupted, bit for bit, on 1 -> 1, 3 -> 3, 3 -> 2 and
-#   1 -> 2 ranks;
+#   1 -> 2 ranks; the model-heterogeneous baselines (RESUME_ALGORITHMS) on
+#   3 -> 2 ranks;
 # - a finished 3-round run extended to 4 rounds (run.eval_every = 2) equals the
 #   4-round run: the evaluation forced in the old last round is dropped;
 # - a run killed (SIGKILL) in the middle of the checkpoint write after round 4
@@ -69,6 +70,24 @@ sys.exit(0 if np.isfinite(f["test_accuracy"][2]) or np.isfinite(f["personal/accu
   fh_mpirun 3 run "$CK_DECK" "${a[@]}" --set run.rounds=4 --resume "$TMP/$name" >>"$TMP/$name.log" 2>&1 \
     || { cat "$TMP/$name.log"; fail "$name: extended to 4 rounds"; }
   ck_compare "$alg-ref4" "$name"
+done
+
+# The model-heterogeneous baselines (RESUME_ALGORITHMS): 3 ranks checkpoint
+# after round 4, 2 ranks resume to round 6, equal to the uninterrupted run.
+for alg in "${RESUME_ALGORITHMS[@]}"; do
+  a=("${common[@]}" --set run.algorithm="$alg")
+  read -ra extra <<<"${ALGORITHM_SETS[$alg]:-}"
+  a+=("${extra[@]}")
+  fh_mpirun 1 run "$CK_DECK" "${a[@]}" --set run.rounds=6 --set output.name="$alg-ref" >"$TMP/$alg-ref.log" 2>&1 \
+    || { cat "$TMP/$alg-ref.log"; fail "$alg: uninterrupted run"; }
+  name="$alg-3-to-2"
+  fh_mpirun 3 run "$CK_DECK" "${a[@]}" --set run.rounds=4 --set checkpoint.every=2 --set output.name="$name" \
+    >"$TMP/$name.log" 2>&1 || { cat "$TMP/$name.log"; fail "$name: first part"; }
+  fh_mpirun 2 run "$CK_DECK" "${a[@]}" --set run.rounds=6 --set checkpoint.every=2 --resume "$TMP/$name" \
+    >>"$TMP/$name.log" 2>&1 || { cat "$TMP/$name.log"; fail "$name: resumed part"; }
+  grep -q "resumed from $TMP/$name/checkpoint.h5 after round 4 of 6" "$TMP/$name.log" \
+    || { cat "$TMP/$name.log"; fail "$name: no 'resumed' line"; }
+  ck_compare "$alg-ref" "$name"
 done
 
 # Client state and server vectors across rank counts and backends.

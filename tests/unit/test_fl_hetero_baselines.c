@@ -9,7 +9,8 @@
  *   header;
  * - fedproto: a client sends the class sums and counts of its trained
  *   model's features, the server makes them class means, and the prototype
- *   term pulls a client's features towards them;
+ *   term pulls a client's features towards them; a client is scored by the
+ *   nearest global prototype to its features (or by its header, on demand);
  * - fedgh: a client fills only its own slot of the payload, with its class
  *   means; the server's training of the header on them lowers their
  *   cross-entropy. */
@@ -253,6 +254,91 @@ static void test_fedproto(void **state) {
   free(P);
 }
 
+/* FedProto's scoring: by the nearest global prototype (the default) a
+ * sample's prediction is the class whose prototype is nearest to its
+ * features, classes without one never predicted (with one class present,
+ * every sample gets it), the loss the model's cross-entropy; with no
+ * prototype yet, and with fedproto.eval = model, the header predicts;
+ * fedproto.eval = local takes the client's own class means on its train
+ * split as the prototypes. */
+static void test_fedproto_eval(void **state) {
+  (void)state;
+  static const char *const modes[3] = {NULL, "fedproto.eval=model", "fedproto.eval=local"};
+  for (int mode = 0; mode < 3; mode++) {
+    fh_config *cfg;
+    fh_run *run = make(&cfg, "fedproto", modes[mode], NULL);
+    const int d = 16, C = run->data->num_classes;
+    const size_t cd = (size_t)C * d;
+    fh_hetero h;
+    assert_int_equal(fh_hetero_create(&h, run), 0);
+    fh_hnet *net = fh_hetero_net(&h, 1);
+    const int f = field_of(run, "fedproto.model");
+    const fh_split *te = &run->data->clients[1].test;
+    fh_client_ctx ctx = {.id = 1, .round = 0, .data = &run->data->clients[1], .model = run->model};
+    double correct, loss, hc = 0, hl = 0;
+    /* no prototype yet: the header (local: its own class means already) */
+    assert_int_equal(run->alg->client_evaluate(run, &ctx, te, &correct, &loss), 0);
+    fh_hnet_load(net, fh_client_store_acquire(run->state, f, 1, NULL));
+    fh_client_store_release(run->state, f, 1, 0);
+    fh_hnet_evaluate(net, te, &hc, &hl);
+    assert_true((mode == 2 || correct == hc) && loss == hl);
+    fh_accum acc;
+    fh_accum_create(&acc, run->payload_n, 32, 4);
+    rig_client(run, 1, 0, &acc, NULL);
+    assert_int_equal(run->alg->server_step(run, &acc), 0);
+    fh_accum_destroy(&acc);
+    fh_hnet_load(net, fh_client_store_acquire(run->state, f, 1, NULL));
+    fh_client_store_release(run->state, f, 1, 0);
+    hc = hl = 0;
+    fh_hnet_evaluate(net, te, &hc, &hl);
+    /* by hand: nearest prototype of each test sample's features (local: the
+     * client's class means on its train split) */
+    float *protos = malloc((cd + C) * sizeof(float));
+    memcpy(protos, run->global, (cd + C) * sizeof(float));
+    if (mode == 2) {
+      double *sums = calloc(cd, sizeof(double)), counts[64] = {0};
+      fh_hnet_prototypes(net, &run->data->clients[1].train, sums, counts);
+      for (int k = 0; k < C; k++) {
+        protos[cd + k] = counts[k] > 0;
+        for (int j = 0; j < d; j++)
+          protos[(size_t)k * d + j] = counts[k] > 0 ? (float)(sums[(size_t)k * d + j] / counts[k]) : 0.0f;
+      }
+      free(sums);
+    }
+    double near = 0;
+    const float *feat = fh_hnet_features(net, te->x, te->n, 0); /* max_batch >= the split here */
+    assert_true(te->n <= net->max_batch);
+    for (int i = 0; i < te->n; i++) {
+      int best = -1;
+      double bd = 0;
+      for (int k = 0; k < C; k++) {
+        if (protos[cd + k] == 0.0f) continue;
+        double dd = 0;
+        for (int j = 0; j < d; j++) dd += pow((double)feat[(size_t)i * d + j] - protos[(size_t)k * d + j], 2);
+        if (best < 0 || dd < bd) best = k, bd = dd;
+      }
+      near += best == te->y[i];
+    }
+    assert_int_equal(run->alg->client_evaluate(run, &ctx, te, &correct, &loss), 0);
+    print_message("fedproto (eval %s): %.0f of %d right; by hand: %.0f by the nearest prototype, %.0f by the "
+                  "header\n", mode == 1 ? "model" : mode ? "local" : "proto", correct, te->n, near, hc);
+    assert_true(correct == (mode == 1 ? hc : near));
+    free(protos);
+    assert_true(fabs(loss - hl) < 1e-9 * fabs(hl));
+    /* one class present: every sample is predicted as it */
+    const int only = te->y[0];
+    for (int k = 0; k < C; k++) run->global[cd + k] = k == only ? 1.0f : 0.0f;
+    int n_only = 0;
+    for (int i = 0; i < te->n; i++) n_only += te->y[i] == only;
+    assert_int_equal(run->alg->client_evaluate(run, &ctx, te, &correct, &loss), 0);
+    if (mode == 0) assert_true(correct == n_only);
+    else if (mode == 1) assert_true(correct == hc);
+    else assert_true(correct == near); /* its own class means do not change */
+    fh_hetero_destroy(&h);
+    rig_free(run, cfg);
+  }
+}
+
 static void test_fedgh(void **state) {
   (void)state;
   fh_config *cfg;
@@ -321,6 +407,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_standalone),
       cmocka_unit_test(test_lg_fedavg),
       cmocka_unit_test(test_fedproto),
+      cmocka_unit_test(test_fedproto_eval),
       cmocka_unit_test(test_fedgh),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
