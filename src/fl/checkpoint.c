@@ -41,6 +41,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "fl/lips.h"
 #include "io/h5util.h"
 
 const fh_key_spec fh_checkpoint_keys[] = {
@@ -817,6 +818,7 @@ static int check_on_root(const fh_config *cfg, const char *run_dir, int *round) 
     rc = FH_FAIL(FH_ERR_CONFIG, "--resume %s: run.rounds = %lld in the deck, but the checkpoint already holds %d "
                                 "rounds; set run.rounds to %d or more", run_dir, fh_cfg_int(cfg, "run.rounds"), *round,
                  *round);
+  if (rc == 0) rc = fh_lips_resume_check(cfg, ini_get(ck, nck, "run.rounds"), run_dir); /* T of its schedule */
   for (int i = 0; i < nck && rc == 0; i++)
     if (!ini_get(dk, ndk, ck[i].key))
       fh_warn("--resume %s: the checkpoint's key %s is unknown to this fedhpc; ignored", run_dir, ck[i].key);

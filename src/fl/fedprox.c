@@ -3,12 +3,14 @@
  * every minibatch gradient (through local SGD's gradient hook). The term
  * covers the trainable parameters; buffers travel and average as in FedAvg.
  * mu = 0 is FedAvg bit for bit: the term is then an exact zero.
- * Per-client state: none. */
+ * Per-client state: none. With LIPS (fl/lips.h) the anchor stays theta^t,
+ * the dense model the server sent, whatever the client starts from. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "fl/algorithm.h"
+#include "fl/lips.h"
 #include "fl/local_sgd.h"
 #include "fl/payload.h"
 #include "fl/run.h"
@@ -46,7 +48,9 @@ static int fedprox_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, f
   fedprox_state *s = run->alg_state;
   s->anchor = run->global;
   fh_model_load_state(c->model, run->global);
-  FH_TRY(fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss));
+  FH_TRY(fh_lips_client_start(run, c, &s->sgd));
+  int rc = fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss);
+  FH_TRY(fh_lips_client_end(run, c, &s->sgd, rc));
   rep->weight = (double)c->data->train.n;
   return fh_accum_add_model(acc, c->model, s->scratch, rep->weight);
 }

@@ -94,6 +94,8 @@ int fh_local_sgd_run_rng(fh_local_sgd *t, fh_model *m, const fh_split *train, fh
                        "lower train.lr (now %g) or check the client's data",
                        isnan(loss) ? "NaN" : "infinite", steps + 1,
                        (double)t->opt.lr);
+      if (t->last_grad && e == t->epochs - 1 && start + B >= train->n)
+        memcpy(t->last_grad, grads, t->nparams * sizeof(float));
       if (t->hook) t->hook(t->hook_ctx, params, grads, t->nparams);
       fh_sgd_step(&t->opt, params, grads, t->momentum, t->nparams, &steps);
       epoch_loss += (double)loss * B;

@@ -39,6 +39,10 @@ typedef struct {
   void *hook_ctx;
   /* set by fh_local_sgd_run: optimiser steps it took (SCAFFOLD's K) */
   long long steps;
+  /* set by the caller, NULL after create: when set, fh_local_sgd_run(_rng)
+   * copies the minibatch loss gradient of its last step here [nparams],
+   * before the hook's term and the optimiser's weight decay (LIPS scores) */
+  float *last_grad;
 } fh_local_sgd;
 
 void fh_local_sgd_create(fh_local_sgd *t, const fh_config *cfg, int dim, size_t nparams);

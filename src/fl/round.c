@@ -17,6 +17,7 @@
 #include "core/versions.h"
 #include "fl/checkpoint.h"
 #include "fl/evaluate.h"
+#include "fl/lips.h"
 #include "fl/run.h"
 #include "io/metrics.h"
 #include "io/model_file.h"
@@ -259,6 +260,11 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
 
     fh_run_sample(run, t, sampled);
 
+    if (run->lips) { /* LIPS and the inertia record (fl/lips.h) */
+      rc = fh_error_agree(comm, fh_lips_round_begin(run, t, run_dir));
+      if (rc) break;
+    }
+
     fh_prof_begin(&run->prof, FH_PH_BCAST);
     if (!global_in_sync && communicate) bcast_floats(run->global, bcast_n, comm);
     fh_prof_end(&run->prof, FH_PH_BCAST);
@@ -300,6 +306,10 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
     fh_prof_end(&run->prof, FH_PH_SERVER);
     rc = fh_error_agree(comm, rc);
     if (rc) break;
+    if (run->lips) {
+      rc = fh_error_agree(comm, fh_lips_round_end(run, t, sampled, m, run_dir));
+      if (rc) break;
+    }
     global_in_sync = 0;
 
     if ((t + 1) % eval_every == 0 || t == R - 1) {

@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "fl/evaluate.h"
+#include "fl/lips.h"
 #include "fl/payload.h"
 #include "fl/run.h"
 
@@ -115,6 +116,9 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
 
   rc = run->alg->setup ? run->alg->setup(run) : 0;
   FH_TRY(fh_error_agree(comm, rc));
+  /* LIPS and the inertia record sit on top of the algorithm */
+  rc = fh_lips_setup(run);
+  FH_TRY(fh_error_agree(comm, rc));
   return 0;
 }
 
@@ -147,6 +151,7 @@ float *fh_run_server_state(fh_run *run, const char *name, size_t n) {
 void fh_run_free(fh_run *run) {
   if (!run) return;
   if (run->alg && run->alg->destroy && run->alg_state) run->alg->destroy(run);
+  fh_lips_free(run);
   for (int i = 0; i < run->nserver; i++) free(run->server[i].data);
   free(run->server);
   if (run->model) fh_model_free(run->model);

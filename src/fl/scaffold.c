@@ -15,7 +15,10 @@
  * correction goes into local SGD through its gradient hook; K counts the
  * client's optimiser steps and eta is train.lr (the formula assumes plain SGD).
  * Buffers (BatchNorm statistics) average as in FedAvg, eta_g applies to the
- * parameters. A client without training samples sends zeros. */
+ * parameters. A client without training samples sends zeros. With LIPS
+ * (fl/lips.h) a client may start from a sparsified model x0: dy stays
+ * y - theta^t, the server's reference, and c_k's update takes x0 - y, the
+ * path local SGD took. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +26,7 @@
 #include "core/log.h"
 #include "fl/algorithm.h"
 #include "fl/client_state.h"
+#include "fl/lips.h"
 #include "fl/local_sgd.h"
 #include "fl/payload.h"
 #include "fl/run.h"
@@ -39,6 +43,7 @@ typedef struct {
   int ntrain;       /* N */
   float *corr;      /* [np] c - c_k of the client at work */
   float *contrib;   /* [payload_n] dy | dc */
+  float *x0;        /* [np] the client's starting parameters */
 } scaffold_state;
 
 /* grads += c - c_k */
@@ -71,6 +76,7 @@ static int scaffold_setup(fh_run *run) {
   memset(run->global + run->model_n, 0, s->np * sizeof(float));
   s->corr = fh_malloc(s->np * sizeof(float));
   s->contrib = fh_malloc(run->payload_n * sizeof(float));
+  s->x0 = fh_malloc(s->np * sizeof(float));
   return 0;
 }
 
@@ -82,19 +88,23 @@ static int scaffold_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, 
   float *ck = fh_client_store_acquire(run->state, s->field, c->id, &fresh);
   for (size_t i = 0; i < np; i++) s->corr[i] = cg[i] - ck[i];
   fh_model_load_state(c->model, theta);
-  int rc = fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss);
+  int rc = fh_lips_client_start(run, c, &s->sgd);
+  /* x0: where local SGD starts (theta's parameters, or LIPS's masked ones) */
+  memcpy(s->x0, fh_model_params(c->model), np * sizeof(float));
+  if (rc == 0) rc = fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss);
+  rc = fh_lips_client_end(run, c, &s->sgd, rc);
   rep->weight = 1.0;
   memset(s->contrib, 0, run->payload_n * sizeof(float));
   if (rc == 0 && s->sgd.steps > 0) {
     /* dy over the model's state */
     fh_model_store_state(c->model, s->contrib);
     for (size_t i = 0; i < mn; i++) s->contrib[i] -= theta[i];
-    /* c_k+ = c_k - c + (theta - y) / (K eta); dc = c_k+ - c_k */
+    /* c_k+ = c_k - c + (x0 - y) / (K eta); dc = c_k+ - c_k */
     const double inv = 1.0 / ((double)s->sgd.steps * s->eta);
     const float *y = fh_model_params(c->model);
     float *dc = s->contrib + mn;
     for (size_t i = 0; i < np; i++) {
-      float ck_new = ck[i] - cg[i] + (float)(((double)theta[i] - y[i]) * inv);
+      float ck_new = ck[i] - cg[i] + (float)(((double)s->x0[i] - y[i]) * inv);
       dc[i] = ck_new - ck[i];
       ck[i] = ck_new;
     }
@@ -124,6 +134,7 @@ static void scaffold_destroy(fh_run *run) {
   fh_local_sgd_destroy(&s->sgd);
   free(s->corr);
   free(s->contrib);
+  free(s->x0);
   free(s);
   run->alg_state = NULL;
 }

@@ -2,7 +2,8 @@
 # comparison of a resumed run with an uninterrupted one.
 
 # Algorithms whose resumed runs must equal uninterrupted ones: add one here.
-ALGORITHMS=(fedavg scaffold fstcbdg augfl pfedafm)
+# A name "alg+variant" runs run.algorithm = alg with the variant's overrides.
+ALGORITHMS=(fedavg scaffold fstcbdg augfl pfedafm fedavg+lips)
 # Algorithms resumed on one rank pair only (3 -> 2 ranks), which keeps the test
 # short: the model-heterogeneous baselines, on the heterogeneous MLPs below
 # (FML's and FedKD's shared model an mlp-16 too; FedKD's student update as
@@ -17,13 +18,17 @@ HETERO_SETS="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set hetero.epoc
 # AugFL's ADMM needs every client in every round, and the synthetic deck has no
 # server rows for a pretrained model; minibatch client steps keep the 200-round
 # signal test short; pFedAFM's models must take the deck's 60-feature vectors:
-# heterogeneous MLPs ending in 16 features).
+# heterogeneous MLPs ending in 16 features; LIPS needs images and a ResNet,
+# its per-client gradients and biases/BatchNorm are client state, its round-3
+# snapshot a server vector, and its schedule's T is fixed by lips.rounds, as
+# the resumed parts change run.rounds).
 declare -A ALGORITHM_SETS=([scaffold]="--set train.momentum=0"
   [fstcbdg]="--set data.source=features --set data.path=$SRC_DIR/tests/fixtures/features_small.h5 --set model.hidden= --set partition.method=dirichlet --set train.lr=1 --set fstcbdg.samples_per_class=1000"
   [augfl]="--set run.client_fraction=1 --set augfl.lambda=0 --set augfl.rho=1.5 --set augfl.batch=16"
   [pfedafm]="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set pfedafm.shared=mlp-16 --set hetero.epochs=2"
   [standalone]="$HETERO_SETS" [lg_fedavg]="$HETERO_SETS" [fedproto]="$HETERO_SETS" [fedgh]="$HETERO_SETS"
-  [fml]="$HETERO_SETS --set model.hidden=16" [fedkd]="$HETERO_SETS --set model.hidden=16 --set fedkd.max_rank=4 --set fedkd.energy_rounds=6")
+  [fml]="$HETERO_SETS --set model.hidden=16" [fedkd]="$HETERO_SETS --set model.hidden=16 --set fedkd.max_rank=4 --set fedkd.energy_rounds=6"
+  [fedavg+lips]="--set data.source=synthimg --set data.synthimg_channels=1 --set data.synthimg_height=8 --set data.synthimg_width=8 --set data.synthimg_classes=4 --set data.synthimg_train=300 --set data.synthimg_test=100 --set model.arch=resnet4 --set lips.enable=true --set lips.d0=0.3 --set lips.every=2 --set lips.rounds=6 --set lips.record_inertia=true")
 
 CK_DECK="$SRC_DIR/input/quickstart.ini"
 
