@@ -28,7 +28,7 @@ static int fedavg_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh
   fedavg_state *s = run->alg_state;
   fh_model_load_state(c->model, run->global);
   FH_TRY(fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss));
-  rep->weight = (double)c->data->train.n;
+  rep->weight = fh_split_weight(&c->data->train);
   return fh_accum_add_model(acc, c->model, s->scratch, rep->weight);
 }
 

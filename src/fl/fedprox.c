@@ -47,7 +47,7 @@ static int fedprox_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, f
   s->anchor = run->global;
   fh_model_load_state(c->model, run->global);
   FH_TRY(fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss));
-  rep->weight = (double)c->data->train.n;
+  rep->weight = fh_split_weight(&c->data->train);
   return fh_accum_add_model(acc, c->model, s->scratch, rep->weight);
 }
 

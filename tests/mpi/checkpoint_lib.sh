@@ -2,7 +2,8 @@
 # comparison of a resumed run with an uninterrupted one.
 
 # Algorithms whose resumed runs must equal uninterrupted ones: add one here.
-ALGORITHMS=(fedavg scaffold fstcbdg augfl pfedafm)
+# "alg+variant" runs run.algorithm = alg with the variant's overrides below.
+ALGORITHMS=(fedavg scaffold fstcbdg augfl pfedafm fedavg+fedgc)
 # Overrides an algorithm needs on top of the shared deck (SCAFFOLD's c_k update
 # assumes plain SGD: no momentum; FST-CBDG learns a linear head on the feature
 # file of the tests, with its pseudo-labels in the client store, and enough
@@ -10,11 +11,14 @@ ALGORITHMS=(fedavg scaffold fstcbdg augfl pfedafm)
 # AugFL's ADMM needs every client in every round, and the synthetic deck has no
 # server rows for a pretrained model; minibatch client steps keep the 200-round
 # signal test short; pFedAFM's models must take the deck's 60-feature vectors:
-# heterogeneous MLPs ending in 16 features).
+# heterogeneous MLPs ending in 16 features; fedavg+fedgc is FedAvg with FedGC's
+# generated data on the digits, whose server rows train the generator: the
+# data are regenerated on resume, on any rank count).
 declare -A ALGORITHM_SETS=([scaffold]="--set train.momentum=0"
   [fstcbdg]="--set data.source=features --set data.path=$SRC_DIR/tests/fixtures/features_small.h5 --set model.hidden= --set partition.method=dirichlet --set train.lr=1 --set fstcbdg.samples_per_class=1000"
   [augfl]="--set run.client_fraction=1 --set augfl.lambda=0 --set augfl.rho=1.5 --set augfl.batch=16"
-  [pfedafm]="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set pfedafm.shared=mlp-16 --set hetero.epochs=2")
+  [pfedafm]="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set pfedafm.shared=mlp-16 --set hetero.epochs=2"
+  [fedavg+fedgc]="--set data.source=hdf5 --set data.path=$SRC_DIR/input/digits.h5 --set data.server_fraction=0.2 --set data.server_shards=6 --set partition.method=dirichlet --set partition.alpha=0.3 --set partition.min_size=2 --set fedgc.enabled=true --set fedgc.total=2000 --set fedgc.membership=true --set train.epochs=2")
 
 CK_DECK="$SRC_DIR/input/quickstart.ini"
 

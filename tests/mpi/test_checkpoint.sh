@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checkpoint and resume (FedAvg, SCAFFOLD, FST-CBDG, AugFL, pFedAFM; see ALGORITHMS in checkpoint_lib.sh):
+# Checkpoint and resume (FedAvg, SCAFFOLD, FST-CBDG, AugFL, pFedAFM, FedAvg + FedGC; see ALGORITHMS in checkpoint_lib.sh):
 # - a run checkpointed after round 4 and resumed to round 6 equals the run that
 #   went to round 6 uninterrupted, bit for bit, on 1 -> 1, 3 -> 3, 3 -> 2 and
 #   1 -> 2 ranks;
@@ -18,7 +18,7 @@ common=(--set run.clients=23 --set run.client_fraction=0.4 --set run.eval_every=
         --set train.epochs=2 --set output.dir="$TMP")
 
 for alg in "${ALGORITHMS[@]}"; do
-  a=("${common[@]}" --set run.algorithm="$alg")
+  a=("${common[@]}" --set run.algorithm="${alg%%+*}")
   read -ra extra <<<"${ALGORITHM_SETS[$alg]:-}"
   a+=("${extra[@]}")
   fh_mpirun 1 run "$CK_DECK" "${a[@]}" --set run.rounds=6 --set output.name="$alg-ref" >"$TMP/$alg-ref.log" 2>&1 \

@@ -16,7 +16,7 @@ common=(--set run.rounds=$R --set run.clients=23 --set run.client_fraction=0.2 -
 interrupt() {
   local name=$1 np=$2 who=$3 sig=$4 launcher mpirun_pid target rc=0
   timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS=1 "$FEDHPC" run \
-    "$CK_DECK" "${common[@]}" --set run.algorithm="$alg" "${extra[@]}" --set output.name="$name" >"$TMP/$name.log" 2>&1 &
+    "$CK_DECK" "${common[@]}" --set run.algorithm="${alg%%+*}" "${extra[@]}" --set output.name="$name" >"$TMP/$name.log" 2>&1 &
   launcher=$!
   for _ in $(seq 600); do
     grep -q "^round  *3/" "$TMP/$name.log" && break
@@ -42,7 +42,7 @@ interrupt() {
 
 for alg in "${ALGORITHMS[@]}"; do
   read -ra extra <<<"${ALGORITHM_SETS[$alg]:-}" # the algorithm's overrides (checkpoint_lib.sh)
-  fh_mpirun 2 run "$CK_DECK" "${common[@]}" --set run.algorithm="$alg" "${extra[@]}" --set output.name="$alg-ref" \
+  fh_mpirun 2 run "$CK_DECK" "${common[@]}" --set run.algorithm="${alg%%+*}" "${extra[@]}" --set output.name="$alg-ref" \
     >"$TMP/$alg-ref.log" 2>&1 || { cat "$TMP/$alg-ref.log"; fail "$alg: uninterrupted run"; }
   interrupt "$alg-term" 2 rank TERM
   fh_mpirun 3 run "$TMP/$alg-term/config.ini" --resume "$TMP/$alg-term" >>"$TMP/$alg-term.log" 2>&1 \
