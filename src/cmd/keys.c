@@ -12,6 +12,7 @@
 #include "fl/algorithm.h"
 #include "fl/checkpoint.h"
 #include "fl/evaluate.h"
+#include "fl/fedgc.h"
 #include "fl/client_state.h"
 #include "fl/hetero.h"
 #include "fl/lips.h"
@@ -37,6 +38,7 @@ int fh_all_key_tables(const fh_key_spec **tables, int max) {
   tables[n++] = fh_pretrain_keys;
   tables[n++] = fh_hetero_keys;
   tables[n++] = fh_lips_keys;
+  tables[n++] = fh_fedgc_keys;
   for (int i = 0; i < fh_algorithm_count() && n < max; i++)
     if (fh_algorithm_at(i)->keys) tables[n++] = fh_algorithm_at(i)->keys;
   return n;

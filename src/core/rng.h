@@ -24,6 +24,7 @@ enum fh_rng_purpose {
   FH_RNG_ALGORITHM,    /* algorithm-specific randomness                 */
   FH_RNG_EVAL,         /* evaluation: fine-tuning and held-out adaptation */
   FH_RNG_SERVER,       /* server-side data: its hold-out, pretraining order */
+  FH_RNG_GENERATE,     /* generated data (FedGC): the generator's fit, each client's samples */
   FH_RNG_TEST = 1000   /* unit tests                                    */
 };
 #define FH_RNG_NONE 0xffffffffu

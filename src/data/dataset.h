@@ -23,7 +23,15 @@ typedef struct {
    * when data.augment_* asks for one; NULL otherwise). Local SGD applies it
    * to each gathered batch (src/fl/local_sgd.c). */
   const fh_augment *augment;
+  /* Train splits with generated data (FedGC, src/fl/fedgc.h): the last
+   * `generated` of the n rows are generated; `weight_skip` of them are left
+   * out of the client's aggregation weight (fedgc.weights = real). 0 else. */
+  int generated, weight_skip;
 } fh_split;
+
+/* The aggregation weight n_k of a client with train split s: its rows, less
+ * the generated ones when the deck says so (fedgc.weights). */
+static inline double fh_split_weight(const fh_split *s) { return (double)(s->n - s->weight_skip); }
 
 typedef struct {
   int id;         /* global client id                           */
@@ -75,6 +83,12 @@ void fh_dataset_free(fh_dataset *ds);
  * call it for its own parts; no communication. Errors: FH_ERR_CONFIG when the
  * deck holds no row out or the source is not a pool, FH_ERR_DATA as the load. */
 int fh_dataset_load_server(const fh_config *cfg, int parts, int p0, int p1, fh_split *out, int64_t *total);
+
+/* Appends extra_n[i] rows (x[i] [extra_n[i], dim], y[i] [extra_n[i]]) at the
+ * end of local client i's train split, rebuilding the store; the split's
+ * `generated` becomes extra_n[i] and `weight_skip` extra_n[i] when skip_weight.
+ * x[i], y[i] stay the caller's (src/data/generator_merge.c). */
+void fh_dataset_append_train(fh_dataset *ds, const int *extra_n, float *const *x, int32_t *const *y, int skip_weight);
 
 /* Train and test sample counts of every client 0..run.clients-1, without loading
  * any sample (synthetic: the size draws only; pools: labels and partition).

@@ -51,7 +51,7 @@ static int fedprox_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, f
   FH_TRY(fh_lips_client_start(run, c, &s->sgd));
   int rc = fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss);
   FH_TRY(fh_lips_client_end(run, c, &s->sgd, rc));
-  rep->weight = (double)c->data->train.n;
+  rep->weight = fh_split_weight(&c->data->train);
   return fh_accum_add_model(acc, c->model, s->scratch, rep->weight);
 }
 

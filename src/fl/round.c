@@ -18,6 +18,7 @@
 #include "fl/checkpoint.h"
 #include "fl/evaluate.h"
 #include "fl/lips.h"
+#include "fl/fedgc.h"
 #include "fl/run.h"
 #include "io/metrics.h"
 #include "io/model_file.h"
@@ -61,7 +62,8 @@ static int prepare_run_dir(const fh_config *cfg, const char *dir, const char *in
   /* An earlier run's outputs in the same folder must not pass for this run's. */
   static const char *const stale[] = {"metrics.h5", "profile.h5", "model.h5", "metrics.h5.partial",
                                       "profile.h5.partial", "model.h5.partial", "profile.h5.tmp",
-                                      "model.h5.partial.tmp", "config.ini.tmp", "checkpoint.h5.tmp", "checkpoint.h5"};
+                                      "model.h5.partial.tmp", "config.ini.tmp", "checkpoint.h5.tmp", "membership.h5",
+                                      "checkpoint.h5"};
   char path[4200];
   size_t nstale = sizeof stale / sizeof stale[0] - (resume ? 1 : 0);
   for (size_t i = 0; i < nstale; i++) {
@@ -389,6 +391,8 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   char model_path[4200], model_tmp[4200];
   snprintf(model_path, sizeof model_path, "%s/model.h5", run_dir);
   snprintf(model_tmp, sizeof model_tmp, "%s/model.h5.partial", run_dir);
+  if (rc == 0 && !interrupted && fh_cfg_bool(cfg, "fedgc.membership")) /* collective */
+    rc = fh_fedgc_membership(run, run_dir);
   if (rc == 0 && !interrupted && is_root && fh_cfg_bool(cfg, "output.save_model")) {
     int shape[3] = {run->data->c, run->data->h, run->data->w};
     const size_t in = fh_model_input_size(run->model);

@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "fl/evaluate.h"
 #include "fl/lips.h"
+#include "fl/fedgc.h"
 #include "fl/payload.h"
 #include "fl/run.h"
 
@@ -85,6 +86,8 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
 
   int rc = fh_dataset_load(&run->data, cfg, run->first_client, run->nlocal, run->rank, run->nranks);
   FH_TRY(fh_error_agree(comm, rc));
+  /* FedGC's generated samples join the train splits before anything reads them */
+  FH_TRY(fh_error_agree(comm, fh_fedgc_prepare(run)));
 
   int maxb = (int)fh_cfg_int(cfg, "train.batch_size");
   int evb = (int)fh_cfg_int(cfg, "run.eval_batch");

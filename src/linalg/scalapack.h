@@ -125,5 +125,9 @@ void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *inf
              fh_fstrlen uplo_len);
 void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a,
              const int *lda, double *b, const int *ldb, int *info, fh_fstrlen uplo_len);
+/* Symmetric eigensolver (divide and conquer); lwork = liwork = -1 is a query. */
+void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
+             double *w, double *work, const int *lwork, int *iwork, const int *liwork,
+             int *info, fh_fstrlen jobz_len, fh_fstrlen uplo_len);
 
 #endif

@@ -3,7 +3,7 @@
 
 # Algorithms whose resumed runs must equal uninterrupted ones: add one here.
 # A name "alg+variant" runs run.algorithm = alg with the variant's overrides.
-ALGORITHMS=(fedavg scaffold fstcbdg augfl pfedafm fedavg+lips)
+ALGORITHMS=(fedavg scaffold fstcbdg augfl pfedafm fedavg+lips fedavg+fedgc)
 # Algorithms resumed on one rank pair only (3 -> 2 ranks), which keeps the test
 # short: the model-heterogeneous baselines, on the heterogeneous MLPs below
 # (FML's and FedKD's shared model an mlp-16 too; FedKD's student update as
@@ -21,14 +21,17 @@ HETERO_SETS="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set hetero.epoc
 # heterogeneous MLPs ending in 16 features; LIPS needs images and a ResNet,
 # its per-client gradients and biases/BatchNorm are client state, its round-3
 # snapshot a server vector, and its schedule's T is fixed by lips.rounds, as
-# the resumed parts change run.rounds).
+# the resumed parts change run.rounds; fedavg+fedgc is FedAvg with FedGC's
+# generated data on the digits, whose server rows train the generator: the
+# data are regenerated on resume, on any rank count).
 declare -A ALGORITHM_SETS=([scaffold]="--set train.momentum=0"
   [fstcbdg]="--set data.source=features --set data.path=$SRC_DIR/tests/fixtures/features_small.h5 --set model.hidden= --set partition.method=dirichlet --set train.lr=1 --set fstcbdg.samples_per_class=1000"
   [augfl]="--set run.client_fraction=1 --set augfl.lambda=0 --set augfl.rho=1.5 --set augfl.batch=16"
   [pfedafm]="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set pfedafm.shared=mlp-16 --set hetero.epochs=2"
   [standalone]="$HETERO_SETS" [lg_fedavg]="$HETERO_SETS" [fedproto]="$HETERO_SETS" [fedgh]="$HETERO_SETS"
   [fml]="$HETERO_SETS --set model.hidden=16" [fedkd]="$HETERO_SETS --set model.hidden=16 --set fedkd.max_rank=4 --set fedkd.energy_rounds=6"
-  [fedavg+lips]="--set data.source=synthimg --set data.synthimg_channels=1 --set data.synthimg_height=8 --set data.synthimg_width=8 --set data.synthimg_classes=4 --set data.synthimg_train=300 --set data.synthimg_test=100 --set model.arch=resnet4 --set lips.enable=true --set lips.d0=0.3 --set lips.every=2 --set lips.rounds=6 --set lips.record_inertia=true")
+  [fedavg+lips]="--set data.source=synthimg --set data.synthimg_channels=1 --set data.synthimg_height=8 --set data.synthimg_width=8 --set data.synthimg_classes=4 --set data.synthimg_train=300 --set data.synthimg_test=100 --set model.arch=resnet4 --set lips.enable=true --set lips.d0=0.3 --set lips.every=2 --set lips.rounds=6 --set lips.record_inertia=true"
+  [fedavg+fedgc]="--set data.source=hdf5 --set data.path=$SRC_DIR/input/digits.h5 --set data.server_fraction=0.2 --set data.server_shards=6 --set partition.method=dirichlet --set partition.alpha=0.3 --set partition.min_size=2 --set fedgc.enabled=true --set fedgc.total=2000 --set fedgc.membership=true --set train.epochs=2")
 
 CK_DECK="$SRC_DIR/input/quickstart.ini"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checkpoint and resume (FedAvg, SCAFFOLD, FST-CBDG, AugFL, pFedAFM, FedAvg+LIPS; see ALGORITHMS in checkpoint_lib.sh):
+# Checkpoint and resume (FedAvg, SCAFFOLD, FST-CBDG, AugFL, pFedAFM, FedAvg+LIPS, FedAvg+FedGC; see ALGORITHMS in checkpoint_lib.sh):
 # - a run checkpointed after round 4 and resumed to round 6 equals the run that
 #   went to round 6 uninterrupted, bit for bit, on 1 -> 1, 3 -> 3, 3 -> 2 and
 #   1 -> 2 ranks; the model-heterogeneous baselines (RESUME_ALGORITHMS) on

@@ -1,0 +1,121 @@
+#!/usr/bin/python3
+"""FedGC's tables from a sweep (scripts/fedgc_sweep.sh).
+
+    analysis/fedgc_table.py OUT [--markdown] [--last N]
+
+OUT holds runs named <alg>-plain_s<seed> (no generated data) and
+<alg>-gc-<budget>-<design>-<guidance>_s<seed> (FedGC with that setting).
+Accuracy is the global model's test accuracy (metrics.h5 test_accuracy,
+pooled over the clients' test splits) at the last evaluation; "last-N" is its
+mean over the last N evaluations (--last, default 3). Every cell is the mean
++- standard deviation over the seeds (n = their count).
+
+Design space (FedAvg + FedGC): one table per axis, its three candidates with
+the other two axes at their defaults (budget inverse, design diverse,
+guidance mixed), so the default setting appears in each table.
+
+Headline: FedAvg, FedProx and SCAFFOLD without and with FedGC (defaults),
+the gain in points, and the loss-threshold membership-inference AUC on the
+final global model (membership.h5; 0.5 = the attack does no better than
+chance) without and with generated data.
+"""
+import argparse
+import os
+import re
+import sys
+
+import h5py
+import numpy as np
+
+DEFAULT = ("inverse", "diverse", "mixed")
+AXES = [("budget", 0, ["equal", "inverse", "waterfill"]), ("design", 1, ["single", "multi", "diverse"]),
+        ("guidance", 2, ["prompt", "real", "mixed"])]
+ALGS = ["fedavg", "fedprox", "scaffold"]
+NAME = re.compile(r"(?P<alg>[a-z_]+)-(?:plain|gc-(?P<b>\w+?)-(?P<d>\w+?)-(?P<g>\w+?))_s(?P<seed>\d+)")
+
+
+def load(out, last):
+    """{(alg, setting or None): [per-seed dict]}"""
+    groups = {}
+    for name in sorted(os.listdir(out)):
+        m = NAME.fullmatch(name)
+        if not m or not os.path.isfile(os.path.join(out, name, "metrics.h5")):
+            continue
+        with h5py.File(os.path.join(out, name, "metrics.h5"), "r") as f:
+            acc = f["test_accuracy"][()]
+        acc = acc[np.isfinite(acc)]
+        if len(acc) == 0:
+            continue
+        auc = np.nan
+        mpath = os.path.join(out, name, "membership.h5")
+        if os.path.isfile(mpath):
+            with h5py.File(mpath, "r") as f:
+                auc = float(f.attrs["auc"])
+        setting = (m["b"], m["d"], m["g"]) if m["b"] else None
+        groups.setdefault((m["alg"], setting), []).append(
+            {"final": float(acc[-1]), "last": float(np.mean(acc[-last:])), "auc": auc})
+    return groups
+
+
+def ms(values, scale=100.0, digits=2):
+    v = np.array([x for x in values if np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return "-"
+    sd = float(np.std(v, ddof=1)) * scale if len(v) > 1 else 0.0
+    return f"{np.mean(v) * scale:.{digits}f} +- {sd:.{digits}f}"
+
+
+def table(rows, header, markdown):
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+    return "\n".join([fmt.format(*header)] + [fmt.format(*[str(c) for c in r]) for r in rows])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out")
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--last", type=int, default=3)
+    a = ap.parse_args()
+    g = load(a.out, a.last)
+    if not g:
+        sys.exit(f"{a.out}: no complete runs named <alg>-plain_s<seed> or <alg>-gc-<budget>-<design>-<guidance>_s<seed>")
+    printed = False
+    for axis, pos, cands in AXES:
+        rows = []
+        for c in cands:
+            s = list(DEFAULT)
+            s[pos] = c
+            rs = g.get(("fedavg", tuple(s)), [])
+            if rs:
+                rows.append([c + (" (default)" if c == DEFAULT[pos] else ""), len(rs), ms([r["final"] for r in rs]),
+                             ms([r["last"] for r in rs]), ms([r["auc"] for r in rs], 1.0, 4)])
+        if rows:
+            print(f"Design space, {axis} (FedAvg + FedGC, others at default; test accuracy in %), {a.out}")
+            print(table(rows, [axis, "seeds", "final", f"last-{a.last}", "MI AUC"], a.markdown))
+            print()
+            printed = True
+    rows = []
+    for alg in ALGS:
+        plain, gc = g.get((alg, None), []), g.get((alg, DEFAULT), [])
+        if not plain and not gc:
+            continue
+        gain = "-"
+        if plain and gc:
+            gain = f"{100 * (np.mean([r['final'] for r in gc]) - np.mean([r['final'] for r in plain])):+.2f}"
+        rows.append([alg, f"{len(plain)}/{len(gc)}", ms([r["final"] for r in plain]), ms([r["final"] for r in gc]), gain,
+                     ms([r["auc"] for r in plain], 1.0, 4), ms([r["auc"] for r in gc], 1.0, 4)])
+    if rows:
+        print(f"Headline: without / with FedGC (defaults), test accuracy in % and membership-inference AUC, {a.out}")
+        print(table(rows, ["algorithm", "seeds", "without", "with FedGC", "gain", "MI AUC without", "MI AUC with"],
+                    a.markdown))
+        printed = True
+    if not printed:
+        sys.exit(f"{a.out}: runs found, but none of the design-space or headline settings")
+
+
+if __name__ == "__main__":
+    main()

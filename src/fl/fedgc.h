@@ -1,0 +1,74 @@
+/* FedGC (Ye et al., arXiv:2312.05807): one-shot generated data before FL.
+ *
+ * Before round 1, every client k gets M_k generated samples, appended to its
+ * train split, so that any algorithm (FedAvg, FedProx, SCAFFOLD, ...) trains
+ * on the merged data; its aggregation weight is n_k + M_k or n_k
+ * (fedgc.weights; fh_split_weight). Three design axes, each a deck key:
+ *
+ *   budget    M = fedgc.total over the K clients: equal; inverse to n_k
+ *             (default); waterfill M_k = max(0, b - n_k) with the largest
+ *             integer b such that sum M_k <= M, the remaining M - sum M_k
+ *             samples one each to the clients at the level b (smallest n_k
+ *             first, then lowest id), so that sum M_k = M exactly.
+ *   design    the generator's "prompt": single | multi | diverse
+ *             (data/generator.h).
+ *   guidance  prompt | real | mixed with strength fedgc.strength.
+ *
+ * Class mix of a client's M_k (fedgc.class_mix): pool = the class shares of
+ * the generator's rows (or of the external pool), by largest remainder; or
+ * missing = proportional to each class's deficit max(0, p_c (n_k + M_k) -
+ * n_kc), so the merged split tends to the pool's shares and the classes the
+ * client lacks get the most.
+ *
+ * The generator is fitted at the server on data.server_fraction's rows
+ * (no client sees them), spread over all ranks in data.server_shards shards;
+ * or fedgc.pool names an HDF5 file of generated samples used instead.
+ * Client k's samples come from the stream (seed, FH_RNG_GENERATE, k, none) on
+ * the rank that hosts it, so they do not depend on the rank count; they are
+ * regenerated, not stored, when a run resumes (the fit is deterministic).
+ *
+ * Privacy: with fedgc.membership = true (any run, with or without generated
+ * data) a loss-threshold membership-inference attack on the final global
+ * model is scored: AUC of "member" (clients' real train rows) against
+ * "non-member" (clients' test rows), lower loss meaning member; written to
+ * RUN/membership.h5 (docs/fedgc.md). */
+#ifndef FH_FEDGC_H
+#define FH_FEDGC_H
+
+#include "core/config.h"
+#include "fl/run.h"
+
+extern const fh_key_spec fh_fedgc_keys[];
+
+enum { FH_BUDGET_EQUAL = 0, FH_BUDGET_INVERSE, FH_BUDGET_WATERFILL };
+enum { FH_MIX_POOL = 0, FH_MIX_MISSING };
+
+/* M_k [K] of M over clients of train sizes n [K] (sum M_k = M). *level gets
+ * waterfill's b (NULL: not wanted; -1 for the other methods). */
+void fh_fedgc_budgets(int method, long long M, const int *n, int K, int *out, long long *level);
+
+/* Largest-remainder rounding: out [m] >= 0 with sum out = total, out_i the
+ * floor of total * w_i / sum w plus one for the largest remainders (ties:
+ * lower index). All w zero: out zero. */
+void fh_fedgc_apportion(long long total, const double *w, int m, int *out);
+
+/* Class counts out [C] of a client's Mk generated samples: mix FH_MIX_POOL
+ * (by freq [C]) or FH_MIX_MISSING (by deficits against freq, given the
+ * client's own counts have [C]). */
+void fh_fedgc_class_counts(int mix, int Mk, int C, const double *freq, const int *have, int *out);
+
+/* Collective, after the data are loaded and before the algorithm's setup:
+ * with fedgc.enabled, fits the generator (or reads the pool), generates every
+ * local client's samples and merges them into its train split. */
+int fh_fedgc_prepare(fh_run *run);
+
+/* Collective, at the end of a run with fedgc.membership: the attack's AUC
+ * on the final global model, written by rank 0 to run_dir/membership.h5. */
+int fh_fedgc_membership(fh_run *run, const char *run_dir);
+
+/* AUC of the score "lower loss = member": P(loss of a random non-member >
+ * loss of a random member) + P(equal) / 2 (Mann-Whitney, average ranks of
+ * ties). loss [nm + nn]: members first. Sorts a copy. */
+double fh_fedgc_auc(const double *loss, long long nm, long long nn);
+
+#endif

@@ -1,0 +1,54 @@
+#!/bin/bash
+# scripts/fedgc_sweep.sh and analysis/fedgc_table.py on real runs (the digits
+# deck, 3 rounds): the design-space part for one seed and the headline part for
+# two -> three design tables with a row per candidate (the default marked),
+# accuracies in [0, 100], MI AUCs in [0, 1], and the headline table with a row
+# per algorithm over 2 seeds each way; a sweep run again skips what is
+# complete; an empty folder -> exit 1.
+# Env (from ctest): FEDHPC, SRC_DIR, and the OMPI root variables.
+set -euo pipefail
+: "${FEDHPC:?FEDHPC must point to the fedhpc binary}"
+: "${SRC_DIR:?SRC_DIR must point to the source tree}"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/fh_fedgc_table.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+cd "$SRC_DIR" # the deck names input/digits.h5
+
+sets=(--set run.rounds=3 --set run.eval_every=1)
+scripts/fedgc_sweep.sh input/fedgc_digits.ini "$TMP/sweep" --np 1 --seeds "1" --part design "${sets[@]}" \
+  >"$TMP/sweep.log" 2>&1 || { cat "$TMP/sweep.log"; fail "design sweep"; }
+scripts/fedgc_sweep.sh input/fedgc_digits.ini "$TMP/sweep" --np 1 --seeds "1 2" --part headline "${sets[@]}" \
+  >>"$TMP/sweep.log" 2>&1 || { cat "$TMP/sweep.log"; fail "headline sweep"; }
+! grep -q FAILED "$TMP/sweep.log" || { cat "$TMP/sweep.log"; fail "a run of the sweep failed"; }
+grep -q "^skip fedavg-gc-inverse-diverse-mixed_s1 (complete)" "$TMP/sweep.log" || fail "the shared default run was not skipped"
+echo "ok:   sweep: 7 design settings x 1 seed, 3 algorithms x 2 x 2 seeds; complete runs skipped"
+
+/usr/bin/python3 analysis/fedgc_table.py "$TMP/sweep" >"$TMP/table.txt" || fail "table"
+cat "$TMP/table.txt"
+/usr/bin/python3 - "$TMP/table.txt" <<'PY' || fail "table content"
+import re, sys
+text = open(sys.argv[1]).read()
+for axis, cands, default in (("budget", ["equal", "inverse", "waterfill"], "inverse"),
+                             ("design", ["single", "multi", "diverse"], "diverse"),
+                             ("guidance", ["prompt", "real", "mixed"], "mixed")):
+    part = text.split(f"Design space, {axis}")[1].split("\n\n")[0]
+    for c in cands:
+        seeds = 2 if c == default else 1  # the default setting also ran for seed 2 in the headline part
+        row = re.search(rf"^{c}( \(default\))?\s+{seeds}\s+([\d.]+) \+- [\d.]+\s+[\d.]+ \+- [\d.]+\s+([\d.]+) \+-", part, re.M)
+        assert row, (axis, c)
+        assert (row.group(1) is not None) == (c == default), (axis, c)
+        assert 0 < float(row.group(2)) <= 100 and 0 <= float(row.group(3)) <= 1, (axis, c)
+head = text.split("Headline")[1]
+for alg in ("fedavg", "fedprox", "scaffold"):
+    row = re.search(rf"^{alg}\s+2/2\s+([\d.]+) \+- [\d.]+\s+([\d.]+) \+- [\d.]+\s+[+-][\d.]+\s+([\d.]+) \+- [\d.]+\s+([\d.]+) \+-", head, re.M)
+    assert row, alg
+    assert all(0 < float(row.group(i)) <= 100 for i in (1, 2)) and all(0 <= float(row.group(i)) <= 1 for i in (3, 4)), alg
+PY
+echo "ok:   design and headline tables"
+/usr/bin/python3 analysis/fedgc_table.py "$TMP/sweep" --markdown >"$TMP/table.md" || fail "markdown"
+grep -q "^| fedavg | 2/2 |" "$TMP/table.md" || fail "markdown rows"
+mkdir -p "$TMP/empty"
+rc=0
+/usr/bin/python3 analysis/fedgc_table.py "$TMP/empty" 2>"$TMP/err" || rc=$?
+[[ $rc -ne 0 ]] && grep -q "no complete runs" "$TMP/err" || fail "empty folder: exit $rc"
+echo "ok:   markdown; an empty folder is refused"

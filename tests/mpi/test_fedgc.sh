@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# FedGC (input/fedgc_digits.ini, shortened):
+# - the run with generated data is bitwise identical on 1, 2 and 3 ranks
+#   (model, metrics and the membership score), for FedAvg with the deck's
+#   defaults, FedProx with water-filling, real-data guidance, the
+#   missing-classes mix, diagonal covariances and n_k weights, and SCAFFOLD
+#   with the single design and prompt guidance;
+# - the generated rows make the run differ from the one without them, and
+#   each run that asks writes membership.h5 with an AUC in [0, 1] and the
+#   generated rows it trained with (0 without FedGC);
+# - an external pool of generated samples (fedgc.pool: HDF5 /x, /y made here
+#   from digits rows) replaces the generator: rank-count invariant, needs no
+#   server rows;
+# - decks that cannot work are refused naming the key or file: no server rows
+#   and no pool (3), a pool of the wrong sample shape (4), a pool label out of
+#   range (4).
+source "$(dirname "$0")/lib.sh"
+deck="$SRC_DIR/input/fedgc_digits.ini"
+cd "$SRC_DIR" # the deck names input/digits.h5
+common=(--set run.rounds=10 --set output.dir="$TMP")
+
+variants=("fedavg|"
+  "fedprox|--set run.algorithm=fedprox --set fedprox.mu=0.01 --set fedgc.budget=waterfill --set fedgc.guidance=real --set fedgc.class_mix=missing --set fedgc.covariance=diag --set fedgc.weights=real"
+  "scaffold|--set run.algorithm=scaffold --set train.momentum=0 --set fedgc.design=single --set fedgc.guidance=prompt --set fedgc.budget=equal")
+for spec in "${variants[@]}"; do
+  IFS='|' read -r name settings <<<"$spec"
+  read -ra extra <<<"$settings"
+  for np in 1 2 3; do
+    fh_mpirun "$np" run "$deck" "${common[@]}" "${extra[@]}" --set output.name="${name}_np$np" >"$TMP/${name}_np$np.log" 2>&1 \
+      || { cat "$TMP/${name}_np$np.log"; fail "$name on $np ranks"; }
+  done
+  grep -q "fedgc: 1000 generated samples over 30 clients" "$TMP/${name}_np1.log" || { cat "$TMP/${name}_np1.log"; fail "$name: no generation line"; }
+  "$PY" "$(dirname "$0")/compare_runs.py" "$TMP" "${name}_np1" "${name}_np2" "${name}_np3" >"$TMP/$name.cmp" \
+    || { cat "$TMP/$name.cmp"; fail "$name: runs differ"; }
+  "$PY" - "$TMP" "$name" <<'PY' || fail "$name: membership.h5 differs over rank counts or is out of range"
+import sys, h5py
+tmp, name = sys.argv[1:]
+a = [dict(h5py.File(f"{tmp}/{name}_np{n}/membership.h5", "r").attrs) for n in (1, 2, 3)]
+for k in ("auc", "members", "nonmembers", "generated_rows", "member_loss", "nonmember_loss"):
+    assert a[0][k] == a[1][k] == a[2][k], (k, [x[k] for x in a])
+assert 0 <= a[0]["auc"] <= 1 and a[0]["generated_rows"] == 1000, a[0]
+PY
+  ok "$name with generated data: 1, 2, 3 ranks bitwise, membership AUC the same"
+done
+
+# without generated data: another run, and the score says so
+fh_mpirun 2 run "$deck" "${common[@]}" --set fedgc.enabled=false --set output.name=plain >"$TMP/plain.log" 2>&1 \
+  || { cat "$TMP/plain.log"; fail "plain FedAvg"; }
+! grep -q "generated samples" "$TMP/plain.log" || fail "plain FedAvg generated samples"
+! "$PY" "$(dirname "$0")/compare_runs.py" "$TMP" fedavg_np1 plain >/dev/null 2>&1 || fail "generated data changed nothing"
+"$PY" -c 'import sys,h5py; a=h5py.File(sys.argv[1],"r").attrs; sys.exit(not (a["generated_rows"]==0 and 0<=a["auc"]<=1))' \
+  "$TMP/plain/membership.h5" || fail "plain FedAvg: membership.h5"
+ok "without generated data: the run differs, membership.h5 counts 0 generated rows"
+
+# an external pool: 400 rows of digits as "generated" samples, raw uint8
+"$PY" - "$SRC_DIR/input/digits.h5" "$TMP" <<'PY'
+import sys, h5py, numpy as np
+src, tmp = sys.argv[1:]
+with h5py.File(src, "r") as f:
+    x, y = f["train/x"][:400], f["train/y"][:400]
+with h5py.File(f"{tmp}/pool.h5", "w") as g:
+    g["x"], g["y"] = x, y.astype(np.int32)
+with h5py.File(f"{tmp}/pool_shape.h5", "w") as g:
+    g["x"], g["y"] = x.reshape(400, -1)[:, :60], y
+with h5py.File(f"{tmp}/pool_label.h5", "w") as g:
+    y2 = y.astype(np.int32).copy(); y2[7] = 10
+    g["x"], g["y"] = x, y2
+PY
+for np in 1 3; do
+  fh_mpirun "$np" run "$deck" "${common[@]}" --set data.server_fraction=0 --set fedgc.pool="$TMP/pool.h5" \
+    --set output.name="pool_np$np" >"$TMP/pool_np$np.log" 2>&1 || { cat "$TMP/pool_np$np.log"; fail "pool on $np ranks"; }
+done
+grep -q "fedgc: 400 generated samples from the pool" "$TMP/pool_np1.log" || { cat "$TMP/pool_np1.log"; fail "pool not read"; }
+"$PY" "$(dirname "$0")/compare_runs.py" "$TMP" pool_np1 pool_np3 >/dev/null || fail "pool runs differ over rank counts"
+ok "external pool: read, 1 and 3 ranks bitwise"
+
+expect_fail() { # expect_fail CODE TEXT ARGS...
+  local code=$1 text=$2 rc=0
+  shift 2
+  fh_mpirun 2 run "$deck" "${common[@]}" "$@" --set output.name=bad >"$TMP/bad.log" 2>&1 || rc=$?
+  [[ $rc -eq $code ]] && grep -qF "$text" "$TMP/bad.log" || { cat "$TMP/bad.log"; fail "$*: exit $rc, expected $code"; }
+  ok "refused ($code): $*"
+}
+expect_fail 3 "data.server_fraction = 0 holds none out" --set data.server_fraction=0
+expect_fail 4 "samples of 60 values, but digits has samples of 1 x 8 x 8 = 64" --set fedgc.pool="$TMP/pool_shape.h5"
+expect_fail 4 "/y[7] = 10 is not a class of digits" --set fedgc.pool="$TMP/pool_label.h5"
+echo "$NCHECKS passed, 0 failed"
