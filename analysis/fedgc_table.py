@@ -27,6 +27,9 @@ import sys
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tables import table  # noqa: E402
+
 DEFAULT = ("inverse", "diverse", "mixed")
 AXES = [("budget", 0, ["equal", "inverse", "waterfill"]), ("design", 1, ["single", "multi", "diverse"]),
         ("guidance", 2, ["prompt", "real", "mixed"])]
@@ -63,15 +66,6 @@ def ms(values, scale=100.0, digits=2):
         return "-"
     sd = float(np.std(v, ddof=1)) * scale if len(v) > 1 else 0.0
     return f"{np.mean(v) * scale:.{digits}f} +- {sd:.{digits}f}"
-
-
-def table(rows, header, markdown):
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*header)] + [fmt.format(*[str(c) for c in r]) for r in rows])
 
 
 def main():

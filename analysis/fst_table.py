@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 from runfiles import fail, open_h5, resolve  # noqa: E402
+from tables import table  # noqa: E402
 
 
 def text(v):
@@ -128,16 +129,7 @@ def main():
         if budget is not None:
             row.append(pct(at_budget(s, budget)))
         rows.append(row)
-    if a.markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-    else:
-        w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-        print("  ".join(h.ljust(w[i]) for i, h in enumerate(head)))
-        for r in rows:
-            print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+    print(table(rows, head, a.markdown))
     print(f"({a.metric}: last round of each run, mean and sample std over its runs; traffic in 4-byte floats, "
           f"both ways, all sampled clients)")
 

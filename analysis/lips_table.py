@@ -28,16 +28,10 @@ import sys
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tables import seed_groups, table  # noqa: E402
+
 ORDER = ["fedavg", "fedavg_localbn", "lips", "lips_w", "lips_g", "lips_random"]
-
-
-def runs(out):
-    groups = {}
-    for name in sorted(os.listdir(out)):
-        m = re.fullmatch(r"(.+)_s(\d+)", name)
-        if m and os.path.isfile(os.path.join(out, name, "metrics.h5")):
-            groups.setdefault(m.group(1), []).append(os.path.join(out, name))
-    return groups
 
 
 def evaluated(f, path):
@@ -90,7 +84,7 @@ def main():
     a = p.parse_args()
     if not os.path.isdir(a.out):
         sys.exit(f"lips_table.py: {a.out}: no such folder")
-    groups = runs(a.out)
+    groups = seed_groups(a.out)
     if not groups:
         sys.exit(f"lips_table.py: {a.out}: no complete runs (<method>_s<seed>/metrics.h5)")
     methods = [m for m in ORDER if m in groups] + sorted(m for m in groups if m not in ORDER)
@@ -103,16 +97,7 @@ def main():
         rows.append([m, str(len(rs)), col("own"), col("own_n"), col("global"), col("global_n"), col("best"),
                      col("mask", 1), col("local", 2), col("ns", 1)])
     print(f"Mean client test accuracy (%), mean +- sd over seeds; cost per round ({a.out})")
-    if a.markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-    else:
-        w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-        print("  ".join(h.ljust(w[i]) for i, h in enumerate(head)))
-        for r in rows:
-            print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+    print(table(rows, head, a.markdown))
 
 
 if __name__ == "__main__":

@@ -37,16 +37,10 @@ import sys
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tables import seed_groups, table  # noqa: E402
+
 ORDER = ["pfedafm", "standalone", "lg_fedavg", "fml", "fedkd", "fedproto", "fedgh"]
-
-
-def runs(out):
-    groups = {}
-    for name in sorted(os.listdir(out)):
-        m = re.fullmatch(r"(.+)_s(\d+)", name)
-        if m and os.path.isfile(os.path.join(out, name, "metrics.h5")):
-            groups.setdefault(m.group(1), []).append(os.path.join(out, name))
-    return groups
 
 
 def comm_bytes(run):
@@ -109,24 +103,13 @@ def human(b):
     return f"{b:.0f} B"
 
 
-def table(rows, header, markdown):
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    else:
-        fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
-        lines = [fmt.format(*header)] + [fmt.format(*[str(c) for c in r]) for r in rows]
-    return "\n".join(lines)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--last", type=int, default=5)
     a = ap.parse_args()
-    groups = runs(a.out)
+    groups = seed_groups(a.out)
     if not groups:
         sys.exit(f"{a.out}: no complete runs named <method>_s<seed>")
     key = lambda g: (ORDER.index(g.split("-")[0]) if g.split("-")[0] in ORDER else len(ORDER), g)
