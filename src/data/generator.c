@@ -37,13 +37,18 @@ static int cholesky(double *a, int q) {
 }
 
 /* chol [q, q] := the Cholesky factor of cov, with cov's diagonal raised by
- * floor_ until it is positive definite (a few doublings at most). */
+ * floor_ until it is positive definite (a few doublings at most). A cov that
+ * no bump repairs (non-finite entries) gets the factor of diag(floor_), so a
+ * bad fit degrades to narrow isotropic components instead of looping. */
 static void factor(const double *cov, const double *floor_, int q, double *chol) {
-  for (double bump = 0;; bump = bump > 0 ? 2 * bump : 1) {
+  double bump = 0;
+  for (int tries = 0; tries < 80; tries++, bump = bump > 0 ? 2 * bump : 1) {
     memcpy(chol, cov, (size_t)q * q * sizeof(double));
     for (int j = 0; j < q; j++) chol[j * q + j] += bump * floor_[j];
     if (cholesky(chol, q) == 0) return;
   }
+  memset(chol, 0, (size_t)q * q * sizeof(double));
+  for (int j = 0; j < q; j++) chol[j * q + j] = sqrt(floor_[j] > 0 ? floor_[j] : 1e-12);
 }
 
 int fh_gmm_fit(const double *z, int n, int q, int K, int iters, double var_floor, int full, fh_rng *r, double *w,

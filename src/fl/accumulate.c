@@ -22,7 +22,11 @@ void fh_accum_destroy(fh_accum *a) {
 
 void fh_accum_zero(fh_accum *a) { memset(a->sum, 0, (a->n + 1) * sizeof(int64_t)); }
 
-int fh_accum_add(fh_accum *a, const float *x, double weight) {
+int fh_accum_add(fh_accum *a, const float *x, double weight) { return fh_accum_add_range(a, x, 0, a->n, weight); }
+
+int fh_accum_add_range(fh_accum *a, const float *x, size_t off, size_t count, double weight) {
+  if (off > a->n || count > a->n - off)
+    return FH_FAIL(FH_ERR_RUNTIME, "fixed-point sum: range [%zu, %zu) outside the %zu sums", off, off + count, a->n);
   const double limit = a->limit;
   const double ws = weight * a->scale;
   if (!(fabs(ws) < limit))
@@ -32,23 +36,23 @@ int fh_accum_add(fh_accum *a, const float *x, double weight) {
    * and compiles to packed multiplies and conversions. NaN fails the check. */
   float maxabs = 0.f;
   int finite = 1;
-  for (size_t i = 0; i < a->n; i++) {
+  for (size_t i = 0; i < count; i++) {
     float v = fabsf(x[i]);
     maxabs = v > maxabs ? v : maxabs;
     finite &= v <= FLT_MAX;
   }
   if (!finite || !(fabs(ws) * maxabs < limit)) {
     size_t i = 0;
-    while (i + 1 < a->n && isfinite(x[i]) && fabs(ws * (double)x[i]) < limit) i++;
+    while (i + 1 < count && isfinite(x[i]) && fabs(ws * (double)x[i]) < limit) i++;
     return FH_FAIL(FH_ERR_DIVERGED,
                    "the model diverged: contribution element %zu = %g (weight %g) does not fit the "
                    "fixed-point sum (run.accum_bits = %d allows |weight * value| < %g with this many "
                    "clients per round); lower train.lr, or run.accum_bits if such values are expected",
-                   i, (double)x[i], weight, a->bits, limit / a->scale);
+                   off + i, (double)x[i], weight, a->bits, limit / a->scale);
   }
-  int64_t *restrict sum = a->sum;
-  for (size_t i = 0; i < a->n; i++) sum[i] += (int64_t)nearbyint(ws * (double)x[i]);
-  sum[a->n] += (int64_t)nearbyint(ws);
+  int64_t *restrict sum = a->sum + off;
+  for (size_t i = 0; i < count; i++) sum[i] += (int64_t)nearbyint(ws * (double)x[i]);
+  a->sum[a->n] += (int64_t)nearbyint(ws);
   return 0;
 }
 

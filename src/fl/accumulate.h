@@ -32,6 +32,8 @@ void fh_accum_zero(fh_accum *a);
 /* sum += weight * x (x [n]); also adds weight to the weight sum. Returns 0, or
  * FH_ERR_DIVERGED naming the first element that does not fit. */
 int fh_accum_add(fh_accum *a, const float *x, double weight);
+/* The same for a part: sums[off, off + count) += weight * x (x [count]). */
+int fh_accum_add_range(fh_accum *a, const float *x, size_t off, size_t count, double weight);
 /* Sums every rank's accumulator into rank `root` (MPI_Reduce on int64). */
 void fh_accum_reduce(fh_accum *a, int root, MPI_Comm comm);
 /* Same, but every rank gets the sum. */

@@ -222,7 +222,12 @@ static int load_teacher(fh_run *run, augfl_state *s) {
       }
     }
   }
-  FH_TRY(fh_error_agree(run->comm, rc));
+  rc = fh_error_agree(run->comm, rc);
+  if (rc != 0) {
+    fh_model_pass_free(pp);
+    fh_model_free(pm);
+    return rc;
+  }
   MPI_Allreduce(MPI_IN_PLACE, cnt, 2, MPI_LONG_LONG, MPI_SUM, run->comm);
   char summary[400];
   fh_model_summary(pm, summary, sizeof summary);

@@ -322,7 +322,8 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
       else record_test(ev, mode, model, cd);
     }
   }
-  if (rc) fh_error_prefix("evaluation after round %d, client %d: ", t + 1, bad);
+  if (rc && bad >= 0) fh_error_prefix("evaluation after round %d, client %d: ", t + 1, bad);
+  else if (rc) fh_error_prefix("evaluation after round %d, the global model: ", t + 1);
   FH_TRY(fh_error_agree(run->comm, rc));
 
   if (ev->nrows > 0)

@@ -366,6 +366,10 @@ int fh_fedgc_prepare(fh_run *run) {
             M, K, fh_cfg_str(cfg, "fedgc.budget"), lo, hi, lev, fh_cfg_str(cfg, "fedgc.class_mix"),
             pool[0] ? "pool read" : "generator fitted", t_fit, t_gen,
             key_index(cfg, "fedgc.weights") == 1 ? "n_k" : "n_k + M_k");
+    if (key_index(cfg, "fedgc.weights") == 1 && strcmp(run->alg->name, "fedavg") != 0 &&
+        strcmp(run->alg->name, "fedprox") != 0)
+      fh_warn("fedgc.weights = real is honoured by fedavg and fedprox only; %s weights clients its own way",
+              run->alg->name);
     if (!pool[0])
       fh_info("fedgc: prompt design %s, guidance %s (strength %g, noise %g)", fh_cfg_str(cfg, "fedgc.design"),
               fh_cfg_str(cfg, "fedgc.guidance"), s.opt.strength, s.opt.noise);
@@ -439,7 +443,10 @@ int fh_fedgc_membership(fh_run *run, const char *run_dir) {
   for (size_t off = 0; off < run->payload_n; off += chunk)
     MPI_Bcast(run->global + off, (int)(run->payload_n - off < chunk ? run->payload_n - off : chunk), MPI_FLOAT, 0,
               run->comm);
-  fh_model_load_state(run->model, run->global);
+  /* The model the run reports as global (FedKD: its student, not the message). */
+  const float *g = run->alg->global_model ? run->alg->global_model(run) : run->global;
+  FH_TRY(fh_error_agree(run->comm, g ? 0 : FH_ERR_RUNTIME));
+  fh_model_load_state(run->model, g);
   const fh_dataset *ds = run->data;
   long long cnt[3] = {0, 0, 0}; /* members, non-members, generated rows */
   for (int i = 0; i < run->nlocal; i++) {
@@ -447,8 +454,10 @@ int fh_fedgc_membership(fh_run *run, const char *run_dir) {
     cnt[1] += ds->clients[i].test.n;
     cnt[2] += ds->clients[i].train.generated;
   }
+  int rc = 0;
   if (cnt[0] > 0x7fffffffLL || cnt[1] > 0x7fffffffLL)
-    return FH_FAIL(FH_ERR_RUNTIME, "fedgc.membership: a rank holds more than 2^31 rows; use more ranks");
+    rc = FH_FAIL(FH_ERR_RUNTIME, "fedgc.membership: a rank holds more than 2^31 rows; use more ranks");
+  FH_TRY(fh_error_agree(run->comm, rc)); /* before any collective below */
   double *lm = fh_malloc((size_t)(cnt[0] + 1) * sizeof(double)), *ln = fh_malloc((size_t)(cnt[1] + 1) * sizeof(double));
   double right[2] = {0, 0};
   for (int i = 0, am = 0, an = 0; i < run->nlocal; i++) {
@@ -461,7 +470,6 @@ int fh_fedgc_membership(fh_run *run, const char *run_dir) {
   long long tot[3];
   MPI_Allreduce(cnt, tot, 3, MPI_LONG_LONG, MPI_SUM, run->comm);
   MPI_Allreduce(MPI_IN_PLACE, right, 2, MPI_DOUBLE, MPI_SUM, run->comm);
-  int rc = 0;
   if (tot[0] + tot[1] > 0x7fffffffLL)
     rc = FH_FAIL(FH_ERR_RUNTIME, "fedgc.membership: %lld rows to score, more than 2^31", tot[0] + tot[1]);
   FH_TRY(fh_error_agree(run->comm, rc));

@@ -167,14 +167,17 @@ static int fedkd_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_
   FH_TRY(fh_mutual_alg_client(&s->a, run, c, s->student, &rep->train_loss));
   rep->weight = (double)c->data->train.n;
   for (size_t i = 0; i < n; i++) s->delta[i] = s->a.state[i] - s->student[i];
-  memset(s->contrib, 0, run->payload_n * sizeof(float));
-  float *slot = s->contrib + (size_t)j * s->slot_n;
+  float *slot = s->contrib; /* this client's slot j only: the other slots stay untouched */
+  memset(slot, 0, s->slot_n * sizeof(float));
   fh_lowrank_stats st;
   fh_lowrank_encode(&s->lr, s->delta, energy_at(s, c->round), slot + HEAD, &st);
+  if (st.failed)
+    return FH_FAIL(FH_ERR_RUNTIME, "fedkd: client %d: the SVD of %d weight matrices failed (LAPACK sgesdd); "
+                   "the update has non-finite values or the matrix is too large", c->id, st.failed);
   slot[0] = (float)rep->weight;
   slot[1] = (float)st.used;
   slot[2] = (float)st.clipped;
-  return fh_accum_add(acc, s->contrib, 1.0);
+  return fh_accum_add_range(acc, slot, (size_t)j * s->slot_n, s->slot_n, 1.0);
 }
 
 /* Every rank: the student takes the update broadcast this round (a rank
@@ -208,6 +211,9 @@ static int fedkd_server_step(fh_run *run, const fh_accum *acc) {
     for (size_t i = 0; i < n; i++) s->delta[i] = (float)(s->mean[i] / w);
     fh_lowrank_stats st;
     fh_lowrank_encode(&s->lr, s->delta, energy_at(s, (int)round), run->global + HEAD, &st);
+    if (st.failed)
+      return FH_FAIL(FH_ERR_RUNTIME, "fedkd: round %.0f: the SVD of %d matrices of the mean update failed "
+                     "(LAPACK sgesdd)", round + 1, st.failed);
     run->global[1] = (float)st.used;
     run->global[2] = (float)st.clipped;
     s->sv[SV_DOWN] += (double)st.used;

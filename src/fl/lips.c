@@ -219,6 +219,11 @@ int fh_lips_setup(fh_run *run) {
   if (inertia && (run->alg->flags & (FH_ALG_NO_GLOBAL | FH_ALG_NO_GLOBAL_MODEL)))
     return FH_FAIL(FH_ERR_CONFIG, "lips.record_inertia = true needs a global model, and run.algorithm = %s has "
                                   "none; set lips.record_inertia = false", alg);
+  /* The record reads the model's weights in the broadcast payload: an algorithm
+   * whose payload is something else (FedKD: a factorised update) has none there. */
+  if (inertia && run->alg->global_model)
+    return FH_FAIL(FH_ERR_CONFIG, "lips.record_inertia = true reads the global weights from the broadcast, and "
+                                  "run.algorithm = %s broadcasts something else; set lips.record_inertia = false", alg);
   struct fh_lips *L = fh_calloc(1, sizeof *L);
   run->lips = L;
   L->enabled = enabled;

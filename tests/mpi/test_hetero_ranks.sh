@@ -70,4 +70,29 @@ else:
 PY
   ok "$alg: bitwise identical on 1, 2, 3 ranks; model.h5 as documented; $(tail -1 "$TMP/$alg.cmp" | sed 's/^ *//')"
 done
+
+# FedKD's payload is a message of factors, not a model: the membership score
+# must use its student (one sampled client: the message is shorter than the
+# model), and the inertia record, which reads weights from the broadcast, is
+# refused.
+fh_mpirun 2 run "$SRC_DIR/input/quickstart.ini" "${common[@]}" --set run.algorithm=fedkd --set run.client_fraction=0.08 \
+  --set fedgc.membership=true --set output.name=fedkd_mi >"$TMP/fedkd_mi.log" 2>&1 \
+  || { cat "$TMP/fedkd_mi.log"; fail "fedkd with fedgc.membership"; }
+"$PY" - "$TMP/fedkd_mi" <<'PY' || fail "fedkd: membership.h5 does not score the student"
+import sys, h5py, numpy as np
+a = h5py.File(sys.argv[1] + "/membership.h5", "r").attrs
+acc = h5py.File(sys.argv[1] + "/metrics.h5", "r")["test_accuracy"][()]
+acc = acc[np.isfinite(acc)][-1]
+# the student's accuracy on the clients' test rows is the global test accuracy's
+# neighbour, far from a chance model's 10 % and its loss ln 10
+assert a["nonmember_accuracy"] > 0.3 and abs(a["nonmember_loss"] - np.log(10)) > 0.05, dict(a)
+assert acc > 0.3, acc
+PY
+ok "fedkd + fedgc.membership scores the student (the message is shorter than the model)"
+rc=0
+fh_mpirun 1 run "$SRC_DIR/input/quickstart.ini" "${common[@]}" --set run.algorithm=fedkd --set lips.record_inertia=true \
+  --set output.name=fedkd_inertia >"$TMP/fedkd_inertia.log" 2>&1 || rc=$?
+[[ $rc -eq 3 ]] && grep -q "lips.record_inertia = true reads the global weights" "$TMP/fedkd_inertia.log" \
+  || { cat "$TMP/fedkd_inertia.log"; fail "fedkd with lips.record_inertia: exit $rc"; }
+ok "fedkd with lips.record_inertia is refused (exit 3)"
 echo "$NCHECKS passed, 0 failed"
