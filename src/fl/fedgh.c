@@ -50,7 +50,7 @@ typedef struct {
   double *round;        /* server state: rounds done (rank 0)   */
   int *sampled;         /* [m]                                  */
   double *sums, *counts;
-  float *contrib;       /* [payload_n]                          */
+  float *contrib;       /* [slot_n]: one client's slot         */
   fh_hnet head;         /* the server's header on features: mlp with no hidden layer */
   float *px;            /* [m*C, d] the round's prototypes      */
   int32_t *py;          /* [m*C]                                */
@@ -105,7 +105,7 @@ static int fedgh_setup(fh_run *run) {
   s->sampled = fh_malloc((size_t)s->m * sizeof(int));
   s->sums = fh_malloc((size_t)s->C * s->d * sizeof(double));
   s->counts = fh_malloc((size_t)s->C * sizeof(double));
-  s->contrib = fh_malloc(run->payload_n * sizeof(float));
+  s->contrib = fh_malloc(s->slot_n * sizeof(float));
   s->px = fh_malloc((size_t)s->m * s->C * s->d * sizeof(float));
   s->py = fh_malloc((size_t)s->m * s->C * sizeof(int32_t));
   s->order = fh_malloc((size_t)s->m * s->C * sizeof(int));
@@ -134,15 +134,15 @@ static int fedgh_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_
     memset(s->sums, 0, cd * sizeof(double));
     memset(s->counts, 0, (size_t)s->C * sizeof(double));
     fh_hnet_prototypes(net, &c->data->train, s->sums, s->counts);
-    memset(s->contrib, 0, run->payload_n * sizeof(float));
-    float *slot = s->contrib + s->head_n + (size_t)j * s->slot_n;
+    float *slot = s->contrib; /* slot j only: the other slots and the head stay untouched */
+    memset(slot, 0, s->slot_n * sizeof(float));
     for (int k = 0; k < s->C; k++) {
       if (s->counts[k] == 0) continue;
       for (int i = 0; i < s->d; i++)
         slot[(size_t)k * s->d + i] = (float)(s->sums[(size_t)k * s->d + i] / s->counts[k]);
       slot[cd + k] = 1.0f;
     }
-    rc = fh_accum_add(acc, s->contrib, 1.0);
+    rc = fh_accum_add_range(acc, slot, s->head_n + (size_t)j * s->slot_n, s->slot_n, 1.0);
   }
   int rc_r = fh_hetero_release(&s->h, run, &s->f, c->id, rc == 0, &r);
   FH_TRY(rc);
