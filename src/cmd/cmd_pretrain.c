@@ -5,7 +5,7 @@
 #include "cmd/commands.h"
 #include "core/error.h"
 #include "core/signals.h"
-#include "fl/pretrain.h"
+#include "fl/addons/pretrain.h"
 
 int fh_cmd_pretrain(int argc, char **argv) {
   /* --resume takes no value: strip it before the deck parser sees it */

@@ -21,9 +21,9 @@ typedef struct {
   int32_t *y;     /* [n], each in [0, num_classes)              */
   /* Training augmentation of minibatches drawn from this split (train splits
    * when data.augment_* asks for one; NULL otherwise). Local SGD applies it
-   * to each gathered batch (src/fl/local_sgd.c). */
+   * to each gathered batch (src/fl/blocks/local_sgd.c). */
   const fh_augment *augment;
-  /* Train splits with generated data (FedGC, src/fl/fedgc.h): the last
+  /* Train splits with generated data (FedGC, src/fl/addons/fedgc.h): the last
    * `generated` of the n rows are generated; `weight_skip` of them are left
    * out of the client's aggregation weight (fedgc.weights = real). 0 else. */
   int generated, weight_skip;

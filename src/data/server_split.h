@@ -11,7 +11,7 @@
  * proportions. Pure function of (deck, seed, labels): the same on every rank.
  *
  * The held-out rows, ascending, are cut into data.server_shards contiguous
- * near-equal shards; a rank holds whole shards (fl/server_shards.h). Both keys
+ * near-equal shards; a rank holds whole shards (fl/blocks/server_shards.h). Both keys
  * are in the [data] table (data/dataset.c). */
 #ifndef FH_SERVER_SPLIT_H
 #define FH_SERVER_SPLIT_H

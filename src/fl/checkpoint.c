@@ -41,7 +41,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
-#include "fl/lips.h"
+#include "fl/addons/lips.h"
 #include "io/h5util.h"
 
 const fh_key_spec fh_checkpoint_keys[] = {

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
-#include "fl/local_sgd.h"
+#include "fl/blocks/local_sgd.h"
 #include "fl/payload.h"
 #include "fl/run.h"
 

@@ -17,8 +17,8 @@
 #include "core/versions.h"
 #include "fl/checkpoint.h"
 #include "fl/evaluate.h"
-#include "fl/lips.h"
-#include "fl/fedgc.h"
+#include "fl/addons/lips.h"
+#include "fl/addons/fedgc.h"
 #include "fl/run.h"
 #include "io/metrics.h"
 #include "io/model_file.h"
@@ -262,7 +262,7 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
 
     fh_run_sample(run, t, sampled);
 
-    if (run->lips) { /* LIPS and the inertia record (fl/lips.h) */
+    if (run->lips) { /* LIPS and the inertia record (fl/addons/lips.h) */
       rc = fh_error_agree(comm, fh_lips_round_begin(run, t, run_dir));
       if (rc) break;
     }

@@ -8,8 +8,8 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "fl/evaluate.h"
-#include "fl/lips.h"
-#include "fl/fedgc.h"
+#include "fl/addons/lips.h"
+#include "fl/addons/fedgc.h"
 #include "fl/payload.h"
 #include "fl/run.h"
 

@@ -1,4 +1,4 @@
-/* AugFL's second-order server step (fl/gn_head.h) on the grid of all ranks
+/* AugFL's second-order server step (fl/blocks/gn_head.h) on the grid of all ranks
  * against LAPACK on rank 0 solving the same system built densely:
  *
  *   mpi_gn_head [samples [d [C [chunk]]]]          (defaults 157 13 5 16)
@@ -21,7 +21,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/partition.h"
-#include "fl/gn_head.h"
+#include "fl/blocks/gn_head.h"
 #include "linalg/grid.h"
 #include "mpi_linalg_check.h"
 

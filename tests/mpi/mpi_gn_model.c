@@ -1,4 +1,4 @@
-/* AugFL's second-order server step over the whole model (fl/gn_head.h,
+/* AugFL's second-order server step over the whole model (fl/blocks/gn_head.h,
  * fh_gn_model_*) on the grid of all ranks against LAPACK on rank 0 solving
  * the same system built densely:
  *
@@ -26,8 +26,8 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/partition.h"
-#include "fl/gn_head.h"
-#include "fl/model_pass.h"
+#include "fl/blocks/gn_head.h"
+#include "fl/blocks/model_pass.h"
 #include "linalg/grid.h"
 #include "mpi_linalg_check.h"
 

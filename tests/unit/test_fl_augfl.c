@@ -30,12 +30,12 @@
 #include <cmocka.h>
 #include <mpi.h>
 
-#include "fl/augfl.h"
+#include "fl/alg/augfl.h"
 #include "fl/client_state.h"
-#include "fl/model_pass.h"
-#include "fl/perfedavg.h"
-#include "fl/pretrain.h"
-#include "fl/server_shards.h"
+#include "fl/blocks/model_pass.h"
+#include "fl/alg/perfedavg.h"
+#include "fl/addons/pretrain.h"
+#include "fl/blocks/server_shards.h"
 #include "fl_rig.h"
 #include "io/model_file.h"
 #include "nn/loss.h"

@@ -1,4 +1,4 @@
-/* FedGC (src/fl/fedgc.c, src/data/generator.c):
+/* FedGC (src/fl/addons/fedgc.c, src/data/generator.c):
  * - budgets: every method sums to M; equal and inverse match their formulas
  *   (inverse within one sample of M (1/n_k) / sum 1/n_j); water-filling gives
  *   M_k = max(0, b - n_k) or one more at the level, with b the largest level
@@ -38,7 +38,7 @@
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "data/generator.h"
-#include "fl/fedgc.h"
+#include "fl/addons/fedgc.h"
 #include "fl/run.h"
 
 #define DIGITS FH_FIXTURES_DIR "/../../input/digits.h5"

@@ -22,7 +22,7 @@
 #include "data/features.h"
 #include "fl/client_state.h"
 #include "fl/evaluate.h"
-#include "fl/fstcbdg.h"
+#include "fl/alg/fstcbdg.h"
 #include "fl_rig.h"
 
 #define FIXTURE FH_FIXTURES_DIR "/features_small.h5"

@@ -27,7 +27,7 @@
 
 #include "fl/client_state.h"
 #include "fl/evaluate.h"
-#include "fl/hetero.h"
+#include "fl/blocks/hetero.h"
 #include "fl_rig.h"
 #include "nn/layer.h"
 #include "nn/loss.h"

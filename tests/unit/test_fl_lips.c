@@ -15,7 +15,7 @@
 #include <mpi.h>
 
 #include "core/rng.h"
-#include "fl/lips.h"
+#include "fl/addons/lips.h"
 #include "fl_rig.h"
 #include "nn/layer.h"
 

@@ -16,7 +16,7 @@
 
 #include "fl/client_state.h"
 #include "fl/evaluate.h"
-#include "fl/local_sgd.h"
+#include "fl/blocks/local_sgd.h"
 #include "fl_rig.h"
 
 /* ---- MPI calls that carry a model or an accumulator --------------------------- */

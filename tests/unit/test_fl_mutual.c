@@ -1,7 +1,7 @@
 /* FML and FedKD (mutual learning of a client's private model and a shared
  * model), by their defining properties, on heterogeneous MLPs with a shared
  * mlp-16 (model.arch = mlp, model.hidden = 16), and FedKD's SVD messages
- * (fl/lowrank.h):
+ * (fl/blocks/lowrank.h):
  * - fml with alpha = beta = 1 (no distillation) trains the private model
  *   exactly as Standalone would and the meme exactly as local SGD would:
  *   bit for bit; with alpha = beta = 0 (distillation only) a round brings the
@@ -27,9 +27,9 @@
 
 #include "fl/client_state.h"
 #include "fl/evaluate.h"
-#include "fl/hetero.h"
-#include "fl/lowrank.h"
-#include "fl/mutual.h"
+#include "fl/blocks/hetero.h"
+#include "fl/blocks/lowrank.h"
+#include "fl/blocks/mutual.h"
 #include "fl_rig.h"
 #include "nn/loss.h"
 

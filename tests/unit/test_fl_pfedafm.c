@@ -22,8 +22,8 @@
 
 #include "fl/client_state.h"
 #include "fl/evaluate.h"
-#include "fl/hetero.h"
-#include "fl/pfedafm.h"
+#include "fl/blocks/hetero.h"
+#include "fl/alg/pfedafm.h"
 #include "fl_rig.h"
 #include "torch_fixture.h"
 

@@ -1,0 +1,521 @@
+/* FedGC: the one-shot generation step before round 1 (see fedgc.h). */
+#include "fl/addons/fedgc.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "data/generator.h"
+#include "fl/payload.h"
+#include "fl/blocks/server_shards.h"
+#include "io/h5util.h"
+
+const fh_key_spec fh_fedgc_keys[] = {
+    {"fedgc.enabled", FH_T_BOOL, "false", 0, 0, NULL,
+     "add one-shot generated data to every client's train split before round 1 (docs/fedgc.md)"},
+    {"fedgc.total", FH_T_INT, "10000", 0, 1e9, NULL, "M: generated samples over all clients"},
+    {"fedgc.budget", FH_T_ENUM, "inverse", 0, 0, "equal|inverse|waterfill",
+     "M_k: M / K each; proportional to 1 / n_k; or max(0, b - n_k) with the largest b (water-filling)"},
+    {"fedgc.class_mix", FH_T_ENUM, "pool", 0, 0, "pool|missing",
+     "classes of a client's generated samples: the pool's shares, or favouring the classes it lacks"},
+    {"fedgc.design", FH_T_ENUM, "diverse", 0, 0, "single|multi|diverse",
+     "prompt design: the class's main mixture component; a component by weight; any component at a random "
+     "temperature"},
+    {"fedgc.guidance", FH_T_ENUM, "mixed", 0, 0, "prompt|real|mixed",
+     "generation guidance: the class model alone; a variation of one of the client's samples; the client's sample "
+     "moved toward the class model by fedgc.strength"},
+    {"fedgc.strength", FH_T_REAL, "0.5", 0, 1, NULL,
+     "mixed guidance: 0 = the client's sample (real), 1 = the class model (prompt)"},
+    {"fedgc.noise", FH_T_REAL, "0.3", 0, 100, NULL,
+     "real and mixed guidance: std of the noise added to the sample's PCA code, per unit of that direction's std"},
+    {"fedgc.temp_min", FH_T_REAL, "0.5", 0, 100, NULL, "diverse design: lowest sampling temperature"},
+    {"fedgc.temp_max", FH_T_REAL, "1.5", 0, 100, NULL, "diverse design: highest sampling temperature"},
+    {"fedgc.pca_dims", FH_T_INT, "20", 1, 1e6, NULL, "generator: PCA dimensions q of the code space"},
+    {"fedgc.components", FH_T_INT, "5", 1, 1000, NULL, "generator: Gaussian components per class"},
+    {"fedgc.covariance", FH_T_ENUM, "full", 0, 0, "full|diag",
+     "generator: full or diagonal covariance of each component in the PCA space"},
+    {"fedgc.em_iters", FH_T_INT, "50", 0, 1e6, NULL, "generator: EM iterations per class"},
+    {"fedgc.var_floor", FH_T_REAL, "1e-3", 0, 1, NULL,
+     "generator: floor of a component's variances, relative to the class's variance"},
+    {"fedgc.pool", FH_T_STRING, "", 0, 0, NULL,
+     "HDF5 file of generated samples /x and labels /y used instead of the built-in generator "
+     "(docs/dataset-format.md)"},
+    {"fedgc.weights", FH_T_ENUM, "merged", 0, 0, "merged|real",
+     "aggregation weight of client k: n_k + M_k, or n_k (FedAvg, FedProx)"},
+    {"fedgc.membership", FH_T_BOOL, "false", 0, 0, NULL,
+     "after the run, score a loss-threshold membership-inference attack on the global model "
+     "(RUN/membership.h5; any run)"},
+    FH_KEYS_END};
+
+/* ---- budgets and class mix ------------------------------------------------------- */
+
+typedef struct {
+  double frac;
+  int i;
+} share_rem;
+
+static int cmp_remainder(const void *a, const void *b) {
+  const share_rem *x = a, *y = b;
+  if (x->frac != y->frac) return x->frac > y->frac ? -1 : 1;
+  return (x->i > y->i) - (x->i < y->i);
+}
+
+void fh_fedgc_apportion(long long total, const double *w, int m, int *out) {
+  double sum = 0;
+  for (int i = 0; i < m; i++) sum += w[i] > 0 ? w[i] : 0;
+  memset(out, 0, (size_t)m * sizeof(int));
+  if (!(sum > 0) || total <= 0) return;
+  share_rem *r = fh_malloc((size_t)m * sizeof *r);
+  long long given = 0;
+  for (int i = 0; i < m; i++) {
+    const double q = w[i] > 0 ? (double)total * (w[i] / sum) : 0;
+    out[i] = (int)floor(q);
+    r[i] = (share_rem){w[i] > 0 ? q - out[i] : -1, i};
+    given += out[i];
+  }
+  qsort(r, (size_t)m, sizeof *r, cmp_remainder);
+  /* rounding of the quotas can leave |total - given| a little off m's bounds:
+   * wrap around the order, never below zero */
+  for (long long left = total - given, j = 0; left > 0; left--, j = (j + 1) % m) out[r[j].i]++;
+  for (long long over = given - total, j = m - 1; over > 0; j = (j + m - 1) % m)
+    if (out[r[j].i] > 0) {
+      out[r[j].i]--;
+      over--;
+    }
+  free(r);
+}
+
+typedef struct {
+  int n, k;
+} by_size;
+
+static int cmp_size(const void *a, const void *b) {
+  const by_size *x = a, *y = b;
+  if (x->n != y->n) return (x->n > y->n) - (x->n < y->n);
+  return (x->k > y->k) - (x->k < y->k);
+}
+
+static long long fill_sum(long long b, const int *n, int K) {
+  long long s = 0;
+  for (int k = 0; k < K; k++) s += b > n[k] ? b - n[k] : 0;
+  return s;
+}
+
+void fh_fedgc_budgets(int method, long long M, const int *n, int K, int *out, long long *level) {
+  if (level) *level = -1;
+  memset(out, 0, (size_t)(K > 0 ? K : 0) * sizeof(int));
+  if (K <= 0 || M < 0 || (M == 0 && method != FH_BUDGET_WATERFILL)) return;
+  if (method == FH_BUDGET_EQUAL) {
+    for (int k = 0; k < K; k++) out[k] = (int)(M / K + (k < M % K ? 1 : 0));
+  } else if (method == FH_BUDGET_INVERSE) {
+    double *w = fh_malloc((size_t)K * sizeof(double));
+    for (int k = 0; k < K; k++) w[k] = 1.0 / (n[k] > 0 ? n[k] : 1);
+    fh_fedgc_apportion(M, w, K, out);
+    free(w);
+  } else {
+    /* the largest integer b with sum max(0, b - n_k) <= M: fill_sum grows with b */
+    long long lo = 0, hi = 0;
+    for (int k = 0; k < K; k++)
+      if (n[k] > hi) hi = n[k];
+    hi += M + 1; /* fill_sum(hi) >= hi - max n > M */
+    while (hi - lo > 1) {
+      const long long mid = lo + (hi - lo) / 2;
+      if (fill_sum(mid, n, K) <= M) lo = mid;
+      else hi = mid;
+    }
+    for (int k = 0; k < K; k++) out[k] = lo > n[k] ? (int)(lo - n[k]) : 0;
+    long long left = M - fill_sum(lo, n, K);
+    /* fewer than #{n_k <= b} are left (b + 1 would overflow M): one each to
+     * the clients at the level, smallest n_k first, then lowest id */
+    by_size *s = fh_malloc((size_t)K * sizeof *s);
+    int m = 0;
+    for (int k = 0; k < K; k++)
+      if (n[k] <= lo) s[m++] = (by_size){n[k], k};
+    qsort(s, (size_t)m, sizeof *s, cmp_size);
+    for (int j = 0; j < m && left > 0; j++, left--) out[s[j].k]++;
+    free(s);
+    if (level) *level = lo;
+  }
+}
+
+void fh_fedgc_class_counts(int mix, int Mk, int C, const double *freq, const int *have, int *out) {
+  if (mix == FH_MIX_POOL) {
+    fh_fedgc_apportion(Mk, freq, C, out);
+    return;
+  }
+  long long n = 0;
+  for (int c = 0; c < C; c++) n += have[c];
+  double *w = fh_malloc((size_t)C * sizeof(double));
+  for (int c = 0; c < C; c++) {
+    const double deficit = freq[c] * (double)(n + Mk) - have[c];
+    w[c] = freq[c] > 0 && deficit > 0 ? deficit : 0;
+  }
+  fh_fedgc_apportion(Mk, w, C, out);
+  free(w);
+}
+
+/* ---- the generation step ----------------------------------------------------------- */
+
+static int enum_index(const char *value, const char *choices) {
+  int i = 0;
+  const size_t len = strlen(value);
+  for (const char *p = choices; *p; i++) {
+    const char *bar = strchr(p, '|');
+    const size_t l = bar ? (size_t)(bar - p) : strlen(p);
+    if (l == len && strncmp(p, value, l) == 0) return i;
+    if (!bar) break;
+    p = bar + 1;
+  }
+  return 0;
+}
+
+static int key_index(const fh_config *cfg, const char *key) {
+  for (const fh_key_spec *k = fh_fedgc_keys; k->name; k++)
+    if (strcmp(k->name, key) == 0) return enum_index(fh_cfg_str(cfg, key), k->choices);
+  return 0;
+}
+
+/* The generator from the server's rows, over all ranks. */
+static int fit_server(fh_run *run, fh_generator *g) {
+  const fh_config *cfg = run->cfg;
+  int rc = 0;
+  if (fh_cfg_real(cfg, "data.server_fraction") <= 0)
+    rc = FH_FAIL(FH_ERR_CONFIG, "fedgc: the built-in generator learns from the server's rows, and "
+                                "data.server_fraction = 0 holds none out; set data.server_fraction (e.g. 0.2) "
+                                "or give a pool of generated samples in fedgc.pool");
+  FH_TRY(fh_error_agree(run->comm, rc));
+  fh_server_shards sh;
+  rc = fh_server_shards_load(&sh, cfg, run->rank, run->nranks);
+  rc = fh_error_agree(run->comm, rc);
+  if (rc) {
+    fh_server_shards_free(&sh);
+    return rc;
+  }
+  const int nparts = sh.s1 - sh.s0;
+  int *part_end = fh_malloc((size_t)(nparts > 0 ? nparts : 1) * sizeof(int));
+  for (int j = 0; j < nparts; j++) {
+    int b, e;
+    fh_server_shard_rows(&sh, sh.s0 + j, &b, &e);
+    part_end[j] = e;
+  }
+  fh_generator_params p = {.q = (int)fh_cfg_int(cfg, "fedgc.pca_dims"),
+                           .K = (int)fh_cfg_int(cfg, "fedgc.components"),
+                           .em_iters = (int)fh_cfg_int(cfg, "fedgc.em_iters"),
+                           .var_floor = fh_cfg_real(cfg, "fedgc.var_floor"),
+                           .full = key_index(cfg, "fedgc.covariance") == 0,
+                           .seed = run->seed};
+  rc = fh_generator_fit(g, run->comm, run->data->dim, run->data->num_classes, sh.rows.x, sh.rows.y, sh.rows.n,
+                        part_end, nparts, &p);
+  if (rc == 0)
+    fh_info("fedgc: generator from %lld server rows: PCA %d -> %d dimensions (keeps %.1f%% of the variance; "
+            "eigendecomposition %.3f s on a %d x %d grid), up to %d Gaussian components per class (%s covariances)",
+            (long long)sh.total, g->d, g->q, 100 * g->explained, g->eig_seconds, g->nprow, g->npcol, g->K,
+            fh_cfg_str(cfg, "fedgc.covariance"));
+  free(part_end);
+  fh_server_shards_free(&sh);
+  return rc;
+}
+
+typedef struct {
+  const fh_generator *g; /* built-in generator, or                 */
+  const float *px;       /* the external pool [pn, dim] ..          */
+  const int32_t *py;
+  const int64_t *pstart; /* [C + 1] its rows by class (CSR)          */
+  const int64_t *prow;
+  fh_gen_options opt;
+  int mix;
+  const double *freq;    /* [C] the pool's class shares            */
+} source;
+
+/* Client k's Mk samples into *x [Mk, dim] and *y [Mk], from the stream
+ * (seed, FH_RNG_GENERATE, k, none): class by class, as the mix counts. */
+static void generate_client(const fh_run *run, const source *s, int k, const fh_split *tr, int Mk, float **x,
+                            int32_t **y) {
+  const fh_dataset *ds = run->data;
+  const int C = ds->num_classes, d = ds->dim;
+  int *have = fh_calloc((size_t)C + 1, sizeof(int)), *cnt = fh_calloc((size_t)C, sizeof(int));
+  for (int i = 0; i < tr->n; i++) have[tr->y[i]]++;
+  fh_fedgc_class_counts(s->mix, Mk, C, s->freq, have, cnt);
+  /* the client's rows by class (CSR) */
+  int *start = fh_calloc((size_t)C + 1, sizeof(int)), *rows = fh_malloc((size_t)(tr->n ? tr->n : 1) * sizeof(int));
+  for (int c = 0; c < C; c++) start[c + 1] = start[c] + have[c];
+  int *fill = fh_malloc((size_t)C * sizeof(int));
+  memcpy(fill, start, (size_t)C * sizeof(int));
+  for (int i = 0; i < tr->n; i++) rows[fill[tr->y[i]]++] = i;
+  *x = fh_malloc((size_t)(Mk ? Mk : 1) * d * sizeof(float));
+  *y = fh_malloc((size_t)(Mk ? Mk : 1) * sizeof(int32_t));
+  double *zbuf = s->g ? fh_malloc((size_t)(3 * s->g->q + d) * sizeof(double)) : NULL;
+  fh_rng r;
+  fh_rng_init(&r, run->seed, FH_RNG_GENERATE, (uint32_t)k, FH_RNG_NONE);
+  for (int c = 0, j = 0; c < C; c++)
+    for (int t = 0; t < cnt[c]; t++, j++) {
+      float *xj = *x + (size_t)j * d;
+      if (!s->g) { /* a pool row of class c */
+        const int64_t nc = s->pstart[c + 1] - s->pstart[c];
+        const int64_t pick = nc <= 0xffffffffLL ? (int64_t)fh_rng_below(&r, (uint32_t)nc)
+                                                : (int64_t)(fh_rng_u64(&r) % (uint64_t)nc);
+        const int64_t row = s->prow[s->pstart[c] + pick];
+        memcpy(xj, s->px + (size_t)row * d, (size_t)d * sizeof(float));
+        (*y)[j] = c;
+        continue;
+      }
+      /* the anchor: one of the client's rows of class c, else any of its rows */
+      const float *anchor = NULL;
+      int32_t ay = c;
+      if (have[c] > 0) {
+        const int i = rows[start[c] + (int)fh_rng_below(&r, (uint32_t)have[c])];
+        anchor = tr->x + (size_t)i * d, ay = tr->y[i];
+      } else if (tr->n > 0) {
+        const int i = (int)fh_rng_below(&r, (uint32_t)tr->n);
+        anchor = tr->x + (size_t)i * d, ay = tr->y[i];
+      } else {
+        (void)fh_rng_u32(&r);
+      }
+      fh_generator_sample(s->g, &s->opt, c, anchor, ay, &r, zbuf, xj, *y + j);
+    }
+  free(zbuf);
+  free(have);
+  free(cnt);
+  free(start);
+  free(rows);
+  free(fill);
+}
+
+int fh_fedgc_prepare(fh_run *run) {
+  const fh_config *cfg = run->cfg;
+  if (!fh_cfg_bool(cfg, "fedgc.enabled")) return 0;
+  fh_dataset *ds = run->data;
+  const int K = run->map.num_clients, C = ds->num_classes;
+  const long long M = fh_cfg_int(cfg, "fedgc.total");
+  const int method = key_index(cfg, "fedgc.budget");
+  source s = {.mix = key_index(cfg, "fedgc.class_mix")};
+  s.opt = (fh_gen_options){.design = key_index(cfg, "fedgc.design"),
+                           .guidance = key_index(cfg, "fedgc.guidance"),
+                           .tmin = fh_cfg_real(cfg, "fedgc.temp_min"),
+                           .tmax = fh_cfg_real(cfg, "fedgc.temp_max"),
+                           .strength = fh_cfg_real(cfg, "fedgc.strength"),
+                           .noise = fh_cfg_real(cfg, "fedgc.noise")};
+  if (s.opt.tmax < s.opt.tmin)
+    return FH_FAIL(FH_ERR_CONFIG, "fedgc.temp_max = %g is below fedgc.temp_min = %g", s.opt.tmax, s.opt.tmin);
+  const double t0 = MPI_Wtime();
+
+  /* every client's real train size, then the budgets (the same on every rank) */
+  int *n = fh_calloc((size_t)K, sizeof(int)), *Mk = fh_calloc((size_t)K, sizeof(int));
+  for (int i = 0; i < run->nlocal; i++) n[run->first_client + i] = ds->clients[i].train.n;
+  MPI_Allreduce(MPI_IN_PLACE, n, K, MPI_INT, MPI_SUM, run->comm);
+  long long level = -1;
+  fh_fedgc_budgets(method, M, n, K, Mk, &level);
+
+  fh_generator g;
+  memset(&g, 0, sizeof g);
+  float *px = NULL;
+  int32_t *py = NULL;
+  int64_t pn = 0, *pstart = NULL, *prow = NULL;
+  double *freq = fh_calloc((size_t)C, sizeof(double));
+  const char *pool = fh_cfg_str(cfg, "fedgc.pool");
+  int rc = 0;
+  if (pool[0]) {
+    rc = fh_error_agree(run->comm, fh_generator_pool_load(pool, ds, &px, &py, &pn));
+    if (rc == 0) {
+      pstart = fh_calloc((size_t)C + 1, sizeof(int64_t));
+      prow = fh_malloc((size_t)pn * sizeof(int64_t));
+      for (int64_t i = 0; i < pn; i++) pstart[py[i] + 1]++;
+      for (int c = 0; c < C; c++) pstart[c + 1] += pstart[c];
+      int64_t *fill = fh_malloc((size_t)C * sizeof(int64_t));
+      memcpy(fill, pstart, (size_t)C * sizeof(int64_t));
+      for (int64_t i = 0; i < pn; i++) prow[fill[py[i]]++] = i;
+      free(fill);
+      for (int c = 0; c < C; c++) freq[c] = (double)(pstart[c + 1] - pstart[c]) / (double)pn;
+      s.px = px, s.py = py, s.pstart = pstart, s.prow = prow;
+      fh_info("fedgc: %lld generated samples from the pool %s", (long long)pn, pool);
+    }
+  } else {
+    rc = fit_server(run, &g);
+    if (rc == 0) memcpy(freq, g.class_freq, (size_t)C * sizeof(double));
+    s.g = &g;
+  }
+  const double t_fit = MPI_Wtime() - t0;
+  s.freq = freq;
+
+  if (rc == 0) {
+    const int nl = run->nlocal > 0 ? run->nlocal : 1;
+    float **gx = fh_calloc((size_t)nl, sizeof(float *));
+    int32_t **gy = fh_calloc((size_t)nl, sizeof(int32_t *));
+    int *gn = fh_calloc((size_t)nl, sizeof(int));
+    for (int i = 0; i < run->nlocal; i++) {
+      const int k = run->first_client + i;
+      gn[i] = Mk[k];
+      generate_client(run, &s, k, &ds->clients[i].train, Mk[k], &gx[i], &gy[i]);
+    }
+    fh_dataset_append_train(ds, gn, gx, gy, key_index(cfg, "fedgc.weights") == 1);
+    for (int i = 0; i < run->nlocal; i++) free(gx[i]), free(gy[i]);
+    free(gx), free(gy), free(gn);
+    double t_gen = MPI_Wtime() - t0 - t_fit;
+    MPI_Allreduce(MPI_IN_PLACE, &t_gen, 1, MPI_DOUBLE, MPI_MAX, run->comm);
+    int lo = Mk[0], hi = Mk[0];
+    for (int k = 1; k < K; k++) lo = Mk[k] < lo ? Mk[k] : lo, hi = Mk[k] > hi ? Mk[k] : hi;
+    char lev[64] = "";
+    if (level >= 0) snprintf(lev, sizeof lev, ", level b = %lld", level);
+    fh_info("fedgc: %lld generated samples over %d clients (budget %s: %d..%d per client%s; class mix %s); %s in "
+            "%.3f s, generation %.3f s; aggregation weights %s",
+            M, K, fh_cfg_str(cfg, "fedgc.budget"), lo, hi, lev, fh_cfg_str(cfg, "fedgc.class_mix"),
+            pool[0] ? "pool read" : "generator fitted", t_fit, t_gen,
+            key_index(cfg, "fedgc.weights") == 1 ? "n_k" : "n_k + M_k");
+    if (key_index(cfg, "fedgc.weights") == 1 && strcmp(run->alg->name, "fedavg") != 0 &&
+        strcmp(run->alg->name, "fedprox") != 0)
+      fh_warn("fedgc.weights = real is honoured by fedavg and fedprox only; %s weights clients its own way",
+              run->alg->name);
+    if (!pool[0])
+      fh_info("fedgc: prompt design %s, guidance %s (strength %g, noise %g)", fh_cfg_str(cfg, "fedgc.design"),
+              fh_cfg_str(cfg, "fedgc.guidance"), s.opt.strength, s.opt.noise);
+  }
+  fh_generator_free(&g);
+  free(px), free(py), free(pstart), free(prow), free(freq), free(n), free(Mk);
+  return rc;
+}
+
+/* ---- membership inference ---------------------------------------------------------- */
+
+typedef struct {
+  double v;
+  int member;
+} scored;
+
+static int cmp_scored(const void *a, const void *b) {
+  const scored *x = a, *y = b;
+  return (x->v > y->v) - (x->v < y->v);
+}
+
+double fh_fedgc_auc(const double *loss, long long nm, long long nn) {
+  if (nm <= 0 || nn <= 0) return NAN;
+  const long long n = nm + nn;
+  scored *s = fh_malloc((size_t)n * sizeof *s);
+  for (long long i = 0; i < n; i++) s[i] = (scored){loss[i], i < nm};
+  qsort(s, (size_t)n, sizeof *s, cmp_scored);
+  /* rank sum of the non-members, ties at their average rank (1-based) */
+  double rsum = 0;
+  for (long long i = 0; i < n;) {
+    long long j = i;
+    while (j < n && s[j].v == s[i].v) j++;
+    const double avg = 0.5 * (double)(i + 1 + j);
+    for (long long t = i; t < j; t++)
+      if (!s[t].member) rsum += avg;
+    i = j;
+  }
+  free(s);
+  return (rsum - 0.5 * (double)nn * (double)(nn + 1)) / ((double)nm * (double)nn);
+}
+
+/* Per-row cross-entropy of the model on rows [0, n) of sp into loss, and the
+ * number of right argmax predictions. */
+static double split_losses(fh_model *m, const fh_split *sp, int n, double *loss) {
+  const int B = fh_model_max_batch(m), C = fh_model_num_classes(m), d = (int)fh_model_input_size(m);
+  double correct = 0;
+  for (int b = 0; b < n; b += B) {
+    const int nb = n - b < B ? n - b : B;
+    const float *z = fh_model_forward(m, sp->x + (size_t)b * d, nb, 0);
+    for (int i = 0; i < nb; i++) {
+      const float *zi = z + (size_t)i * C;
+      int best = 0;
+      double mx = zi[0], s = 0;
+      for (int c = 1; c < C; c++)
+        if (zi[c] > mx) mx = zi[c], best = c;
+      for (int c = 0; c < C; c++) s += exp((double)zi[c] - mx);
+      loss[b + i] = mx + log(s) - zi[sp->y[b + i]];
+      correct += best == sp->y[b + i];
+    }
+  }
+  return correct;
+}
+
+int fh_fedgc_membership(fh_run *run, const char *run_dir) {
+  if (run->alg->flags & (FH_ALG_NO_GLOBAL | FH_ALG_NO_GLOBAL_MODEL)) {
+    fh_warn("fedgc.membership: %s has no global model of the data; no membership-inference score",
+            run->alg->name);
+    return 0;
+  }
+  const size_t chunk = (size_t)1 << 28;
+  for (size_t off = 0; off < run->payload_n; off += chunk)
+    MPI_Bcast(run->global + off, (int)(run->payload_n - off < chunk ? run->payload_n - off : chunk), MPI_FLOAT, 0,
+              run->comm);
+  /* The model the run reports as global (FedKD: its student, not the message). */
+  const float *g = run->alg->global_model ? run->alg->global_model(run) : run->global;
+  FH_TRY(fh_error_agree(run->comm, g ? 0 : FH_ERR_RUNTIME));
+  fh_model_load_state(run->model, g);
+  const fh_dataset *ds = run->data;
+  long long cnt[3] = {0, 0, 0}; /* members, non-members, generated rows */
+  for (int i = 0; i < run->nlocal; i++) {
+    cnt[0] += ds->clients[i].train.n - ds->clients[i].train.generated;
+    cnt[1] += ds->clients[i].test.n;
+    cnt[2] += ds->clients[i].train.generated;
+  }
+  int rc = 0;
+  if (cnt[0] > 0x7fffffffLL || cnt[1] > 0x7fffffffLL)
+    rc = FH_FAIL(FH_ERR_RUNTIME, "fedgc.membership: a rank holds more than 2^31 rows; use more ranks");
+  FH_TRY(fh_error_agree(run->comm, rc)); /* before any collective below */
+  double *lm = fh_malloc((size_t)(cnt[0] + 1) * sizeof(double)), *ln = fh_malloc((size_t)(cnt[1] + 1) * sizeof(double));
+  double right[2] = {0, 0};
+  for (int i = 0, am = 0, an = 0; i < run->nlocal; i++) {
+    const fh_client_data *cd = &ds->clients[i];
+    const int nreal = cd->train.n - cd->train.generated;
+    right[0] += split_losses(run->model, &cd->train, nreal, lm + am);
+    right[1] += split_losses(run->model, &cd->test, cd->test.n, ln + an);
+    am += nreal, an += cd->test.n;
+  }
+  long long tot[3];
+  MPI_Allreduce(cnt, tot, 3, MPI_LONG_LONG, MPI_SUM, run->comm);
+  MPI_Allreduce(MPI_IN_PLACE, right, 2, MPI_DOUBLE, MPI_SUM, run->comm);
+  if (tot[0] + tot[1] > 0x7fffffffLL)
+    rc = FH_FAIL(FH_ERR_RUNTIME, "fedgc.membership: %lld rows to score, more than 2^31", tot[0] + tot[1]);
+  FH_TRY(fh_error_agree(run->comm, rc));
+  /* all losses to rank 0: members, then non-members, each in client order */
+  const int root = run->rank == 0;
+  double *all = root ? fh_malloc((size_t)(tot[0] + tot[1] + 1) * sizeof(double)) : NULL;
+  int *counts = root ? fh_malloc((size_t)run->nranks * sizeof(int)) : NULL;
+  int *displs = root ? fh_malloc((size_t)run->nranks * sizeof(int)) : NULL;
+  for (int part = 0; part < 2; part++) {
+    const int mine = (int)cnt[part];
+    MPI_Gather(&mine, 1, MPI_INT, counts, 1, MPI_INT, 0, run->comm);
+    if (root)
+      for (int r = 0, at = part ? (int)tot[0] : 0; r < run->nranks; at += counts[r++]) displs[r] = at;
+    MPI_Gatherv(part ? ln : lm, mine, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, 0, run->comm);
+  }
+  if (root) {
+    const double auc = fh_fedgc_auc(all, tot[0], tot[1]);
+    double mm = 0, mn = 0;
+    for (long long i = 0; i < tot[0]; i++) mm += all[i];
+    for (long long i = 0; i < tot[1]; i++) mn += all[tot[0] + i];
+    mm = tot[0] ? mm / (double)tot[0] : NAN, mn = tot[1] ? mn / (double)tot[1] : NAN;
+    const double am = tot[0] ? right[0] / (double)tot[0] : NAN, an = tot[1] ? right[1] / (double)tot[1] : NAN;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/membership.h5", run_dir);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+      rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create; set output.dir to a writable directory", path);
+    } else {
+      rc = fh_h5_attr_double(f, "auc", auc);
+      if (rc == 0) rc = fh_h5_attr_int(f, "members", tot[0]);
+      if (rc == 0) rc = fh_h5_attr_int(f, "nonmembers", tot[1]);
+      if (rc == 0) rc = fh_h5_attr_int(f, "generated_rows", tot[2]);
+      if (rc == 0) rc = fh_h5_attr_double(f, "member_loss", mm);
+      if (rc == 0) rc = fh_h5_attr_double(f, "nonmember_loss", mn);
+      if (rc == 0) rc = fh_h5_attr_double(f, "member_accuracy", am);
+      if (rc == 0) rc = fh_h5_attr_double(f, "nonmember_accuracy", an);
+      if (rc == 0)
+        rc = fh_h5_attr_str(f, "attack", "loss threshold: lower cross-entropy of the final global model = member; "
+                                         "members = clients' real train rows, non-members = clients' test rows");
+      if (H5Fclose(f) < 0 && rc == 0) rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write", path);
+    }
+    if (rc == 0)
+      fh_info("membership inference (loss threshold): AUC %.4f over %lld members / %lld non-members (mean loss "
+              "%.4f / %.4f, accuracy %.2f%% / %.2f%%; %lld generated rows in training) -> %s",
+              auc, tot[0], tot[1], mm, mn, 100 * am, 100 * an, tot[2], path);
+  }
+  free(all), free(counts), free(displs), free(lm), free(ln);
+  return fh_error_agree(run->comm, rc);
+}

@@ -1,0 +1,636 @@
+/* LIPS: transient sparsity of the middle layers when a client receives the
+ * global model, and the per-layer inertia record (see fl/addons/lips.h for the flow
+ * and docs/lips.md for the method and the choices made).
+ *
+ * Per-client state (client store, so it survives checkpoints and does not
+ * depend on the rank count):
+ *   lips.grad   F16 [glen]   the last minibatch gradient of the recorded
+ *                            layers (the middle ones; every conv and linear
+ *                            weight with lips.record_inertia), packed
+ *   lips.local  F32 [nloc]   the client's own biases and BatchNorm parameters
+ *                            and running statistics (lips.local_bias_bn)
+ * Server vector: lips.snapshot [nparams], the global parameters after round
+ * index 2 (the inertia record's reference; rank 0's, in the checkpoint).
+ * Rank 0 keeps the inertia rows in memory and rewrites RUN/inertia.h5 after
+ * every round; a resumed run reads its rows back from that file. */
+#include "fl/addons/lips.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "fl/accumulate.h"
+#include "fl/client_state.h"
+#include "fl/payload.h"
+#include "io/h5util.h"
+#include "nn/layer.h"
+#include "nn/model.h"
+
+const fh_key_spec fh_lips_keys[] = {
+    {"lips.enable", FH_T_BOOL, "false", 0, 0, NULL,
+     "LIPS transient sparsity of the middle layers, on top of run.algorithm = fedavg, fedprox or scaffold"},
+    {"lips.d0", FH_T_REAL, "0.5", 0, 1, NULL,
+     "density d0 of the middle layers on the first sparse round; d = min(1, d0 + (1 - d0) s/T)"},
+    {"lips.every", FH_T_INT, "5", 1, 1e8, NULL,
+     "f: the model aggregated in round s (0-based) starts the next round sparse when s mod f == 0"},
+    {"lips.rounds", FH_T_INT, "0", 0, 1e8, NULL, "T of the density schedule; 0 = run.rounds"},
+    {"lips.score", FH_T_ENUM, "gw", 0, 0, "gw|w|g|random",
+     "what a middle weight keeps by: |g w| (own last minibatch gradient times the global weight), |w|, |g|, "
+     "or a random order"},
+    {"lips.local_bias_bn", FH_T_BOOL, "true", 0, 0, NULL,
+     "each client keeps its own biases and BatchNorm parameters and statistics (the authors' code); false: "
+     "global"},
+    {"lips.record_inertia", FH_T_BOOL, "false", 0, 0, NULL,
+     "write RUN/inertia.h5: per conv/linear weight and round, cosine and distance to the round-3 global "
+     "model, update norm, clients' gradient norm and diversity (any algorithm with a global model)"},
+    FH_KEYS_END};
+
+/* inertia.h5 metrics, per round and layer */
+enum { M_COS, M_DIST, M_UPDATE, M_GNORM, M_GDIV, NMET };
+static const char *const met_names[NMET] = {"cos_to_snapshot", "dist_to_snapshot", "update_norm",
+                                            "grad_norm", "grad_diversity"};
+/* the reference snapshot: the global model after 0-based round 2 (metrics
+ * row 3), as the authors' train_round == 2 */
+#define SNAPSHOT_ROUND 2
+
+struct fh_lips {
+  int enabled, local, inertia, score, every, T;
+  double d0;
+  fh_algorithm alg; /* run->alg with client_model, when local_bias_bn */
+  /* recorded layers: the weight of every conv and linear layer */
+  int nl;
+  int *view;        /* [nl] trainable view index                         */
+  uint8_t *middle;  /* [nl] LIPS sparsifies it                           */
+  size_t *goff;     /* [nl] offset in lips.grad, SIZE_MAX: not stored    */
+  size_t glen;
+  int f_grad;       /* -1: none                                          */
+  /* client-local segments of the model state (payload offsets) */
+  int nseg;
+  size_t *seg_off, *seg_len;
+  size_t nloc;
+  int f_local;
+  /* scratch */
+  float *last_grad; /* [nparams]                                         */
+  uint32_t *key;    /* [max_numel]                                       */
+  uint8_t *keep;    /* [max_numel]                                       */
+  uint32_t hist[2048];
+  float *gdec;      /* [glen]                                            */
+  /* inertia */
+  float *snap;      /* server vector [nparams]                           */
+  float *prev;      /* rank 0: theta^t's parameters [nparams]            */
+  fh_accum gacc;    /* sum of the round's client gradients [glen]        */
+  int *traced;      /* clients hosted here that stored a gradient this round */
+  int ntraced;
+  int R;            /* rows held                                         */
+  double *rows;     /* rank 0 [R][nl][NMET]                              */
+  double *density;  /* rank 0 [R] the density clients started each round with */
+  int begun;        /* the first round of this execution is past         */
+  /* cost of masking, this rank */
+  double t_mask, n_scored;
+  long long n_masked;
+};
+
+/* ---- pure pieces ---------------------------------------------------------------- */
+
+double fh_lips_density(int t, double d0, int every, int T) {
+  const int s = t - 1; /* the round whose aggregate the client receives */
+  if (s < 0 || every < 1 || T < 1 || s % every != 0) return 1.0;
+  const double d = d0 + (1.0 - d0) * (double)s / (double)T;
+  return d < 1.0 ? d : 1.0;
+}
+
+size_t fh_lips_kept(double d, size_t n) {
+  if (!(d > 0)) return 0;
+  if (d >= 1) return n;
+  double k = floor(d * (double)n);
+  return k >= (double)n ? n : (size_t)k;
+}
+
+uint32_t fh_lips_score_key(float s) {
+  uint32_t u;
+  memcpy(&u, &s, sizeof u);
+  return u & 0x7fffffffu; /* |s|: -0 orders as +0 */
+}
+
+uint16_t fh_lips_grad_to_half(float x) {
+  if (x > 65504.0f) x = 65504.0f;
+  else if (x < -65504.0f) x = -65504.0f;
+  return fh_f32_to_f16(x);
+}
+
+/* Radix selection of the threshold key: digits of 11, 11 and 10 bits from the
+ * top; at each level the bucket holding the k-th largest key among the
+ * candidates sharing the higher digits. */
+void fh_lips_topk(const uint32_t *key, size_t n, size_t k, uint8_t *keep, uint32_t *hist) {
+  if (k >= n) {
+    memset(keep, 1, n);
+    return;
+  }
+  memset(keep, 0, n);
+  if (k == 0) return;
+  static const int shift[3] = {21, 10, 0}, width[3] = {11, 11, 10};
+  uint32_t prefix = 0, pmask = 0; /* the candidates: (key & pmask) == prefix */
+  size_t need = k;                /* of them still to take                   */
+  for (int lev = 0; lev < 3; lev++) {
+    const uint32_t nb = 1u << width[lev], dmask = nb - 1;
+    memset(hist, 0, nb * sizeof *hist);
+    for (size_t i = 0; i < n; i++)
+      if ((key[i] & pmask) == prefix) hist[(key[i] >> shift[lev]) & dmask]++;
+    uint32_t b = nb - 1;
+    size_t above = 0;
+    while (above + hist[b] < need) above += hist[b--]; /* sum of all buckets >= need: stops */
+    need -= above;
+    prefix |= b << shift[lev];
+    pmask |= dmask << shift[lev];
+  }
+  /* prefix is now the threshold key T: every key > T is kept, and the first
+   * `need` keys equal to T in index order */
+  const uint32_t T = prefix;
+  for (size_t i = 0; i < n; i++) {
+    if (key[i] > T) keep[i] = 1;
+    else if (key[i] == T && need > 0) keep[i] = 1, need--;
+  }
+}
+
+/* ---- layout ----------------------------------------------------------------------- */
+
+static int is_bn(const fh_layer *L) {
+  return L->kind == FH_LAYER_BATCHNORM2D || L->kind == FH_LAYER_BATCHNORM1D;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Appends [off, off+len) to the client-local segments (capacity: one per
+ * view), merging neighbours but never across the parameters' end np (the
+ * buffers live elsewhere in the model). */
+static void add_segment(struct fh_lips *L, size_t off, size_t len, size_t np) {
+  if (L->nseg > 0 && L->seg_off[L->nseg - 1] + L->seg_len[L->nseg - 1] == off && off != np) {
+    L->seg_len[L->nseg - 1] += len;
+  } else {
+    L->seg_off[L->nseg] = off;
+    L->seg_len[L->nseg++] = len;
+  }
+  L->nloc += len;
+}
+
+/* The model state entry at payload offset off (parameters, then buffers). */
+static float *state_at(fh_model *m, size_t off) {
+  const size_t np = fh_model_nparams(m);
+  return off < np ? fh_model_params(m) + off : fh_model_buffers(m) + (off - np);
+}
+
+/* c->model's client-local segments <- the client's stored copy, if it has one. */
+static void load_local(fh_run *run, struct fh_lips *L, int client, fh_model *m) {
+  if (!L->local || !fh_client_store_initialised(run->state, L->f_local, client)) return;
+  const float *v = fh_client_store_acquire(run->state, L->f_local, client, NULL);
+  for (int s = 0, o = 0; s < L->nseg; o += (int)L->seg_len[s], s++)
+    memcpy(state_at(m, L->seg_off[s]), v + o, L->seg_len[s] * sizeof(float));
+  fh_client_store_release(run->state, L->f_local, client, 0);
+}
+
+/* Evaluation with local biases and BatchNorm: the global model with the
+ * client's own ones (unmasked: the mask is only where a round starts). */
+static int lips_client_model(fh_run *run, fh_client_ctx *c) {
+  fh_model_load_state(c->model, run->global);
+  load_local(run, run->lips, c->id, c->model);
+  return 0;
+}
+
+/* ---- setup -------------------------------------------------------------------------- */
+
+int fh_lips_setup(fh_run *run) {
+  const fh_config *cfg = run->cfg;
+  const int enabled = fh_cfg_bool(cfg, "lips.enable"), inertia = fh_cfg_bool(cfg, "lips.record_inertia");
+  run->lips = NULL;
+  if (!enabled && !inertia) return 0;
+  const char *alg = run->alg->name;
+  if (enabled && strcmp(alg, "fedavg") != 0 && strcmp(alg, "fedprox") != 0 && strcmp(alg, "scaffold") != 0)
+    return FH_FAIL(FH_ERR_CONFIG, "lips.enable = true works on run.algorithm = fedavg, fedprox or scaffold, not %s; "
+                                  "set lips.enable = false or change run.algorithm", alg);
+  if (inertia && (run->alg->flags & (FH_ALG_NO_GLOBAL | FH_ALG_NO_GLOBAL_MODEL)))
+    return FH_FAIL(FH_ERR_CONFIG, "lips.record_inertia = true needs a global model, and run.algorithm = %s has "
+                                  "none; set lips.record_inertia = false", alg);
+  /* The record reads the model's weights in the broadcast payload: an algorithm
+   * whose payload is something else (FedKD: a factorised update) has none there. */
+  if (inertia && run->alg->global_model)
+    return FH_FAIL(FH_ERR_CONFIG, "lips.record_inertia = true reads the global weights from the broadcast, and "
+                                  "run.algorithm = %s broadcasts something else; set lips.record_inertia = false", alg);
+  struct fh_lips *L = fh_calloc(1, sizeof *L);
+  run->lips = L;
+  L->enabled = enabled;
+  L->inertia = inertia;
+  L->local = enabled && fh_cfg_bool(cfg, "lips.local_bias_bn");
+  L->d0 = fh_cfg_real(cfg, "lips.d0");
+  L->every = (int)fh_cfg_int(cfg, "lips.every");
+  L->T = fh_cfg_int(cfg, "lips.rounds") > 0 ? (int)fh_cfg_int(cfg, "lips.rounds") : run->rounds;
+  const char *score = fh_cfg_str(cfg, "lips.score");
+  L->score = strcmp(score, "w") == 0 ? FH_LIPS_SCORE_W
+             : strcmp(score, "g") == 0 ? FH_LIPS_SCORE_G
+             : strcmp(score, "random") == 0 ? FH_LIPS_SCORE_RANDOM
+                                            : FH_LIPS_SCORE_GW;
+  L->f_grad = L->f_local = -1;
+
+  fh_model *m = run->model;
+  const int nv = fh_model_nviews(m);
+  L->view = fh_malloc((size_t)nv * sizeof *L->view);
+  L->middle = fh_malloc((size_t)nv);
+  L->goff = fh_malloc((size_t)nv * sizeof *L->goff);
+  const size_t nseg_max = (size_t)nv + (size_t)fh_model_nbuffer_views(m);
+  L->seg_off = fh_malloc(nseg_max * sizeof *L->seg_off);
+  L->seg_len = fh_malloc(nseg_max * sizeof *L->seg_len);
+  int nmiddle = 0;
+  size_t max_numel = 0;
+  for (int v = 0; v < nv; v++) {
+    const fh_layer *ly = fh_model_layer(m, fh_model_view_layer(m, v));
+    const fh_param_view *pv = fh_model_view(m, v);
+    const int weight = (ly->kind == FH_LAYER_CONV2D || ly->kind == FH_LAYER_LINEAR) &&
+                       strcmp(pv->name, ly->param[0].name) == 0;
+    if (weight) {
+      const int mid = fh_model_view_is_middle(m, v);
+      nmiddle += mid;
+      L->view[L->nl] = v;
+      L->middle[L->nl] = (uint8_t)mid;
+      /* the gradient is stored for the middle layers, and for all with the record */
+      const int stored = (enabled && L->score != FH_LIPS_SCORE_W && L->score != FH_LIPS_SCORE_RANDOM && mid) ||
+                         inertia;
+      L->goff[L->nl] = stored ? L->glen : SIZE_MAX;
+      if (stored) L->glen += pv->numel;
+      if (mid && pv->numel > max_numel) max_numel = pv->numel;
+      L->nl++;
+    }
+    if (L->local && (is_bn(ly) || ends_with(pv->name, ".bias"))) add_segment(L, pv->offset, pv->numel, fh_model_nparams(m));
+  }
+  if (enabled && nmiddle == 0)
+    return FH_FAIL(FH_ERR_CONFIG, "lips.enable = true but model.arch = %s has no middle layers to sparsify; "
+                                  "use resnet4, resnet6, resnet8, resnet10, resnet18 or vgg11_bn",
+                   fh_model_arch(m));
+  if (L->local) {
+    const size_t np = fh_model_nparams(m);
+    for (int b = 0; b < fh_model_nbuffer_views(m); b++) {
+      const fh_param_view *bv = fh_model_buffer_view(m, b);
+      add_segment(L, np + bv->offset, bv->numel, np);
+    }
+  }
+  if (enabled) {
+    L->key = fh_malloc((max_numel ? max_numel : 1) * sizeof *L->key);
+    L->keep = fh_malloc(max_numel ? max_numel : 1);
+  }
+  if (L->glen > 0) {
+    FH_TRY(fh_client_store_field(run->state, "lips.grad", FH_STATE_F16, L->glen, &L->f_grad));
+    L->last_grad = fh_malloc(fh_model_nparams(m) * sizeof(float));
+  }
+  if (L->local && L->nloc > 0)
+    FH_TRY(fh_client_store_field(run->state, "lips.local", FH_STATE_F32, L->nloc, &L->f_local));
+  else
+    L->local = 0;
+  if (L->local) { /* each client is evaluated with its own biases and BatchNorm */
+    L->alg = *run->alg;
+    L->alg.client_model = lips_client_model;
+    run->alg = &L->alg;
+  }
+  if (inertia) {
+    /* contributions per sum: the round's clients, as the round loop counts them */
+    const int K = run->map.num_clients - run->nholdout;
+    long long mmax = fh_cfg_int(cfg, "run.clients_per_round");
+    if (mmax <= 0) mmax = llround(fh_cfg_real(cfg, "run.client_fraction") * K);
+    if (mmax < 1) mmax = 1;
+    if (mmax > K) mmax = K;
+    L->snap = fh_run_server_state(run, "lips.snapshot", fh_model_nparams(m));
+    if (run->rank == 0) L->prev = fh_malloc(fh_model_nparams(m) * sizeof(float));
+    fh_accum_create(&L->gacc, L->glen, (int)fh_cfg_int(cfg, "run.accum_bits"), (int)mmax);
+    L->gdec = fh_malloc(L->glen * sizeof(float));
+    L->traced = fh_malloc((size_t)(run->nlocal > 0 ? run->nlocal : 1) * sizeof(int));
+    L->R = run->rounds;
+    if (run->rank == 0) {
+      L->rows = fh_malloc((size_t)L->R * L->nl * NMET * sizeof(double));
+      L->density = fh_malloc((size_t)L->R * sizeof(double));
+      for (size_t i = 0; i < (size_t)L->R * L->nl * NMET; i++) L->rows[i] = NAN;
+      for (int i = 0; i < L->R; i++) L->density[i] = NAN;
+    }
+  }
+  if (enabled)
+    fh_info("lips: %d middle layers, density from %g every %d rounds over T = %d, score %s, biases and "
+            "BatchNorm %s; the payload stays %zu floats each way on every round",
+            nmiddle, L->d0, L->every, L->T, score, L->local ? "client-local" : "global", run->payload_n);
+  return 0;
+}
+
+void fh_lips_free(fh_run *run) {
+  struct fh_lips *L = run->lips;
+  if (!L) return;
+  if (L->enabled && run->rank == 0 && L->n_scored > 0) /* rank 0 speaks for its own clients */
+    fh_info("lips: rank 0 masked %lld client starts, %.3g weights scored in %.3f s (%.2f ns per weight)",
+            L->n_masked, L->n_scored, L->t_mask, 1e9 * L->t_mask / L->n_scored);
+  if (run->alg == &L->alg) run->alg = NULL;
+  free(L->view);
+  free(L->middle);
+  free(L->goff);
+  free(L->seg_off);
+  free(L->seg_len);
+  free(L->last_grad);
+  free(L->key);
+  free(L->keep);
+  free(L->gdec);
+  free(L->prev);
+  if (L->inertia) fh_accum_destroy(&L->gacc);
+  free(L->traced);
+  free(L->rows);
+  free(L->density);
+  free(L);
+  run->lips = NULL;
+}
+
+/* ---- a client's round ------------------------------------------------------------ */
+
+/* Zeroes the weights of one middle layer that its scores do not keep. */
+static void mask_layer(struct fh_lips *L, float *w, const uint16_t *g, size_t n, size_t k, fh_rng *rng) {
+  uint32_t *key = L->key;
+  switch (L->score) {
+  case FH_LIPS_SCORE_W:
+    for (size_t i = 0; i < n; i++) key[i] = fh_lips_score_key(w[i]);
+    break;
+  case FH_LIPS_SCORE_G:
+    for (size_t i = 0; i < n; i++) key[i] = fh_lips_score_key(fh_f16_to_f32(g[i]));
+    break;
+  case FH_LIPS_SCORE_RANDOM:
+    for (size_t i = 0; i < n; i++) key[i] = fh_rng_u32(rng);
+    break;
+  default:
+    for (size_t i = 0; i < n; i++) key[i] = fh_lips_score_key(fh_f16_to_f32(g[i]) * w[i]);
+  }
+  fh_lips_topk(key, n, k, L->keep, L->hist);
+  for (size_t i = 0; i < n; i++)
+    if (!L->keep[i]) w[i] = 0.0f;
+}
+
+int fh_lips_client_start(fh_run *run, const fh_client_ctx *c, fh_local_sgd *sgd) {
+  struct fh_lips *L = run->lips;
+  if (!L) return 0;
+  sgd->last_grad = L->f_grad >= 0 ? L->last_grad : NULL;
+  load_local(run, L, c->id, c->model);
+  if (!L->enabled) return 0;
+  const double d = fh_lips_density(c->round, L->d0, L->every, L->T);
+  if (d >= 1.0) return 0;
+  const int need_g = L->score == FH_LIPS_SCORE_GW || L->score == FH_LIPS_SCORE_G;
+  /* No gradient yet (the client's first participation): it starts dense. */
+  if (need_g && !fh_client_store_initialised(run->state, L->f_grad, c->id)) return 0;
+  double t0 = MPI_Wtime();
+  const uint16_t *g = need_g ? fh_client_store_acquire(run->state, L->f_grad, c->id, NULL) : NULL;
+  fh_rng rng;
+  fh_rng_init(&rng, run->seed, FH_RNG_ALGORITHM, (uint32_t)c->id, (uint32_t)c->round);
+  float *params = fh_model_params(c->model);
+  for (int l = 0; l < L->nl; l++) {
+    if (!L->middle[l]) continue;
+    const fh_param_view *pv = fh_model_view(c->model, L->view[l]);
+    const size_t k = fh_lips_kept(d, pv->numel);
+    if (k < pv->numel) mask_layer(L, params + pv->offset, g ? g + L->goff[l] : NULL, pv->numel, k, &rng);
+    L->n_scored += (double)pv->numel;
+  }
+  if (g) fh_client_store_release(run->state, L->f_grad, c->id, 0);
+  L->t_mask += MPI_Wtime() - t0;
+  L->n_masked++;
+  return 0;
+}
+
+int fh_lips_client_end(fh_run *run, const fh_client_ctx *c, fh_local_sgd *sgd, int rc_train) {
+  struct fh_lips *L = run->lips;
+  if (!L) return rc_train;
+  sgd->last_grad = NULL;
+  if (rc_train != 0 || sgd->steps == 0) return rc_train; /* nothing trained: nothing new to keep */
+  if (L->f_grad >= 0) {
+    uint16_t *g = fh_client_store_acquire(run->state, L->f_grad, c->id, NULL);
+    for (int l = 0; l < L->nl; l++) {
+      if (L->goff[l] == SIZE_MAX) continue;
+      const fh_param_view *pv = fh_model_view(c->model, L->view[l]);
+      const float *src = L->last_grad + pv->offset;
+      uint16_t *dst = g + L->goff[l];
+      for (size_t i = 0; i < pv->numel; i++) dst[i] = fh_lips_grad_to_half(src[i]);
+    }
+    if (L->inertia) { /* the round's mean gradient, in fixed point */
+      fh_f16_to_f32_array(g, L->gdec, L->glen);
+      L->traced[L->ntraced++] = c->id;
+    }
+    FH_TRY(fh_client_store_release(run->state, L->f_grad, c->id, 1));
+    if (L->inertia) FH_TRY(fh_accum_add(&L->gacc, L->gdec, 1.0));
+  }
+  if (L->local) {
+    float *v = fh_client_store_acquire(run->state, L->f_local, c->id, NULL);
+    for (int s = 0, o = 0; s < L->nseg; o += (int)L->seg_len[s], s++)
+      memcpy(v + o, state_at(c->model, L->seg_off[s]), L->seg_len[s] * sizeof(float));
+    FH_TRY(fh_client_store_release(run->state, L->f_local, c->id, 1));
+  }
+  return 0;
+}
+
+/* ---- the inertia record ----------------------------------------------------------- */
+
+static int write_inertia(const fh_run *run, const struct fh_lips *L, int nrows, const char *run_dir) {
+  char path[4200], tmp[4300];
+  snprintf(path, sizeof path, "%s/inertia.h5", run_dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create; set output.dir to a writable directory", tmp);
+  int rc = 0;
+  const fh_model *m = run->model;
+  const int nl = L->nl;
+  hid_t st = H5Tcopy(H5T_C_S1);
+  H5Tset_size(st, sizeof(((fh_param_view *)0)->name));
+  char(*names)[sizeof(((fh_param_view *)0)->name)] = fh_calloc((size_t)nl, sizeof *names);
+  int32_t *mid = fh_malloc((size_t)nl * sizeof *mid), *rnd = fh_malloc((size_t)(nrows ? nrows : 1) * sizeof *rnd);
+  int64_t *numel = fh_malloc((size_t)nl * sizeof *numel);
+  for (int l = 0; l < nl; l++) {
+    const fh_param_view *pv = fh_model_view(m, L->view[l]);
+    snprintf(names[l], sizeof names[l], "%s", pv->name);
+    mid[l] = L->middle[l];
+    numel[l] = (int64_t)pv->numel;
+  }
+  for (int r = 0; r < nrows; r++) rnd[r] = r + 1;
+  hsize_t d1 = (hsize_t)nl, dr = (hsize_t)nrows, d2[2] = {(hsize_t)nrows, (hsize_t)nl};
+  if (fh_h5_write(f, "layers", st, 1, &d1, names) || fh_h5_write(f, "middle", H5T_NATIVE_INT32, 1, &d1, mid) ||
+      fh_h5_write(f, "numel", H5T_NATIVE_INT64, 1, &d1, numel) ||
+      fh_h5_write(f, "round", H5T_NATIVE_INT32, 1, &dr, rnd) ||
+      fh_h5_write(f, "density", H5T_NATIVE_DOUBLE, 1, &dr, L->density))
+    rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write", tmp);
+  double *col = fh_malloc((size_t)(nrows ? nrows : 1) * nl * sizeof *col);
+  for (int k = 0; k < NMET && rc == 0; k++) {
+    for (int r = 0; r < nrows; r++)
+      for (int l = 0; l < nl; l++) col[(size_t)r * nl + l] = L->rows[((size_t)r * nl + l) * NMET + k];
+    if (fh_h5_write(f, met_names[k], H5T_NATIVE_DOUBLE, 2, d2, col))
+      rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write %s", tmp, met_names[k]);
+  }
+  if (rc == 0 &&
+      (fh_h5_attr_str(f, "algorithm", run->alg->name) || fh_h5_attr_int(f, "lips_enable", L->enabled) ||
+       fh_h5_attr_double(f, "lips_d0", L->d0) || fh_h5_attr_int(f, "lips_every", L->every) ||
+       fh_h5_attr_int(f, "lips_T", L->T) || fh_h5_attr_int(f, "snapshot_round", SNAPSHOT_ROUND + 1) ||
+       fh_h5_attr_str(f, "model", fh_model_arch(m))))
+    rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write its attributes", tmp);
+  free(col);
+  free(names);
+  free(mid);
+  free(rnd);
+  free(numel);
+  H5Tclose(st);
+  if (H5Fclose(f) < 0 && rc == 0) rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot close", tmp);
+  if (rc == 0 && rename(tmp, path) != 0)
+    rc = FH_FAIL(FH_ERR_OUTPUT, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+  if (rc) remove(tmp);
+  return rc;
+}
+
+/* Rank 0 of a resumed run: rows [0, start) back from RUN/inertia.h5. */
+static void read_inertia(struct fh_lips *L, int start, const char *run_dir) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/inertia.h5", run_dir);
+  fh_h5_quiet q;
+  fh_h5_quiet_begin(&q);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  int got = 0;
+  if (f >= 0) {
+    double *col = fh_malloc((size_t)start * L->nl * sizeof *col + 1);
+    got = 1;
+    for (int k = -1; k < NMET && got; k++) {
+      hid_t d = H5Dopen2(f, k < 0 ? "density" : met_names[k], H5P_DEFAULT);
+      hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+      hsize_t dims[2] = {0, 0};
+      int nd = sp >= 0 ? H5Sget_simple_extent_dims(sp, dims, NULL) : -1;
+      got = nd == (k < 0 ? 1 : 2) && dims[0] >= (hsize_t)start && (k < 0 || dims[1] == (hsize_t)L->nl);
+      if (got && start > 0) {
+        hsize_t off[2] = {0, 0}, cnt[2] = {(hsize_t)start, (hsize_t)L->nl};
+        H5Sselect_hyperslab(sp, H5S_SELECT_SET, off, NULL, cnt, NULL);
+        hid_t ms = H5Screate_simple(nd, cnt, NULL);
+        got = H5Dread(d, H5T_NATIVE_DOUBLE, ms, sp, H5P_DEFAULT, k < 0 ? L->density : col) >= 0;
+        H5Sclose(ms);
+        if (got && k >= 0)
+          for (int r = 0; r < start; r++)
+            for (int l = 0; l < L->nl; l++) L->rows[((size_t)r * L->nl + l) * NMET + k] = col[(size_t)r * L->nl + l];
+      }
+      if (sp >= 0) H5Sclose(sp);
+      if (d >= 0) H5Dclose(d);
+    }
+    free(col);
+    H5Fclose(f);
+  }
+  fh_h5_quiet_end(&q);
+  if (!got)
+    fh_warn("lips.record_inertia: %s does not hold the %d rounds before the checkpoint; they stay NaN", path, start);
+}
+
+int fh_lips_round_begin(fh_run *run, int t, const char *run_dir) {
+  struct fh_lips *L = run->lips;
+  if (!L || !L->inertia) return 0;
+  if (!L->begun) {
+    L->begun = 1;
+    if (run->rank == 0) {
+      if (t > 0) {
+        read_inertia(L, t, run_dir);
+      } else {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/inertia.h5", run_dir);
+        if (remove(path) != 0 && errno != ENOENT)
+          return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot remove an earlier run's file: %s", path, strerror(errno));
+      }
+    }
+  }
+  L->ntraced = 0;
+  fh_accum_zero(&L->gacc);
+  if (run->rank == 0) memcpy(L->prev, run->global, fh_model_nparams(run->model) * sizeof(float));
+  return 0;
+}
+
+static int slot_of(const int *sampled, int m, int k) {
+  int lo = 0, hi = m - 1;
+  while (lo <= hi) {
+    int mid = (lo + hi) / 2;
+    if (sampled[mid] == k) return mid;
+    if (sampled[mid] < k) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+int fh_lips_round_end(fh_run *run, int t, const int *sampled, int m, const char *run_dir) {
+  struct fh_lips *L = run->lips;
+  if (!L || !L->inertia) return 0;
+  const int nl = L->nl;
+  /* clients' gradients: the mean (fixed point, every rank), then each traced
+   * client's per-layer norm and distance from it in its slot of [m][2 nl + 1] */
+  fh_accum_allreduce(&L->gacc, run->comm);
+  const double count = fh_accum_weight(&L->gacc);
+  if (count > 0) fh_accum_mean(&L->gacc, L->gdec);
+  const size_t w = (size_t)2 * nl + 1;
+  double *slots = fh_calloc((size_t)m * w, sizeof *slots);
+  int rc = 0;
+  for (int i = 0; i < L->ntraced && rc == 0 && count > 0; i++) {
+    const int j = slot_of(sampled, m, L->traced[i]);
+    if (j < 0) continue;
+    const uint16_t *g = fh_client_store_acquire(run->state, L->f_grad, L->traced[i], NULL);
+    double *s = slots + (size_t)j * w;
+    for (int l = 0; l < nl; l++) {
+      const size_t n = fh_model_view(run->model, L->view[l])->numel, o = L->goff[l];
+      double nn = 0, dd = 0;
+      for (size_t e = 0; e < n; e++) {
+        const double x = fh_f16_to_f32(g[o + e]), dx = x - L->gdec[o + e];
+        nn += x * x;
+        dd += dx * dx;
+      }
+      s[l] = sqrt(nn);
+      s[nl + l] = sqrt(dd);
+    }
+    s[2 * nl] = 1;
+    rc = fh_client_store_release(run->state, L->f_grad, L->traced[i], 0);
+  }
+  MPI_Reduce(run->rank == 0 ? MPI_IN_PLACE : slots, slots, (int)((size_t)m * w), MPI_DOUBLE, MPI_SUM, 0, run->comm);
+  if (run->rank == 0 && t < L->R) {
+    const float *g = run->global;
+    const size_t np = fh_model_nparams(run->model);
+    if (t == SNAPSHOT_ROUND) memcpy(L->snap, g, np * sizeof(float));
+    double *row = L->rows + (size_t)t * nl * NMET;
+    for (int l = 0; l < nl; l++) {
+      const fh_param_view *pv = fh_model_view(run->model, L->view[l]);
+      const float *x = g + pv->offset, *s = L->snap + pv->offset, *p = L->prev + pv->offset;
+      double xs = 0, xx = 0, ss = 0, ds = 0, dp = 0;
+      for (size_t e = 0; e < pv->numel; e++) {
+        xs += (double)x[e] * s[e], xx += (double)x[e] * x[e], ss += (double)s[e] * s[e];
+        ds += ((double)x[e] - s[e]) * ((double)x[e] - s[e]);
+        dp += ((double)x[e] - p[e]) * ((double)x[e] - p[e]);
+      }
+      double *r = row + (size_t)l * NMET;
+      r[M_COS] = t >= SNAPSHOT_ROUND && xx > 0 && ss > 0 ? xs / sqrt(xx * ss) : NAN;
+      r[M_DIST] = t >= SNAPSHOT_ROUND ? sqrt(ds) : NAN;
+      r[M_UPDATE] = sqrt(dp);
+      double gn = 0, gd = 0, nc = 0;
+      for (int j = 0; j < m; j++) {
+        const double *sj = slots + (size_t)j * w;
+        if (sj[2 * nl] == 0) continue;
+        gn += sj[l], gd += sj[nl + l], nc++;
+      }
+      r[M_GNORM] = nc > 0 ? gn / nc : NAN;
+      r[M_GDIV] = nc > 0 ? gd / nc : NAN;
+    }
+    L->density[t] = L->enabled ? fh_lips_density(t, L->d0, L->every, L->T) : 1.0;
+    if (rc == 0) rc = write_inertia(run, L, t + 1, run_dir);
+  }
+  free(slots);
+  return rc;
+}
+
+/* ---- resume ---------------------------------------------------------------------- */
+
+int fh_lips_resume_check(const fh_config *cfg, const char *ck_rounds, const char *run_dir) {
+  if (!ck_rounds || !fh_cfg_bool(cfg, "lips.enable") || fh_cfg_int(cfg, "lips.rounds") > 0) return 0;
+  const long long was = atoll(ck_rounds), now = fh_cfg_int(cfg, "run.rounds");
+  if (was == now) return 0;
+  return FH_FAIL(FH_ERR_CONFIG, "--resume %s: run.rounds = %lld in the deck but %lld in the checkpoint, and LIPS's "
+                                "density schedule takes its T from run.rounds (lips.rounds = 0); resume with "
+                                "run.rounds = %lld, or set lips.rounds when starting a run you may extend",
+                 run_dir, now, was, was);
+}
