@@ -9,15 +9,13 @@
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "data/partition.h"
+#include "fl/addon.h"
 #include "fl/algorithm.h"
 #include "fl/checkpoint.h"
 #include "fl/evaluate.h"
-#include "fl/addons/fedgc.h"
 #include "fl/client_state.h"
 #include "fl/blocks/hetero.h"
-#include "fl/addons/lips.h"
 #include "fl/blocks/local_sgd.h"
-#include "fl/addons/pretrain.h"
 #include "fl/run.h"
 #include "nn/model.h"
 
@@ -35,10 +33,9 @@ int fh_all_key_tables(const fh_key_spec **tables, int max) {
   tables[n++] = fh_checkpoint_keys;
   tables[n++] = fh_eval_keys;
   tables[n++] = fh_encode_keys;
-  tables[n++] = fh_pretrain_keys;
   tables[n++] = fh_hetero_keys;
-  tables[n++] = fh_lips_keys;
-  tables[n++] = fh_fedgc_keys;
+  for (int i = 0; i < fh_addon_count() && n < max; i++)
+    if (fh_addon_at(i)->keys) tables[n++] = fh_addon_at(i)->keys;
   for (int i = 0; i < fh_algorithm_count() && n < max; i++)
     if (fh_algorithm_at(i)->keys) tables[n++] = fh_algorithm_at(i)->keys;
   return n;

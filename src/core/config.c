@@ -859,6 +859,22 @@ const char *fh_cfg_str(const fh_config *cfg, const char *name) {
   return entry_or_die(cfg, name, FH_T_STRING, FH_T_ENUM)->val.text;
 }
 
+int fh_cfg_enum(const fh_config *cfg, const char *name) {
+  const cfg_entry *e = entry_or_die(cfg, name, FH_T_ENUM, FH_T_ENUM);
+  const char *value = e->val.text;
+  const size_t len = strlen(value);
+  int i = 0;
+  for (const char *p = e->spec->choices; *p; i++) {
+    const char *bar = strchr(p, '|');
+    const size_t l = bar ? (size_t)(bar - p) : strlen(p);
+    if (l == len && strncmp(p, value, l) == 0) return i;
+    if (!bar) break;
+    p = bar + 1;
+  }
+  config_bug("key %s holds '%s', not one of its choices", name, value);
+  return -1;
+}
+
 int fh_cfg_intlist(const fh_config *cfg, const char *name, long long *out, int max) {
   const cfg_entry *e = entry_or_die(cfg, name, FH_T_INTLIST, FH_T_INTLIST);
   for (int k = 0; out && k < e->val.n && k < max; k++) out[k] = e->val.ints[k];

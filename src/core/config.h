@@ -62,6 +62,8 @@ long long fh_cfg_int(const fh_config *cfg, const char *name);
 double fh_cfg_real(const fh_config *cfg, const char *name);
 int fh_cfg_bool(const fh_config *cfg, const char *name);
 const char *fh_cfg_str(const fh_config *cfg, const char *name); /* STRING and ENUM */
+/* ENUM: the value's 0-based position in the key's choices ("a|b|c": b is 1). */
+int fh_cfg_enum(const fh_config *cfg, const char *name);
 /* INTLIST: copies up to max values, returns how many the list holds. */
 int fh_cfg_intlist(const fh_config *cfg, const char *name, long long *out, int max);
 /* STRLIST: returns the count; *items points into cfg (valid until free). */

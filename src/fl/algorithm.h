@@ -62,6 +62,14 @@ typedef struct {
  * the global-model evaluations are not made, each client is evaluated with
  * its own model only (client_model or client_evaluate). */
 #define FH_ALG_NO_GLOBAL_MODEL 2u
+/* Capabilities that add-ons and the checks read instead of names: */
+/* Each client trains by local SGD (fl/blocks/local_sgd.h) from the global
+ * model and runs the add-ons' client hooks around it (fh_addons_client_begin
+ * and _end, fl/addon.h): LIPS works on it. */
+#define FH_ALG_LOCAL_SGD 4u
+/* The aggregation weight is the train split's sample weight (fh_split_weight):
+ * fedgc.weights = real is honoured. */
+#define FH_ALG_SAMPLE_WEIGHTS 8u
 
 typedef struct fh_algorithm {
   const char *name;           /* value of run.algorithm            */
@@ -112,5 +120,8 @@ int fh_algorithm_count(void);
 const fh_algorithm *fh_algorithm_at(int i);
 /* "fedavg|..." for the run.algorithm enum. */
 const char *fh_algorithm_choices(void);
+/* The names of the registered algorithms with every flag of flags, as
+ * "a, b or c" (conj "or") into buf. */
+void fh_algorithm_names_with(unsigned flags, const char *conj, char *buf, size_t len);
 
 #endif

@@ -41,7 +41,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
-#include "fl/addons/lips.h"
+#include "fl/addon.h"
 #include "io/h5util.h"
 
 const fh_key_spec fh_checkpoint_keys[] = {
@@ -763,6 +763,15 @@ static const char *ini_get(const ini_kv *kv, int n, const char *key) {
   return NULL;
 }
 
+/* The checkpoint's deck, as the add-ons' resume checks read it. */
+typedef struct {
+  const ini_kv *kv;
+  int n;
+} ck_deck;
+static const char *ck_lookup(const void *ck, const char *key) {
+  return ini_get(((const ck_deck *)ck)->kv, ((const ck_deck *)ck)->n, key);
+}
+
 /* Keys a resumed run may change: they touch no state. */
 static int may_change(const char *key) {
   static const char *const exact[] = {"run.rounds", "run.eval_every", "run.dedicated_server"};
@@ -818,7 +827,7 @@ static int check_on_root(const fh_config *cfg, const char *run_dir, int *round) 
     rc = FH_FAIL(FH_ERR_CONFIG, "--resume %s: run.rounds = %lld in the deck, but the checkpoint already holds %d "
                                 "rounds; set run.rounds to %d or more", run_dir, fh_cfg_int(cfg, "run.rounds"), *round,
                  *round);
-  if (rc == 0) rc = fh_lips_resume_check(cfg, ini_get(ck, nck, "run.rounds"), run_dir); /* T of its schedule */
+  if (rc == 0) rc = fh_addons_resume_check(cfg, ck_lookup, &(ck_deck){ck, nck}, run_dir);
   for (int i = 0; i < nck && rc == 0; i++)
     if (!ini_get(dk, ndk, ck[i].key))
       fh_warn("--resume %s: the checkpoint's key %s is unknown to this fedhpc; ignored", run_dir, ck[i].key);

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "fl/addon.h"
 #include "fl/blocks/local_sgd.h"
 #include "fl/payload.h"
 #include "fl/run.h"
@@ -118,7 +119,7 @@ int fh_evaluator_create(fh_evaluator **out, fh_run *run) {
   ev->adapt_batch = (int)fh_cfg_int(cfg, "eval.adapt_batch");
   ev->adapt_lr = (float)(fh_cfg_real(cfg, "eval.adapt_lr") > 0 ? fh_cfg_real(cfg, "eval.adapt_lr") : lr);
   ev->on[MODE_GLOBAL] = has_global;
-  ev->on[MODE_PERSONAL] = run->alg->client_model != NULL || run->alg->client_evaluate != NULL;
+  ev->on[MODE_PERSONAL] = fh_run_has_client_model(run) || run->alg->client_evaluate != NULL;
   ev->on[MODE_FINETUNE] = has_global && (ev->ft_steps > 0 || ev->ft_epochs > 0);
   ev->on[MODE_HOLDOUT] = has_global && run->nholdout > 0;
   for (int i = 0; i < NMODES; i++)
@@ -294,7 +295,7 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
       tab[(size_t)COL_COUNT * K + cd->id] = cd->test.n;
       tab[(size_t)COL_LOSS * K + cd->id] = loss;
     } else {
-      rc = run->alg->client_model(run, &ctx);
+      rc = fh_run_client_model(run, &ctx);
       if (rc == 0) record_test(ev, MODE_PERSONAL, model, cd);
     }
     if (rc) bad = cd->id;

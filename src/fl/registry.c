@@ -1,6 +1,12 @@
-/* The algorithms fedhpc knows: one line each. */
+/* The algorithms and the add-ons fedhpc knows: one line each. */
+#include <stdio.h>
 #include <string.h>
 
+#include "fl/addon.h"
+#include "fl/addons/fedgc.h"
+#include "fl/addons/lips.h"
+#include "fl/addons/membership.h"
+#include "fl/addons/pretrain.h"
 #include "fl/algorithm.h"
 
 extern const fh_algorithm fh_alg_fedavg;
@@ -54,3 +60,30 @@ const char *fh_algorithm_choices(void) {
     }
   return buf;
 }
+
+void fh_algorithm_names_with(unsigned flags, const char *conj, char *buf, size_t len) {
+  int n = 0, total = 0;
+  for (int i = 0; i < NALG; i++) total += (registry[i]->flags & flags) == flags;
+  buf[0] = '\0';
+  for (int i = 0; i < NALG; i++) {
+    if ((registry[i]->flags & flags) != flags) continue;
+    const size_t at = strlen(buf);
+    if (n == 0) snprintf(buf + at, len - at, "%s", registry[i]->name);
+    else if (n == total - 1) snprintf(buf + at, len - at, " %s %s", conj, registry[i]->name);
+    else snprintf(buf + at, len - at, ", %s", registry[i]->name);
+    n++;
+  }
+}
+
+/* ---- add-ons (fl/addon.h): the order in which their hooks run ---------------- */
+
+static const fh_addon *const addons[] = {
+    &fh_addon_pretrain,
+    &fh_addon_lips,
+    &fh_addon_fedgc,
+    &fh_addon_membership,
+};
+#define NADDON ((int)(sizeof addons / sizeof addons[0]))
+
+int fh_addon_count(void) { return NADDON; }
+const fh_addon *fh_addon_at(int i) { return addons[i]; }

@@ -15,10 +15,9 @@
 #include "core/rng.h"
 #include "core/signals.h"
 #include "core/versions.h"
+#include "fl/addon.h"
 #include "fl/checkpoint.h"
 #include "fl/evaluate.h"
-#include "fl/addons/lips.h"
-#include "fl/addons/fedgc.h"
 #include "fl/run.h"
 #include "io/metrics.h"
 #include "io/model_file.h"
@@ -262,10 +261,8 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
 
     fh_run_sample(run, t, sampled);
 
-    if (run->lips) { /* LIPS and the inertia record (fl/addons/lips.h) */
-      rc = fh_error_agree(comm, fh_lips_round_begin(run, t, run_dir));
-      if (rc) break;
-    }
+    rc = fh_addons_round_begin(run, t, run_dir); /* agreed */
+    if (rc) break;
 
     fh_prof_begin(&run->prof, FH_PH_BCAST);
     if (!global_in_sync && communicate) bcast_floats(run->global, bcast_n, comm);
@@ -308,10 +305,8 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
     fh_prof_end(&run->prof, FH_PH_SERVER);
     rc = fh_error_agree(comm, rc);
     if (rc) break;
-    if (run->lips) {
-      rc = fh_error_agree(comm, fh_lips_round_end(run, t, sampled, m, run_dir));
-      if (rc) break;
-    }
+    rc = fh_addons_round_end(run, t, sampled, m, run_dir); /* agreed */
+    if (rc) break;
     global_in_sync = 0;
 
     if ((t + 1) % eval_every == 0 || t == R - 1) {
@@ -391,8 +386,7 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   char model_path[4200], model_tmp[4200];
   snprintf(model_path, sizeof model_path, "%s/model.h5", run_dir);
   snprintf(model_tmp, sizeof model_tmp, "%s/model.h5.partial", run_dir);
-  if (rc == 0 && !interrupted && fh_cfg_bool(cfg, "fedgc.membership")) /* collective */
-    rc = fh_fedgc_membership(run, run_dir);
+  if (rc == 0 && !interrupted) rc = fh_addons_finish(run, run_dir); /* collective */
   if (rc == 0 && !interrupted && is_root && fh_cfg_bool(cfg, "output.save_model")) {
     int shape[3] = {run->data->c, run->data->h, run->data->w};
     const size_t in = fh_model_input_size(run->model);

@@ -64,7 +64,7 @@ struct fh_run {
   fh_server_vec *server;    /* [nserver]                           */
   fh_profiler prof;
   char dir[4096];           /* the run folder                      */
-  struct fh_lips *lips;     /* LIPS and the inertia record (fl/addons/lips.h); NULL: off */
+  struct fh_addon_slot *addons; /* [fh_addon_count()] each add-on's place (fl/addon.h) */
   int resume;               /* 1: execute continues from dir/checkpoint.h5 */
 };
 

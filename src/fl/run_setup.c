@@ -7,9 +7,8 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "fl/addon.h"
 #include "fl/evaluate.h"
-#include "fl/addons/lips.h"
-#include "fl/addons/fedgc.h"
 #include "fl/payload.h"
 #include "fl/run.h"
 
@@ -86,8 +85,9 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
 
   int rc = fh_dataset_load(&run->data, cfg, run->first_client, run->nlocal, run->rank, run->nranks);
   FH_TRY(fh_error_agree(comm, rc));
-  /* FedGC's generated samples join the train splits before anything reads them */
-  FH_TRY(fh_error_agree(comm, fh_fedgc_prepare(run)));
+  /* add-ons that change the data (FedGC's generated samples) before anything reads them */
+  FH_TRY(fh_addons_enable(run));
+  FH_TRY(fh_addons_data_ready(run));
 
   int maxb = (int)fh_cfg_int(cfg, "train.batch_size");
   int evb = (int)fh_cfg_int(cfg, "run.eval_batch");
@@ -119,10 +119,8 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
 
   rc = run->alg->setup ? run->alg->setup(run) : 0;
   FH_TRY(fh_error_agree(comm, rc));
-  /* LIPS and the inertia record sit on top of the algorithm */
-  rc = fh_lips_setup(run);
-  FH_TRY(fh_error_agree(comm, rc));
-  return 0;
+  /* add-ons sit on top of the algorithm (LIPS and the inertia record) */
+  return fh_addons_setup(run);
 }
 
 void *fh_run_server_state_typed(fh_run *run, const char *name, fh_state_type type, size_t n) {
@@ -154,7 +152,7 @@ float *fh_run_server_state(fh_run *run, const char *name, size_t n) {
 void fh_run_free(fh_run *run) {
   if (!run) return;
   if (run->alg && run->alg->destroy && run->alg_state) run->alg->destroy(run);
-  fh_lips_free(run);
+  fh_addons_free(run);
   for (int i = 0; i < run->nserver; i++) free(run->server[i].data);
   free(run->server);
   if (run->model) fh_model_free(run->model);

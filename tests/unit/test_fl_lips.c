@@ -15,6 +15,7 @@
 #include <mpi.h>
 
 #include "core/rng.h"
+#include "fl/addon.h"
 #include "fl/addons/lips.h"
 #include "fl_rig.h"
 #include "nn/layer.h"
@@ -309,15 +310,16 @@ static void test_local_bias_bn(void **state) {
   /* a global model with other values */
   for (size_t i = 0; i < run->model_n; i++) run->global[i] += 0.25f;
   fh_client_ctx ctx = {.id = 1, .round = 2, .data = &run->data->clients[1], .model = m};
-  assert_non_null(run->alg->client_model);
-  assert_int_equal(run->alg->client_model(run, &ctx), 0);
+  assert_true(fh_run_has_client_model(run));
+  assert_null(run->alg->client_model); /* the add-on's, not a patched algorithm */
+  assert_int_equal(fh_run_client_model(run, &ctx), 0);
   assert_true(fh_model_params(m)[bn->offset] == trained);
   assert_true(fh_model_buffers(m)[0] == mean0);
   const fh_param_view *w = fh_model_find_view(m, "conv1.weight");
   assert_true(fh_model_params(m)[w->offset] == run->global[w->offset]);
   /* a client that never trained: the global ones */
   ctx.id = 6;
-  assert_int_equal(run->alg->client_model(run, &ctx), 0);
+  assert_int_equal(fh_run_client_model(run, &ctx), 0);
   assert_true(fh_model_params(m)[bn->offset] == run->global[bn->offset]);
   fh_accum_destroy(&acc);
   rig_free(run, cfg);

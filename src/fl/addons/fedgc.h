@@ -27,18 +27,21 @@
  * the rank that hosts it, so they do not depend on the rank count; they are
  * regenerated, not stored, when a run resumes (the fit is deterministic).
  *
- * Privacy: with fedgc.membership = true (any run, with or without generated
- * data) a loss-threshold membership-inference attack on the final global
- * model is scored: AUC of "member" (clients' real train rows) against
- * "non-member" (clients' test rows), lower loss meaning member; written to
- * RUN/membership.h5 (docs/fedgc.md). */
+ * Privacy: fedgc.membership scores a membership-inference attack on the
+ * final model (fl/addons/membership.h).
+ *
+ * An add-on (fl/addon.h, fh_addon_fedgc): its data_ready hook runs
+ * fh_fedgc_prepare. */
 #ifndef FH_FEDGC_H
 #define FH_FEDGC_H
 
 #include "core/config.h"
+#include "fl/addon.h"
+#include "fl/addons/membership.h"
 #include "fl/run.h"
 
 extern const fh_key_spec fh_fedgc_keys[];
+extern const fh_addon fh_addon_fedgc;
 
 enum { FH_BUDGET_EQUAL = 0, FH_BUDGET_INVERSE, FH_BUDGET_WATERFILL };
 enum { FH_MIX_POOL = 0, FH_MIX_MISSING };
@@ -61,14 +64,5 @@ void fh_fedgc_class_counts(int mix, int Mk, int C, const double *freq, const int
  * with fedgc.enabled, fits the generator (or reads the pool), generates every
  * local client's samples and merges them into its train split. */
 int fh_fedgc_prepare(fh_run *run);
-
-/* Collective, at the end of a run with fedgc.membership: the attack's AUC
- * on the final global model, written by rank 0 to run_dir/membership.h5. */
-int fh_fedgc_membership(fh_run *run, const char *run_dir);
-
-/* AUC of the score "lower loss = member": P(loss of a random non-member >
- * loss of a random member) + P(equal) / 2 (Mann-Whitney, average ranks of
- * ties). loss [nm + nn]: members first. Sorts a copy. */
-double fh_fedgc_auc(const double *loss, long long nm, long long nn);
 
 #endif

@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "fl/accumulate.h"
+#include "fl/addon.h"
 #include "fl/client_state.h"
 #include "fl/payload.h"
 #include "io/h5util.h"
@@ -62,7 +63,6 @@ static const char *const met_names[NMET] = {"cos_to_snapshot", "dist_to_snapshot
 struct fh_lips {
   int enabled, local, inertia, score, every, T;
   double d0;
-  fh_algorithm alg; /* run->alg with client_model, when local_bias_bn */
   /* recorded layers: the weight of every conv and linear layer */
   int nl;
   int *view;        /* [nl] trainable view index                         */
@@ -199,23 +199,29 @@ static void load_local(fh_run *run, struct fh_lips *L, int client, fh_model *m) 
 
 /* Evaluation with local biases and BatchNorm: the global model with the
  * client's own ones (unmasked: the mask is only where a round starts). */
-static int lips_client_model(fh_run *run, fh_client_ctx *c) {
+static int lips_client_model(fh_run *run, void *state, fh_client_ctx *c) {
   fh_model_load_state(c->model, run->global);
-  load_local(run, run->lips, c->id, c->model);
+  load_local(run, state, c->id, c->model);
   return 0;
 }
 
 /* ---- setup -------------------------------------------------------------------------- */
 
-int fh_lips_setup(fh_run *run) {
-  const fh_config *cfg = run->cfg;
-  const int enabled = fh_cfg_bool(cfg, "lips.enable"), inertia = fh_cfg_bool(cfg, "lips.record_inertia");
-  run->lips = NULL;
-  if (!enabled && !inertia) return 0;
+static int lips_enabled(const fh_config *cfg) {
+  return fh_cfg_bool(cfg, "lips.enable") || fh_cfg_bool(cfg, "lips.record_inertia");
+}
+
+/* Refuses what LIPS and the inertia record cannot run on: LIPS needs an
+ * algorithm that trains by local SGD (it calls the client hooks), the record
+ * a global model in the broadcast payload. */
+static int check_algorithm(const fh_run *run, int enabled, int inertia) {
   const char *alg = run->alg->name;
-  if (enabled && strcmp(alg, "fedavg") != 0 && strcmp(alg, "fedprox") != 0 && strcmp(alg, "scaffold") != 0)
-    return FH_FAIL(FH_ERR_CONFIG, "lips.enable = true works on run.algorithm = fedavg, fedprox or scaffold, not %s; "
-                                  "set lips.enable = false or change run.algorithm", alg);
+  if (enabled && !(run->alg->flags & FH_ALG_LOCAL_SGD)) {
+    char names[256];
+    fh_algorithm_names_with(FH_ALG_LOCAL_SGD, "or", names, sizeof names);
+    return FH_FAIL(FH_ERR_CONFIG, "lips.enable = true works on run.algorithm = %s, not %s; "
+                                  "set lips.enable = false or change run.algorithm", names, alg);
+  }
   if (inertia && (run->alg->flags & (FH_ALG_NO_GLOBAL | FH_ALG_NO_GLOBAL_MODEL)))
     return FH_FAIL(FH_ERR_CONFIG, "lips.record_inertia = true needs a global model, and run.algorithm = %s has "
                                   "none; set lips.record_inertia = false", alg);
@@ -224,8 +230,15 @@ int fh_lips_setup(fh_run *run) {
   if (inertia && run->alg->global_model)
     return FH_FAIL(FH_ERR_CONFIG, "lips.record_inertia = true reads the global weights from the broadcast, and "
                                   "run.algorithm = %s broadcasts something else; set lips.record_inertia = false", alg);
+  return 0;
+}
+
+static int lips_setup(fh_run *run, void **state) {
+  const fh_config *cfg = run->cfg;
+  const int enabled = fh_cfg_bool(cfg, "lips.enable"), inertia = fh_cfg_bool(cfg, "lips.record_inertia");
+  FH_TRY(check_algorithm(run, enabled, inertia));
   struct fh_lips *L = fh_calloc(1, sizeof *L);
-  run->lips = L;
+  *state = L;
   L->enabled = enabled;
   L->inertia = inertia;
   L->local = enabled && fh_cfg_bool(cfg, "lips.local_bias_bn");
@@ -233,10 +246,7 @@ int fh_lips_setup(fh_run *run) {
   L->every = (int)fh_cfg_int(cfg, "lips.every");
   L->T = fh_cfg_int(cfg, "lips.rounds") > 0 ? (int)fh_cfg_int(cfg, "lips.rounds") : run->rounds;
   const char *score = fh_cfg_str(cfg, "lips.score");
-  L->score = strcmp(score, "w") == 0 ? FH_LIPS_SCORE_W
-             : strcmp(score, "g") == 0 ? FH_LIPS_SCORE_G
-             : strcmp(score, "random") == 0 ? FH_LIPS_SCORE_RANDOM
-                                            : FH_LIPS_SCORE_GW;
+  L->score = fh_cfg_enum(cfg, "lips.score"); /* gw|w|g|random: FH_LIPS_SCORE_* */
   L->f_grad = L->f_local = -1;
 
   fh_model *m = run->model;
@@ -292,18 +302,10 @@ int fh_lips_setup(fh_run *run) {
     FH_TRY(fh_client_store_field(run->state, "lips.local", FH_STATE_F32, L->nloc, &L->f_local));
   else
     L->local = 0;
-  if (L->local) { /* each client is evaluated with its own biases and BatchNorm */
-    L->alg = *run->alg;
-    L->alg.client_model = lips_client_model;
-    run->alg = &L->alg;
-  }
+  if (L->local) /* each client is evaluated with its own biases and BatchNorm */
+    fh_run_addon_slot(run, &fh_addon_lips)->client_model = lips_client_model;
   if (inertia) {
-    /* contributions per sum: the round's clients, as the round loop counts them */
-    const int K = run->map.num_clients - run->nholdout;
-    long long mmax = fh_cfg_int(cfg, "run.clients_per_round");
-    if (mmax <= 0) mmax = llround(fh_cfg_real(cfg, "run.client_fraction") * K);
-    if (mmax < 1) mmax = 1;
-    if (mmax > K) mmax = K;
+    const int mmax = fh_run_sampled_count(run); /* contributions per sum: the round's clients */
     L->snap = fh_run_server_state(run, "lips.snapshot", fh_model_nparams(m));
     if (run->rank == 0) L->prev = fh_malloc(fh_model_nparams(m) * sizeof(float));
     fh_accum_create(&L->gacc, L->glen, (int)fh_cfg_int(cfg, "run.accum_bits"), (int)mmax);
@@ -324,13 +326,12 @@ int fh_lips_setup(fh_run *run) {
   return 0;
 }
 
-void fh_lips_free(fh_run *run) {
-  struct fh_lips *L = run->lips;
+static void lips_destroy(fh_run *run, void *state) {
+  struct fh_lips *L = state;
   if (!L) return;
   if (L->enabled && run->rank == 0 && L->n_scored > 0) /* rank 0 speaks for its own clients */
     fh_info("lips: rank 0 masked %lld client starts, %.3g weights scored in %.3f s (%.2f ns per weight)",
             L->n_masked, L->n_scored, L->t_mask, 1e9 * L->t_mask / L->n_scored);
-  if (run->alg == &L->alg) run->alg = NULL;
   free(L->view);
   free(L->middle);
   free(L->goff);
@@ -346,7 +347,6 @@ void fh_lips_free(fh_run *run) {
   free(L->rows);
   free(L->density);
   free(L);
-  run->lips = NULL;
 }
 
 /* ---- a client's round ------------------------------------------------------------ */
@@ -372,9 +372,8 @@ static void mask_layer(struct fh_lips *L, float *w, const uint16_t *g, size_t n,
     if (!L->keep[i]) w[i] = 0.0f;
 }
 
-int fh_lips_client_start(fh_run *run, const fh_client_ctx *c, fh_local_sgd *sgd) {
-  struct fh_lips *L = run->lips;
-  if (!L) return 0;
+static int lips_client_begin(fh_run *run, void *state, const fh_client_ctx *c, fh_local_sgd *sgd) {
+  struct fh_lips *L = state;
   sgd->last_grad = L->f_grad >= 0 ? L->last_grad : NULL;
   load_local(run, L, c->id, c->model);
   if (!L->enabled) return 0;
@@ -401,9 +400,8 @@ int fh_lips_client_start(fh_run *run, const fh_client_ctx *c, fh_local_sgd *sgd)
   return 0;
 }
 
-int fh_lips_client_end(fh_run *run, const fh_client_ctx *c, fh_local_sgd *sgd, int rc_train) {
-  struct fh_lips *L = run->lips;
-  if (!L) return rc_train;
+static int lips_client_end(fh_run *run, void *state, const fh_client_ctx *c, fh_local_sgd *sgd, int rc_train) {
+  struct fh_lips *L = state;
   sgd->last_grad = NULL;
   if (rc_train != 0 || sgd->steps == 0) return rc_train; /* nothing trained: nothing new to keep */
   if (L->f_grad >= 0) {
@@ -524,9 +522,9 @@ static void read_inertia(struct fh_lips *L, int start, const char *run_dir) {
     fh_warn("lips.record_inertia: %s does not hold the %d rounds before the checkpoint; they stay NaN", path, start);
 }
 
-int fh_lips_round_begin(fh_run *run, int t, const char *run_dir) {
-  struct fh_lips *L = run->lips;
-  if (!L || !L->inertia) return 0;
+static int lips_round_begin(fh_run *run, void *state, int t, const char *run_dir) {
+  struct fh_lips *L = state;
+  if (!L->inertia) return 0;
   if (!L->begun) {
     L->begun = 1;
     if (run->rank == 0) {
@@ -557,9 +555,9 @@ static int slot_of(const int *sampled, int m, int k) {
   return -1;
 }
 
-int fh_lips_round_end(fh_run *run, int t, const int *sampled, int m, const char *run_dir) {
-  struct fh_lips *L = run->lips;
-  if (!L || !L->inertia) return 0;
+static int lips_round_end(fh_run *run, void *state, int t, const int *sampled, int m, const char *run_dir) {
+  struct fh_lips *L = state;
+  if (!L->inertia) return 0;
   const int nl = L->nl;
   /* clients' gradients: the mean (fixed point, every rank), then each traced
    * client's per-layer norm and distance from it in its slot of [m][2 nl + 1] */
@@ -625,7 +623,11 @@ int fh_lips_round_end(fh_run *run, int t, const int *sampled, int m, const char 
 
 /* ---- resume ---------------------------------------------------------------------- */
 
-int fh_lips_resume_check(const fh_config *cfg, const char *ck_rounds, const char *run_dir) {
+/* LIPS's schedule depends on T: a resumed run may not change it (lips.rounds
+ * = 0 and run.rounds changed from the checkpoint's); a checkpoint without
+ * run.rounds (older) is accepted. */
+static int lips_resume_check(const fh_config *cfg, fh_ck_lookup get, const void *ck, const char *run_dir) {
+  const char *ck_rounds = get(ck, "run.rounds");
   if (!ck_rounds || !fh_cfg_bool(cfg, "lips.enable") || fh_cfg_int(cfg, "lips.rounds") > 0) return 0;
   const long long was = atoll(ck_rounds), now = fh_cfg_int(cfg, "run.rounds");
   if (was == now) return 0;
@@ -634,3 +636,30 @@ int fh_lips_resume_check(const fh_config *cfg, const char *ck_rounds, const char
                                 "run.rounds = %lld, or set lips.rounds when starting a run you may extend",
                  run_dir, now, was, was);
 }
+
+/* ---- the add-on -------------------------------------------------------------------- */
+
+int fh_lips_client_start(fh_run *run, const fh_client_ctx *c, fh_local_sgd *sgd) {
+  void *L = fh_run_addon_state(run, &fh_addon_lips);
+  return L ? lips_client_begin(run, L, c, sgd) : 0;
+}
+
+int fh_lips_client_end(fh_run *run, const fh_client_ctx *c, fh_local_sgd *sgd, int rc_train) {
+  void *L = fh_run_addon_state(run, &fh_addon_lips);
+  return L ? lips_client_end(run, L, c, sgd, rc_train) : rc_train;
+}
+
+const fh_addon fh_addon_lips = {
+    .name = "lips",
+    .summary = "LIPS transient sparsity of the middle layers (lips.enable) and the inertia record "
+               "(lips.record_inertia)",
+    .keys = fh_lips_keys,
+    .enabled = lips_enabled,
+    .setup = lips_setup,
+    .round_begin = lips_round_begin,
+    .round_end = lips_round_end,
+    .client_begin = lips_client_begin,
+    .client_end = lips_client_end,
+    .resume_check = lips_resume_check,
+    .destroy = lips_destroy,
+};

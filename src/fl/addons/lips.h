@@ -16,8 +16,10 @@
  *   fh_lips_client_end:    the last gradient (half precision) and the
  *                          client-local parameters go to the client store
  *
- * The round loop calls fh_lips_round_begin / fh_lips_round_end around each
- * round when run->lips exists (LIPS on, or the inertia record on). */
+ * It is an add-on (fl/addon.h, fh_addon_lips), active when LIPS or the
+ * inertia record is on: the client hooks run inside the client_update of every
+ * algorithm that trains by local SGD (FH_ALG_LOCAL_SGD), the round hooks keep
+ * the inertia record, and the resume check keeps the density schedule's T. */
 #ifndef FH_LIPS_H
 #define FH_LIPS_H
 
@@ -25,10 +27,12 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "fl/addon.h"
 #include "fl/blocks/local_sgd.h"
 #include "fl/run.h"
 
 extern const fh_key_spec fh_lips_keys[];
+extern const fh_addon fh_addon_lips;
 
 enum { FH_LIPS_SCORE_GW, FH_LIPS_SCORE_W, FH_LIPS_SCORE_G, FH_LIPS_SCORE_RANDOM };
 
@@ -57,34 +61,19 @@ uint32_t fh_lips_score_key(float s);
  * 2^-25 become zero. */
 uint16_t fh_lips_grad_to_half(float x);
 
-/* Setup: after the algorithm's setup, on every rank (declares client-store
- * fields and server vectors; may wrap run->alg to evaluate each client with
- * its own biases and BatchNorm). Leaves run->lips NULL when the deck turns
- * neither LIPS nor the inertia record on. FH_ERR_CONFIG for LIPS with another
- * algorithm than fedavg, fedprox or scaffold, or a model without middle layers. */
-int fh_lips_setup(fh_run *run);
-void fh_lips_free(fh_run *run);
+/* Setup (the add-on's, after the algorithm's, on every rank) declares
+ * client-store fields and server vectors, and with lips.local_bias_bn has
+ * each client evaluated with its own biases and BatchNorm. FH_ERR_CONFIG for
+ * LIPS on an algorithm that does not train by local SGD, or a model without
+ * middle layers. */
 
 /* After fh_model_load_state(c->model, run->global) and before local SGD with
  * sgd: prepares c->model as described above. Changes neither run->global nor
- * anything that is sent. A no-op when run->lips is NULL. */
+ * anything that is sent. A no-op when the add-on is off. (The add-on's
+ * client_begin; fh_addons_client_begin runs it in a round.) */
 int fh_lips_client_start(fh_run *run, const fh_client_ctx *c, fh_local_sgd *sgd);
 /* After local SGD (whether or not it failed: rc_train is its result, which
  * this returns when non-zero): stores what the client keeps. */
 int fh_lips_client_end(fh_run *run, const fh_client_ctx *c, fh_local_sgd *sgd, int rc_train);
-
-/* Round loop hooks (every rank; 0-based round t; run_dir: the run folder).
- * begin: before the broadcast (the resumed run's first round reads back the
- * inertia rows written so far). end: collective, after server_step, while
- * rank 0's run->global holds theta^{t+1}; sampled [m] the round's clients.
- * Return codes are rank-local: the caller agrees on them. */
-int fh_lips_round_begin(fh_run *run, int t, const char *run_dir);
-int fh_lips_round_end(fh_run *run, int t, const int *sampled, int m, const char *run_dir);
-
-/* Rank 0, in the resume check: LIPS's schedule depends on T; a resumed run
- * that would change it (lips.rounds = 0 and run.rounds changed from
- * ck_rounds, the checkpoint's value) is FH_ERR_CONFIG. ck_rounds NULL: not
- * known (older checkpoint), accepted. */
-int fh_lips_resume_check(const fh_config *cfg, const char *ck_rounds, const char *run_dir);
 
 #endif

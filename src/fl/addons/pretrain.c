@@ -362,3 +362,9 @@ int fh_pretrain(const fh_config *cfg, MPI_Comm comm, int resume) {
   fh_dataset_free(ds);
   return rc;
 }
+
+const fh_addon fh_addon_pretrain = {
+    .name = "pretrain",
+    .summary = "the server's pretrained model: `fedhpc pretrain` trains it, AugFL reads it (pm.*, pretrain.*)",
+    .keys = fh_pretrain_keys,
+};

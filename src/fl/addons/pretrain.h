@@ -29,9 +29,13 @@
 #include <stddef.h>
 
 #include "core/config.h"
+#include "fl/addon.h"
 #include "nn/model.h"
 
 extern const fh_key_spec fh_pretrain_keys[];
+/* An add-on of keys only (pm.*, pretrain.*): no hook runs in a federated
+ * run; AugFL and `fedhpc pretrain` read them. */
+extern const fh_addon fh_addon_pretrain;
 
 /* The PM's file: pm.path, or output.dir/<deck name>.pm.h5. */
 void fh_pm_path(const fh_config *cfg, char *out, size_t len);

@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "fl/algorithm.h"
-#include "fl/addons/lips.h"
+#include "fl/addon.h"
 #include "fl/blocks/local_sgd.h"
 #include "fl/payload.h"
 #include "fl/run.h"
@@ -28,9 +28,9 @@ static int fedavg_setup(fh_run *run) {
 static int fedavg_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_client_report *rep) {
   fedavg_state *s = run->alg_state;
   fh_model_load_state(c->model, run->global);
-  FH_TRY(fh_lips_client_start(run, c, &s->sgd));
+  FH_TRY(fh_addons_client_begin(run, c, &s->sgd));
   int rc = fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss);
-  FH_TRY(fh_lips_client_end(run, c, &s->sgd, rc));
+  FH_TRY(fh_addons_client_end(run, c, &s->sgd, rc));
   rep->weight = fh_split_weight(&c->data->train);
   return fh_accum_add_model(acc, c->model, s->scratch, rep->weight);
 }
@@ -56,4 +56,5 @@ const fh_algorithm fh_alg_fedavg = {
     .client_update = fedavg_client_update,
     .server_step = fedavg_server_step,
     .destroy = fedavg_destroy,
+    .flags = FH_ALG_LOCAL_SGD | FH_ALG_SAMPLE_WEIGHTS,
 };

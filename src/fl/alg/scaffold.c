@@ -26,7 +26,7 @@
 #include "core/log.h"
 #include "fl/algorithm.h"
 #include "fl/client_state.h"
-#include "fl/addons/lips.h"
+#include "fl/addon.h"
 #include "fl/blocks/local_sgd.h"
 #include "fl/payload.h"
 #include "fl/run.h"
@@ -88,11 +88,11 @@ static int scaffold_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, 
   float *ck = fh_client_store_acquire(run->state, s->field, c->id, &fresh);
   for (size_t i = 0; i < np; i++) s->corr[i] = cg[i] - ck[i];
   fh_model_load_state(c->model, theta);
-  int rc = fh_lips_client_start(run, c, &s->sgd);
+  int rc = fh_addons_client_begin(run, c, &s->sgd);
   /* x0: where local SGD starts (theta's parameters, or LIPS's masked ones) */
   memcpy(s->x0, fh_model_params(c->model), np * sizeof(float));
   if (rc == 0) rc = fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss);
-  rc = fh_lips_client_end(run, c, &s->sgd, rc);
+  rc = fh_addons_client_end(run, c, &s->sgd, rc);
   rep->weight = 1.0;
   memset(s->contrib, 0, run->payload_n * sizeof(float));
   if (rc == 0 && s->sgd.steps > 0) {
@@ -147,4 +147,5 @@ const fh_algorithm fh_alg_scaffold = {
     .client_update = scaffold_client_update,
     .server_step = scaffold_server_step,
     .destroy = scaffold_destroy,
+    .flags = FH_ALG_LOCAL_SGD,
 };
