@@ -10,6 +10,7 @@
 #include "cmd/commands.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "fl/algorithm.h"
 
 static const char *usage =
     "usage: fedhpc COMMAND [ARGS]   (launch with mpirun -np P or srun)\n"
@@ -40,9 +41,10 @@ static const char *usage =
     "        a trained model.h5 (encode.model) as a frozen encoder: writes the\n"
     "        deck's data set as a feature file (docs/features.md) with class\n"
     "        embeddings from the encoder's training data (run.algorithm = fstcbdg)\n"
-    "  help [COMMAND | keys]\n"
-    "        this text, one command's help, or every deck key with its type,\n"
-    "        default and valid range\n"
+    "  help [COMMAND | keys | algorithms [--tests]]\n"
+    "        this text, one command's help, every deck key with its type,\n"
+    "        default and valid range, or the registered algorithms and add-ons\n"
+    "        (--tests: their cases of the registry-driven tests, one per line)\n"
     "\n"
     "exit codes: 0 ok, 1 runtime error, 2 usage, 3 deck/config, 4 dataset,\n"
     "            5 output not writable, 6 loss diverged (NaN/Inf),\n"
@@ -144,6 +146,8 @@ static int print_help(int argc, char **argv) {
   else if (argc > 0 && strcmp(argv[0], "encode") == 0) fputs(help_encode, stdout);
   else if (argc > 0 && strcmp(argv[0], "pretrain") == 0) fputs(help_pretrain, stdout);
   else if (argc > 0 && strcmp(argv[0], "keys") == 0) return fh_cmd_help_keys(argc - 1, argv + 1);
+  else if (argc > 0 && strcmp(argv[0], "algorithms") == 0)
+    fh_registry_write(stdout, argc > 1 && strcmp(argv[1], "--tests") == 0);
   else if (argc > 0 && strcmp(argv[0], "info") == 0) fputs("usage: fedhpc info\n", stdout);
   else fputs(usage, stdout);
   return 0;

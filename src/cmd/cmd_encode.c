@@ -403,69 +403,78 @@ static int out_path(const fh_config *cfg, char *path, size_t len) {
   return 0;
 }
 
-static int encode(const fh_config *cfg, MPI_Comm comm) {
-  int rank, nranks;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &nranks);
-  const char *model_path = fh_cfg_str(cfg, "encode.model");
+/* What the steps of one encoding share. */
+typedef struct {
+  const fh_config *cfg;
+  MPI_Comm comm;
+  int rank, nranks, F, C, center;
+  const char *model_path;
   encoder E;
-  fh_source *psrc = NULL, *src = NULL;
-  float *zp = NULL, *ztr = NULL, *zte = NULL, *T = NULL, *mu = NULL;
-  int64_t *sums = NULL;
-  int rc = encoder_open(&E, model_path, (int)fh_cfg_int(cfg, "encode.batch"));
-  rc = fh_error_agree(comm, rc);
-  if (rc == 0) rc = fh_error_agree(comm, fh_source_open(&psrc, E.cfg));
-  if (rc == 0) rc = fh_error_agree(comm, fh_source_open(&src, cfg));
-  if (rc == 0) rc = fh_error_agree(comm, encoder_norm(&E, psrc));
-  if (rc == 0 && (src->c != E.c || src->h != E.h || src->w != E.w))
+  fh_source *psrc, *src; /* the encoder's training data, the deck's data */
+  int64_t skip, ntr, nte, tb, te, sb, se;
+  float *zp, *ztr, *zte, *T, *mu;
+  int64_t *sums;
+} encode_job;
+
+/* The encoder, both sources, and whether they fit each other. Errors agreed. */
+static int encode_open(encode_job *J) {
+  const fh_config *cfg = J->cfg;
+  int rc = encoder_open(&J->E, J->model_path, (int)fh_cfg_int(cfg, "encode.batch"));
+  rc = fh_error_agree(J->comm, rc);
+  if (rc == 0) rc = fh_error_agree(J->comm, fh_source_open(&J->psrc, J->E.cfg));
+  if (rc == 0) rc = fh_error_agree(J->comm, fh_source_open(&J->src, cfg));
+  if (rc == 0) rc = fh_error_agree(J->comm, encoder_norm(&J->E, J->psrc));
+  const fh_source *src = J->src, *psrc = J->psrc;
+  const encoder *E = &J->E;
+  if (rc == 0 && (src->c != E->c || src->h != E->h || src->w != E->w))
     rc = FH_FAIL(FH_ERR_CONFIG, "the deck's data (%s) are %dx%dx%d samples but the encoder %s takes %dx%dx%d; encode "
                                 "data of the encoder's shape",
-                 src->name, src->c, src->h, src->w, model_path, E.c, E.h, E.w);
+                 src->name, src->c, src->h, src->w, J->model_path, E->c, E->h, E->w);
   if (rc == 0 && src->num_classes != psrc->num_classes)
     rc = FH_FAIL(FH_ERR_CONFIG, "the deck's data (%s) have %d classes but the encoder's training data (%s) have %d; "
                                 "the class embeddings come from those, so the classes must be the same",
                  src->name, src->num_classes, psrc->name, psrc->num_classes);
-  const int64_t skip = rc == 0 ? fh_cfg_int(cfg, "encode.skip_train") : 0;
-  if (rc == 0 && skip >= src->n[FH_SPLIT_TRAIN])
-    rc = FH_FAIL(FH_ERR_CONFIG, "encode.skip_train = %lld leaves none of the %lld train rows of %s", (long long)skip,
+  J->skip = rc == 0 ? fh_cfg_int(cfg, "encode.skip_train") : 0;
+  if (rc == 0 && J->skip >= src->n[FH_SPLIT_TRAIN])
+    rc = FH_FAIL(FH_ERR_CONFIG, "encode.skip_train = %lld leaves none of the %lld train rows of %s", (long long)J->skip,
                  (long long)src->n[FH_SPLIT_TRAIN], src->name);
-  if (rc) goto done;
-  const int F = E.F, C = src->num_classes;
-  fh_info("encode: %s extractor of %s (%d features) on %s; class embeddings from %s (%lld rows); %d ranks", E.arch,
-          model_path, F, src->name, psrc->name, (long long)psrc->n[FH_SPLIT_TRAIN], nranks);
+  return rc;
+}
 
-  /* The encoder's training rows: mu, then the class prototypes. */
+/* The encoder's training rows: their mean feature mu (encode.center), then
+ * the class prototypes T [C, F], centred and normalised. Errors agreed. */
+static int class_embeddings(encode_job *J) {
+  const fh_source *psrc = J->psrc;
+  const int F = J->F, C = J->C;
+  MPI_Comm comm = J->comm;
   int64_t b, e;
   const int64_t np_ = psrc->n[FH_SPLIT_TRAIN];
-  fh_block_range(np_, nranks, rank, &b, &e);
-  zp = fh_malloc(sizeof(float) * (size_t)((e - b) ? (e - b) : 1) * F);
-  rc = fh_error_agree(comm, encode_block(&E, psrc, FH_SPLIT_TRAIN, 0, np_, b, e - b, zp));
-  if (rc) goto done;
-  sums = fh_calloc((size_t)(C + 1) * F + C, sizeof(int64_t)); /* [F] mu, [C, F] class sums, [C] counts */
-  const int center = fh_cfg_bool(cfg, "encode.center");
-  if (center) {
+  fh_block_range(np_, J->nranks, J->rank, &b, &e);
+  J->zp = fh_malloc(sizeof(float) * (size_t)((e - b) ? (e - b) : 1) * F);
+  FH_TRY(fh_error_agree(comm, encode_block(&J->E, J->psrc, FH_SPLIT_TRAIN, 0, np_, b, e - b, J->zp)));
+  int64_t *sums = J->sums = fh_calloc((size_t)(C + 1) * F + C, sizeof(int64_t)); /* [F] mu, [C, F] class sums, [C] counts */
+  int rc = 0;
+  if (J->center) {
     const double bound = ldexp(1.0, 62) / FIX_SCALE / (double)(np_ + 1);
-    for (int64_t i = 0; i < e - b && rc == 0; i++) rc = fix_add(sums, zp + (size_t)i * F, F, bound);
-    rc = fh_error_agree(comm, rc);
-    if (rc) goto done;
+    for (int64_t i = 0; i < e - b && rc == 0; i++) rc = fix_add(sums, J->zp + (size_t)i * F, F, bound);
+    FH_TRY(fh_error_agree(comm, rc));
     MPI_Allreduce(MPI_IN_PLACE, sums, F, MPI_INT64_T, MPI_SUM, comm);
-    mu = fh_malloc(sizeof(float) * (size_t)F);
-    for (int j = 0; j < F; j++) mu[j] = (float)((double)sums[j] / FIX_SCALE / (double)np_);
+    J->mu = fh_malloc(sizeof(float) * (size_t)F);
+    for (int j = 0; j < F; j++) J->mu[j] = (float)((double)sums[j] / FIX_SCALE / (double)np_);
   }
-  int64_t bad = center_normalise(zp, e - b, F, mu);
+  int64_t bad = center_normalise(J->zp, e - b, F, J->mu);
   if (bad >= 0)
     rc = FH_FAIL(FH_ERR_DATA, "encode: the feature of row %lld of %s is zero (the encoder's output equals the mean "
                               "feature); cannot normalise it", (long long)(b + bad), psrc->name);
-  rc = fh_error_agree(comm, rc);
-  if (rc) goto done;
+  FH_TRY(fh_error_agree(comm, rc));
   int64_t *csum = sums + F, *count = sums + (size_t)(C + 1) * F;
   for (int64_t i = 0; i < e - b; i++) {
     const int y = psrc->labels[FH_SPLIT_TRAIN][b + i];
-    fix_add(csum + (size_t)y * F, zp + (size_t)i * F, F, 2.0);
+    fix_add(csum + (size_t)y * F, J->zp + (size_t)i * F, F, 2.0);
     count[y]++;
   }
   MPI_Allreduce(MPI_IN_PLACE, csum, C * F + C, MPI_INT64_T, MPI_SUM, comm);
-  T = fh_malloc(sizeof(float) * (size_t)C * F);
+  float *T = J->T = fh_malloc(sizeof(float) * (size_t)C * F);
   for (int c = 0; c < C && rc == 0; c++) {
     if (count[c] == 0)
       rc = FH_FAIL(FH_ERR_DATA, "encode: class %d has no row in the encoder's training data (%s); it cannot have a "
@@ -474,42 +483,52 @@ static int encode(const fh_config *cfg, MPI_Comm comm) {
   }
   if (rc == 0 && fh_features_normalise_rows(T, C, F) >= 0)
     rc = FH_FAIL(FH_ERR_DATA, "encode: a class's mean feature is zero; cannot normalise it");
-  rc = fh_error_agree(comm, rc);
-  if (rc) goto done;
+  return fh_error_agree(comm, rc);
+}
 
-  /* The deck's pool: rows skip.. of train, every test row. */
-  const int64_t ntr = src->n[FH_SPLIT_TRAIN] - skip, nte = src->n[FH_SPLIT_TEST];
-  int64_t tb, te, sb, se;
-  fh_block_range(ntr, nranks, rank, &tb, &te);
-  fh_block_range(nte, nranks, rank, &sb, &se);
-  ztr = fh_malloc(sizeof(float) * (size_t)((te - tb) ? (te - tb) : 1) * F);
-  zte = fh_malloc(sizeof(float) * (size_t)((se - sb) ? (se - sb) : 1) * F);
-  rc = encode_block(&E, src, FH_SPLIT_TRAIN, skip, ntr, tb, te - tb, ztr);
-  if (rc == 0) rc = encode_block(&E, src, FH_SPLIT_TEST, 0, nte, sb, se - sb, zte);
-  if (rc == 0 &&
-      ((bad = center_normalise(ztr, te - tb, F, mu)) >= 0 || (bad = center_normalise(zte, se - sb, F, mu)) >= 0))
+/* The deck's pool: rows skip.. of train, every test row, each rank its block,
+ * centred and normalised. Errors agreed. */
+static int encode_pool(encode_job *J) {
+  const fh_source *src = J->src;
+  const int F = J->F;
+  J->ntr = src->n[FH_SPLIT_TRAIN] - J->skip, J->nte = src->n[FH_SPLIT_TEST];
+  fh_block_range(J->ntr, J->nranks, J->rank, &J->tb, &J->te);
+  fh_block_range(J->nte, J->nranks, J->rank, &J->sb, &J->se);
+  J->ztr = fh_malloc(sizeof(float) * (size_t)((J->te - J->tb) ? (J->te - J->tb) : 1) * F);
+  J->zte = fh_malloc(sizeof(float) * (size_t)((J->se - J->sb) ? (J->se - J->sb) : 1) * F);
+  int rc = encode_block(&J->E, J->src, FH_SPLIT_TRAIN, J->skip, J->ntr, J->tb, J->te - J->tb, J->ztr);
+  if (rc == 0) rc = encode_block(&J->E, J->src, FH_SPLIT_TEST, 0, J->nte, J->sb, J->se - J->sb, J->zte);
+  if (rc == 0 && (center_normalise(J->ztr, J->te - J->tb, F, J->mu) >= 0 ||
+                  center_normalise(J->zte, J->se - J->sb, F, J->mu) >= 0))
     rc = FH_FAIL(FH_ERR_DATA, "encode: a feature of %s is zero after centring; cannot normalise it", src->name);
-  rc = fh_error_agree(comm, rc);
-  if (rc) goto done;
+  return fh_error_agree(J->comm, rc);
+}
 
+/* The feature file: rank 0 writes its layout under a .partial name, the ranks
+ * their rows one after another, then rank 0 renames it. Errors agreed. */
+static int write_feature_file(encode_job *J) {
+  const fh_config *cfg = J->cfg;
+  MPI_Comm comm = J->comm;
+  const int rank = J->rank, F = J->F;
   char path[4200], partial[4300], text[512];
+  int rc = 0;
   if (rank == 0) rc = out_path(cfg, path, sizeof path);
-  rc = fh_error_agree(comm, rc);
-  if (rc) goto done;
+  FH_TRY(fh_error_agree(comm, rc));
   MPI_Bcast(path, sizeof path, MPI_CHAR, 0, comm);
   snprintf(partial, sizeof partial, "%s.partial", path);
-  snprintf(text, sizeof text, "fedhpc encode: the %s extractor (%d features) of %s%s", E.arch, F, model_path,
-           center ? ", centred on its training data's mean feature" : "");
+  snprintf(text, sizeof text, "fedhpc encode: the %s extractor (%d features) of %s%s", J->E.arch, F, J->model_path,
+           J->center ? ", centred on its training data's mean feature" : "");
   if (rank == 0) {
     char *ini = fh_config_dump(cfg);
-    rc = write_layout(partial, src, skip, ntr, nte, F, T, fh_cfg_real(cfg, "encode.logit_scale"), text, ini);
+    rc = write_layout(partial, J->src, J->skip, J->ntr, J->nte, F, J->T, fh_cfg_real(cfg, "encode.logit_scale"), text,
+                      ini);
     free(ini);
   }
   rc = fh_error_agree(comm, rc);
-  for (int r = 0; r < nranks && rc == 0; r++) { /* one writer at a time: serial HDF5 */
+  for (int r = 0; r < J->nranks && rc == 0; r++) { /* one writer at a time: serial HDF5 */
     if (rank == r) {
-      rc = write_rows(partial, "train/x", tb, te - tb, F, ztr);
-      if (rc == 0) rc = write_rows(partial, "test/x", sb, se - sb, F, zte);
+      rc = write_rows(partial, "train/x", J->tb, J->te - J->tb, F, J->ztr);
+      if (rc == 0) rc = write_rows(partial, "test/x", J->sb, J->se - J->sb, F, J->zte);
     }
     rc = fh_error_agree(comm, rc);
   }
@@ -518,17 +537,37 @@ static int encode(const fh_config *cfg, MPI_Comm comm) {
   rc = fh_error_agree(comm, rc);
   if (rc == 0)
     fh_info("encode: wrote %s: %lld train and %lld test rows of %d features, %d class embeddings, logit scale %g",
-            path, (long long)ntr, (long long)nte, F, C, fh_cfg_real(cfg, "encode.logit_scale"));
-done:
-  free(zp);
-  free(ztr);
-  free(zte);
-  free(T);
-  free(mu);
-  free(sums);
-  fh_source_close(psrc);
-  fh_source_close(src);
-  encoder_free(&E);
+            path, (long long)J->ntr, (long long)J->nte, F, J->C, fh_cfg_real(cfg, "encode.logit_scale"));
+  return rc;
+}
+
+static int encode(const fh_config *cfg, MPI_Comm comm) {
+  encode_job J;
+  memset(&J, 0, sizeof J);
+  J.cfg = cfg;
+  J.comm = comm;
+  MPI_Comm_rank(comm, &J.rank);
+  MPI_Comm_size(comm, &J.nranks);
+  J.model_path = fh_cfg_str(cfg, "encode.model");
+  J.center = fh_cfg_bool(cfg, "encode.center");
+  int rc = encode_open(&J);
+  if (rc == 0) {
+    J.F = J.E.F, J.C = J.src->num_classes;
+    fh_info("encode: %s extractor of %s (%d features) on %s; class embeddings from %s (%lld rows); %d ranks", J.E.arch,
+            J.model_path, J.F, J.src->name, J.psrc->name, (long long)J.psrc->n[FH_SPLIT_TRAIN], J.nranks);
+    rc = class_embeddings(&J);
+  }
+  if (rc == 0) rc = encode_pool(&J);
+  if (rc == 0) rc = write_feature_file(&J);
+  free(J.zp);
+  free(J.ztr);
+  free(J.zte);
+  free(J.T);
+  free(J.mu);
+  free(J.sums);
+  fh_source_close(J.psrc);
+  fh_source_close(J.src);
+  encoder_free(&J.E);
   return rc;
 }
 

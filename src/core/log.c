@@ -42,3 +42,11 @@ void fh_report_error(void) {
   fflush(stdout);
   fflush(stderr);
 }
+
+void fh_format_eta(double s, char *buf, size_t len) {
+  long t = (long)(s + 0.5);
+  if (t >= 3600)
+    snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+  else
+    snprintf(buf, len, "%ld:%02ld", t / 60, t % 60);
+}

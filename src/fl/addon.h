@@ -54,6 +54,9 @@ typedef struct fh_addon {
   int (*resume_check)(const fh_config *deck, fh_ck_lookup get, const void *ck, const char *run_dir);
   int (*finish)(fh_run *run, void *state, const char *run_dir);
   void (*destroy)(fh_run *run, void *state);
+  /* Its cases of the registry-driven tests (fl/algorithm.h), each naming its
+   * algorithm; NULL: none. */
+  const fh_test_case *tests;
 } fh_addon;
 
 /* Add-on registry (src/fl/registry.c). */

@@ -40,6 +40,8 @@
 #ifndef FH_ALGORITHM_H
 #define FH_ALGORITHM_H
 
+#include <stdio.h>
+
 #include "core/config.h"
 #include "data/dataset.h"
 #include "fl/accumulate.h"
@@ -70,6 +72,24 @@ typedef struct {
 /* The aggregation weight is the train split's sample weight (fh_split_weight):
  * fedgc.weights = real is honoured. */
 #define FH_ALG_SAMPLE_WEIGHTS 8u
+
+/* A case of the registry-driven tests of tests/mpi/ (`fedhpc help algorithms
+ * --tests` lists them, one line each): the checks it takes part in, and the
+ * deck keys it sets on top of the test's deck. An algorithm whose table has
+ * no cases (tests NULL) gets one case named after it, with no settings, in
+ * every check: a newly registered algorithm is covered without a test edit. */
+#define FH_TEST_RANKS 1u        /* bitwise equal on 1, 2, 3 ranks (test_bitwise_ranks_algorithms.sh) */
+#define FH_TEST_RESUME 2u       /* resumed = uninterrupted, every rank pair, kill, signals (test_checkpoint*.sh) */
+#define FH_TEST_RESUME_SHORT 4u /* resumed = uninterrupted, 3 -> 2 ranks only (test_checkpoint.sh) */
+#define FH_TEST_DECK 8u         /* runs from a deck: an input/ deck, else quickstart.ini (test_input_decks.sh) */
+typedef struct {
+  const char *name;      /* the case, unique within a check; NULL ends a list        */
+  unsigned checks;       /* FH_TEST_*                                                 */
+  const char *settings;  /* "section.key=value ..." (no spaces in a value); @SRC_DIR@:
+                            the source tree                                           */
+  const char *measured;  /* metrics.h5 datasets that must hold a number in (0, 1]   */
+  const char *algorithm; /* run.algorithm; NULL: the table's own (an add-on names one) */
+} fh_test_case;
 
 typedef struct fh_algorithm {
   const char *name;           /* value of run.algorithm            */
@@ -112,6 +132,8 @@ typedef struct fh_algorithm {
    * once run->global is in sync; NULL on failure (the error set). NULL hook:
    * run->global. */
   const float *(*global_model)(fh_run *run);
+  /* Its cases of the registry-driven tests (above); NULL: one default case. */
+  const fh_test_case *tests;
 } fh_algorithm;
 
 /* Registry (src/fl/registry.c). */
@@ -120,6 +142,10 @@ int fh_algorithm_count(void);
 const fh_algorithm *fh_algorithm_at(int i);
 /* "fedavg|..." for the run.algorithm enum. */
 const char *fh_algorithm_choices(void);
+/* `fedhpc help algorithms`: every algorithm and add-on with its summary;
+ * tests: the test cases instead, one line each, fields separated by |: case,
+ * algorithm, checks (ranks,resume,resume-short,deck), settings, measured. */
+void fh_registry_write(FILE *out, int tests);
 /* The names of the registered algorithms with every flag of flags, as
  * "a, b or c" (conj "or") into buf. */
 void fh_algorithm_names_with(unsigned flags, const char *conj, char *buf, size_t len);

@@ -171,17 +171,6 @@ static void record_test(fh_evaluator *ev, int mode, fh_model *m, const fh_client
   t[(size_t)COL_LOSS * ev->K + cd->id] = loss;
 }
 
-static int is_holdout(const fh_run *run, int k) {
-  int lo = 0, hi = run->nholdout - 1;
-  while (lo <= hi) {
-    int mid = (lo + hi) / 2;
-    if (run->holdout[mid] == k) return 1;
-    if (run->holdout[mid] < k) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return 0;
-}
-
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -271,7 +260,7 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
     double *train = ev->table + (size_t)ev->row_train * K;
     for (int i = 0; i < run->nlocal; i++) {
       const fh_client_data *cd = &run->data->clients[i];
-      if (run->nholdout && is_holdout(run, cd->id)) continue;
+      if (run->nholdout && fh_run_is_holdout(run, cd->id)) continue;
       record_test(ev, MODE_GLOBAL, model, cd);
       double train_loss = 0;
       eval_split(model, &cd->train, ev->dim, ev->evb, &train_loss);
@@ -285,7 +274,7 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
   /* Each training client's own model. */
   for (int i = 0; i < run->nlocal && rc == 0 && ev->on[MODE_PERSONAL]; i++) {
     const fh_client_data *cd = &run->data->clients[i];
-    if (run->nholdout && is_holdout(run, cd->id)) continue;
+    if (run->nholdout && fh_run_is_holdout(run, cd->id)) continue;
     fh_client_ctx ctx = {.id = cd->id, .round = t, .data = cd, .model = model};
     if (run->alg->client_evaluate) { /* the algorithm runs the client's model itself */
       double correct = 0, loss = 0;
@@ -306,7 +295,7 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
     if (!ev->on[mode]) continue;
     for (int i = 0; i < run->nlocal && rc == 0; i++) {
       const fh_client_data *cd = &run->data->clients[i];
-      if ((mode == MODE_HOLDOUT) != (run->nholdout && is_holdout(run, cd->id))) continue;
+      if ((mode == MODE_HOLDOUT) != (run->nholdout && fh_run_is_holdout(run, cd->id))) continue;
       fh_model_load_state(model, g);
       fh_rng rng;
       fh_rng_init(&rng, run->seed, FH_RNG_EVAL, (uint32_t)cd->id, (uint32_t)t);

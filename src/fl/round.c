@@ -134,14 +134,6 @@ void fh_run_sample(const fh_run *run, int t, int *sampled) {
     for (int j = 0; j < m; j++) sampled[j] = run->train_ids[sampled[j]];
 }
 
-static void format_eta(double s, char *buf, size_t len) {
-  long t = (long)(s + 0.5);
-  if (t >= 3600)
-    snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  else
-    snprintf(buf, len, "%ld:%02ld", t / 60, t % 60);
-}
-
 /* ---- end-of-run summary: per phase, min/mean/max over ranks ---------------- */
 static void print_summary(fh_run *run, const double *phase_total, double wall, double final_acc,
                           double best_acc, int best_round) {
@@ -160,19 +152,244 @@ static void print_summary(fh_run *run, const double *phase_total, double wall, d
   }
 }
 
+/* ---- one round, in named steps ---------------------------------------------- */
+
+/* What the steps of the loop share. */
+typedef struct {
+  fh_run *run;
+  const char *run_dir;
+  int m, R, eval_every, start;
+  size_t bcast_n;
+  int communicate;  /* No global model (Local): nothing is broadcast or reduced. */
+  int global_model; /* the headline is the global model's accuracy, else the clients' own models' */
+  fh_metrics_file *mf;
+  fh_profile_history *hist;
+  fh_evaluator *ev;
+  fh_accum acc;
+  int *sampled;      /* [m] */
+  double *ctrain;    /* [loss*w, w] per sampled slot */
+  double *all_times; /* rank 0: [nranks][FH_NPHASES] */
+  double phase_total[FH_NPHASES];
+  double t_start, final_acc, best_acc;
+  int best_round, global_in_sync;
+} loop_state;
+
+static void loop_init(loop_state *L, fh_run *run, const char *run_dir, fh_metrics_file *mf, fh_profile_history *hist) {
+  memset(L, 0, sizeof *L);
+  L->run = run;
+  L->run_dir = run_dir;
+  L->m = fh_run_sampled_count(run);
+  L->R = run->rounds;
+  L->eval_every = (int)fh_cfg_int(run->cfg, "run.eval_every");
+  L->bcast_n = run->bcast_n ? run->bcast_n : run->payload_n;
+  L->communicate = !(run->alg->flags & FH_ALG_NO_GLOBAL);
+  /* The headline accuracy: the global model's, or the clients' own models' when the
+   * run has no global model of the data (Local; pFedAFM, whose payload is a part). */
+  L->global_model = L->communicate && !(run->alg->flags & FH_ALG_NO_GLOBAL_MODEL);
+  L->mf = mf;
+  L->hist = hist;
+  fh_evaluator_create(&L->ev, run);
+  fh_accum_create(&L->acc, run->payload_n, (int)fh_cfg_int(run->cfg, "run.accum_bits"), L->m);
+  L->sampled = fh_malloc((size_t)L->m * sizeof(int));
+  L->ctrain = fh_malloc((size_t)2 * L->m * sizeof(double));
+  L->all_times = run->rank == 0 ? fh_malloc((size_t)run->nranks * FH_NPHASES * sizeof(double)) : NULL;
+  L->t_start = MPI_Wtime();
+  L->final_acc = NAN;
+  L->best_acc = -1;
+}
+
+static void loop_free(loop_state *L) {
+  fh_accum_destroy(&L->acc);
+  free(L->sampled);
+  free(L->ctrain);
+  fh_evaluator_free(L->ev);
+  free(L->all_times);
+}
+
+/* The final and best headline accuracy so far. */
+static void headline(loop_state *L, double a, int round) {
+  L->final_acc = a;
+  if (a > L->best_acc) L->best_acc = a, L->best_round = round;
+}
+
+/* A resumed run: the state after round L->start from RUN/checkpoint.h5, and
+ * the metrics rows before it written again. */
+static int resume(loop_state *L) {
+  fh_run *run = L->run;
+  fh_round_metrics *old = NULL;
+  int nold = 0;
+  int rc = fh_checkpoint_read(run, L->run_dir, L->hist, &run->prof, &old, &nold, &L->start);
+  for (int i = 0; i < nold && rc == 0; i++) {
+    drop_forced_evaluation(&old[i], L->eval_every, L->R);
+    rc = fh_metrics_append(L->mf, &old[i]);
+    if (rc == 0) rc = fh_metrics_finish_row(L->mf, old[i].phase[FH_PH_IO]);
+    double a = L->global_model ? old[i].test_accuracy : old[i].personal.accuracy; /* the headline, as below */
+    if (!isnan(a)) headline(L, a, old[i].round);
+  }
+  free(old);
+  rc = fh_error_agree(run->comm, rc);
+  if (rc == 0) fh_info("resumed from %s/checkpoint.h5 after round %d of %d", L->run_dir, L->start, L->R);
+  return rc;
+}
+
+/* Every hosted sampled client's client_update, in id order (rank-local). */
+static int local_updates(loop_state *L, int t) {
+  fh_run *run = L->run;
+  int rc = 0;
+  fh_accum_zero(&L->acc);
+  memset(L->ctrain, 0, (size_t)2 * L->m * sizeof(double));
+  for (int j = 0; j < L->m && rc == 0; j++) {
+    int k = L->sampled[j];
+    if (k < run->first_client || k >= run->first_client + run->nlocal) continue;
+    fh_client_ctx ctx = {.id = k, .round = t, .data = &run->data->clients[k - run->first_client],
+                         .model = run->model};
+    fh_client_report rep = {0};
+    rc = run->alg->client_update(run, &ctx, &L->acc, &rep);
+    if (rc) fh_error_prefix("round %d, client %d: ", t + 1, k);
+    L->ctrain[2 * j] = rep.train_loss * rep.weight;
+    L->ctrain[2 * j + 1] = rep.weight;
+  }
+  return rc;
+}
+
+/* Round t's training: sampling, add-ons' round_begin, broadcast, local
+ * updates, reduction, server step, add-ons' round_end. Agreed. */
+static int train(loop_state *L, int t, fh_round_metrics *rm) {
+  fh_run *run = L->run;
+  MPI_Comm comm = run->comm;
+  const int is_root = run->rank == 0, m = L->m;
+  fh_run_sample(run, t, L->sampled);
+
+  int rc = fh_addons_round_begin(run, t, L->run_dir); /* agreed */
+  if (rc) return rc;
+
+  fh_prof_begin(&run->prof, FH_PH_BCAST);
+  if (!L->global_in_sync && L->communicate) bcast_floats(run->global, L->bcast_n, comm);
+  fh_prof_end(&run->prof, FH_PH_BCAST);
+
+  fh_prof_begin(&run->prof, FH_PH_LOCAL);
+  rc = local_updates(L, t);
+  fh_prof_end(&run->prof, FH_PH_LOCAL);
+
+  /* "reduce" includes waiting for the slowest rank: that is the imbalance. */
+  fh_prof_begin(&run->prof, FH_PH_REDUCE);
+  rc = fh_error_agree(comm, rc);
+  if (rc == 0) {
+    if (L->communicate) fh_accum_reduce(&L->acc, 0, comm);
+    MPI_Reduce(is_root ? MPI_IN_PLACE : L->ctrain, L->ctrain, 2 * m, MPI_DOUBLE, MPI_SUM, 0, comm);
+  }
+  fh_prof_end(&run->prof, FH_PH_REDUCE);
+  if (rc) return rc;
+
+  fh_prof_begin(&run->prof, FH_PH_SERVER);
+  if (run->alg->server_collective) rc = run->alg->server_collective(run, &L->acc); /* every rank */
+  if (is_root) {
+    if (rc == 0 && run->alg->server_step) rc = run->alg->server_step(run, &L->acc);
+    double wl = 0, ws = 0;
+    for (int j = 0; j < m; j++) wl += L->ctrain[2 * j], ws += L->ctrain[2 * j + 1];
+    rm->local_loss = ws > 0 ? wl / ws : NAN;
+  }
+  fh_prof_end(&run->prof, FH_PH_SERVER);
+  rc = fh_error_agree(comm, rc);
+  if (rc) return rc;
+  rc = fh_addons_round_end(run, t, L->sampled, m, L->run_dir); /* agreed */
+  if (rc) return rc;
+  L->global_in_sync = 0;
+  return 0;
+}
+
+/* In evaluation rounds (every run.eval_every, and the last): the global
+ * payload to every rank, then every evaluation mode. */
+static int evaluate(loop_state *L, int t, fh_round_metrics *rm) {
+  fh_run *run = L->run;
+  if ((t + 1) % L->eval_every != 0 && t != L->R - 1) return 0;
+  fh_prof_begin(&run->prof, FH_PH_BCAST);
+  if (L->communicate) bcast_floats(run->global, L->bcast_n, run->comm);
+  L->global_in_sync = 1;
+  fh_prof_end(&run->prof, FH_PH_BCAST);
+  fh_prof_begin(&run->prof, FH_PH_EVAL);
+  int rc = fh_evaluate(L->ev, run, t, rm);
+  fh_prof_end(&run->prof, FH_PH_EVAL);
+  if (rc) return rc;
+  if (run->rank == 0) /* the headline: the global model, or the clients' own without one */
+    headline(L, L->global_model ? rm->test_accuracy : rm->personal.accuracy, t + 1);
+  return 0;
+}
+
+/* I/O: per-phase maxima over ranks, then rank 0 writes the row; the row's
+ * own I/O time is its last entry. Agreed. */
+static int write_row(loop_state *L, fh_round_metrics *rm, double t_round) {
+  fh_run *run = L->run;
+  int rc = 0;
+  fh_prof_begin(&run->prof, FH_PH_IO);
+  double t_io = MPI_Wtime();
+  MPI_Gather(run->prof.time, FH_NPHASES, MPI_DOUBLE, L->all_times, FH_NPHASES, MPI_DOUBLE, 0, run->comm);
+  if (run->rank == 0) {
+    for (int p = 0; p < FH_NPHASES; p++) {
+      rm->phase[p] = 0;
+      for (int r = 0; r < run->nranks; r++)
+        if (L->all_times[r * FH_NPHASES + p] > rm->phase[p]) rm->phase[p] = L->all_times[r * FH_NPHASES + p];
+    }
+    rm->wall = MPI_Wtime() - t_round;
+    rc = fh_metrics_append(L->mf, rm);
+    if (rc == 0) rc = fh_metrics_finish_row(L->mf, MPI_Wtime() - t_io);
+  }
+  fh_prof_end(&run->prof, FH_PH_IO);
+  fh_profile_history_push(L->hist, &run->prof);
+  for (int p = 0; p < FH_NPHASES; p++) L->phase_total[p] += run->prof.time[p];
+  return fh_error_agree(run->comm, rc);
+}
+
+/* Rank 0: the round's line (evaluations, local loss, time, ETA). */
+static void print_round(const loop_state *L, int t, const fh_round_metrics *rm, double t_round) {
+  const int R = L->R;
+  double elapsed = MPI_Wtime() - L->t_start;
+  char eta[32], evals[256];
+  fh_format_eta(elapsed / (t + 1 - L->start) * (R - t - 1), eta, sizeof eta);
+  if (!L->global_model && !isnan(rm->personal.accuracy))
+    snprintf(evals, sizeof evals, "own models' test acc %6.2f%%", 100 * rm->personal.accuracy);
+  else if (isnan(rm->test_accuracy))
+    snprintf(evals, sizeof evals, "train loss      -  test acc      -");
+  else
+    snprintf(evals, sizeof evals, "train loss %.4f  test acc %6.2f%%", rm->train_loss, 100 * rm->test_accuracy);
+  if (L->global_model && !isnan(rm->personal.accuracy))
+    snprintf(evals + strlen(evals), sizeof evals - strlen(evals), "  personalised %6.2f%%",
+             100 * rm->personal.accuracy);
+  if (!isnan(rm->finetune.accuracy))
+    snprintf(evals + strlen(evals), sizeof evals - strlen(evals), "  fine-tuned %6.2f%%", 100 * rm->finetune.accuracy);
+  if (!isnan(rm->holdout.accuracy))
+    snprintf(evals + strlen(evals), sizeof evals - strlen(evals), "  held-out %6.2f%%", 100 * rm->holdout.accuracy);
+  fh_info("round %*d/%d  %s  local loss %.4f  %.3f s  ETA %s", (int)snprintf(NULL, 0, "%d", R), t + 1, R, evals,
+          rm->local_loss, MPI_Wtime() - t_round, eta);
+}
+
+/* Round t (0-based), whole: train, evaluate, write its metrics row, print its
+ * line. Non-zero: the loop stops (agreed on every rank). */
+static int run_round(loop_state *L, int t) {
+  fh_run *run = L->run;
+  double t_round = MPI_Wtime();
+  fh_profiler_reset_round(&run->prof);
+  fh_round_metrics rm;
+  fh_round_metrics_clear(&rm, t + 1, L->m);
+  /* what travels: the payload's head to every node, the fixed-point
+   * accumulator (payload and weight sum, int64) from every rank */
+  rm.bcast_bytes = L->communicate ? (double)L->bcast_n * sizeof(float) : 0;
+  rm.reduce_bytes = L->communicate ? (double)(run->payload_n + 1) * sizeof(int64_t) : 0;
+  FH_TRY(train(L, t, &rm));
+  FH_TRY(evaluate(L, t, &rm));
+  int rc = write_row(L, &rm, t_round);
+  if (run->rank == 0 && rc == 0) print_round(L, t, &rm, t_round);
+  return rc;
+}
+
 /* ---- the loop ---------------------------------------------------------------- */
+
+/* Its opening (the run folder, metrics.h5) and its finishing protocol stay
+ * together here, in the order that makes a metrics.h5 mean a complete run. */
 int fh_run_execute(fh_run *run, const char *run_dir_override) {
   const fh_config *cfg = run->cfg;
   MPI_Comm comm = run->comm;
   const int K = run->map.num_clients, R = run->rounds, is_root = run->rank == 0;
-  const int m = fh_run_sampled_count(run);
-  const size_t bcast_n = run->bcast_n ? run->bcast_n : run->payload_n;
-  /* No global model (Local): nothing is broadcast or reduced. */
-  const int communicate = !(run->alg->flags & FH_ALG_NO_GLOBAL);
-  /* The headline accuracy: the global model's, or the clients' own models' when the
-   * run has no global model of the data (Local; pFedAFM, whose payload is a part). */
-  const int global_model = communicate && !(run->alg->flags & FH_ALG_NO_GLOBAL_MODEL);
-  const int eval_every = (int)fh_cfg_int(cfg, "run.eval_every");
 
   char run_dir[4096];
   if (run_dir_override)
@@ -207,166 +424,23 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   fh_profile_history_init(&hist, R, run->prof.nevents);
 
   fh_info("fedhpc %s: %s on %s, %d clients (%d per round), %d rounds, %d ranks", FEDHPC_VERSION,
-          run->alg->name, run->data->name, K, m, R, run->nranks);
+          run->alg->name, run->data->name, K, fh_run_sampled_count(run), R, run->nranks);
   if (run->nholdout)
     fh_info("%d clients held out of training: they adapt the global model and test (eval.holdout_clients)",
             run->nholdout);
   fh_info("model %s: %zu parameters; output in %s/", fh_model_arch(run->model), fh_model_nparams(run->model),
           run_dir);
-  fh_evaluator *ev = NULL;
-  fh_evaluator_create(&ev, run);
-
-  fh_accum acc;
-  fh_accum_create(&acc, run->payload_n, (int)fh_cfg_int(cfg, "run.accum_bits"), m);
-  int *sampled = fh_malloc((size_t)m * sizeof(int));
-  double *ctrain = fh_malloc((size_t)2 * m * sizeof(double)); /* [loss*w, w] per sampled slot */
-  double *all_times = is_root ? fh_malloc((size_t)run->nranks * FH_NPHASES * sizeof(double)) : NULL;
-  double phase_total[FH_NPHASES] = {0};
-  double t_start = MPI_Wtime(), final_acc = NAN, best_acc = -1;
-  int best_round = 0, global_in_sync = 0;
+  loop_state L;
+  loop_init(&L, run, run_dir, &mf, &hist);
+  const double t_start = L.t_start;
   const int ck_every = (int)fh_cfg_int(cfg, "checkpoint.every");
 
-  /* A resumed run: the state after round `start` from RUN/checkpoint.h5, and
-   * the metrics rows before it written again. */
-  int start = 0, stop_sig = 0, done = 0;
-  if (run->resume) {
-    fh_round_metrics *old = NULL;
-    int nold = 0;
-    rc = fh_checkpoint_read(run, run_dir, &hist, &run->prof, &old, &nold, &start);
-    for (int i = 0; i < nold && rc == 0; i++) {
-      drop_forced_evaluation(&old[i], eval_every, R);
-      rc = fh_metrics_append(&mf, &old[i]);
-      if (rc == 0) rc = fh_metrics_finish_row(&mf, old[i].phase[FH_PH_IO]);
-      double a = global_model ? old[i].test_accuracy : old[i].personal.accuracy; /* the headline, as below */
-      if (!isnan(a)) {
-        final_acc = a;
-        if (a > best_acc) best_acc = a, best_round = old[i].round;
-      }
-    }
-    free(old);
-    rc = fh_error_agree(comm, rc);
-    if (rc == 0) fh_info("resumed from %s/checkpoint.h5 after round %d of %d", run_dir, start, R);
-  }
-  done = start;
+  int stop_sig = 0, done = 0;
+  if (run->resume) rc = resume(&L);
+  done = L.start;
 
-  for (int t = start; t < R && rc == 0; t++) {
-    double t_round = MPI_Wtime();
-    fh_profiler_reset_round(&run->prof);
-    fh_round_metrics rm;
-    fh_round_metrics_clear(&rm, t + 1, m);
-    /* what travels: the payload's head to every node, the fixed-point
-     * accumulator (payload and weight sum, int64) from every rank */
-    rm.bcast_bytes = communicate ? (double)bcast_n * sizeof(float) : 0;
-    rm.reduce_bytes = communicate ? (double)(run->payload_n + 1) * sizeof(int64_t) : 0;
-
-    fh_run_sample(run, t, sampled);
-
-    rc = fh_addons_round_begin(run, t, run_dir); /* agreed */
-    if (rc) break;
-
-    fh_prof_begin(&run->prof, FH_PH_BCAST);
-    if (!global_in_sync && communicate) bcast_floats(run->global, bcast_n, comm);
-    fh_prof_end(&run->prof, FH_PH_BCAST);
-
-    fh_prof_begin(&run->prof, FH_PH_LOCAL);
-    fh_accum_zero(&acc);
-    memset(ctrain, 0, (size_t)2 * m * sizeof(double));
-    for (int j = 0; j < m && rc == 0; j++) {
-      int k = sampled[j];
-      if (k < run->first_client || k >= run->first_client + run->nlocal) continue;
-      fh_client_ctx ctx = {.id = k, .round = t, .data = &run->data->clients[k - run->first_client],
-                           .model = run->model};
-      fh_client_report rep = {0};
-      rc = run->alg->client_update(run, &ctx, &acc, &rep);
-      if (rc) fh_error_prefix("round %d, client %d: ", t + 1, k);
-      ctrain[2 * j] = rep.train_loss * rep.weight;
-      ctrain[2 * j + 1] = rep.weight;
-    }
-    fh_prof_end(&run->prof, FH_PH_LOCAL);
-
-    /* "reduce" includes waiting for the slowest rank: that is the imbalance. */
-    fh_prof_begin(&run->prof, FH_PH_REDUCE);
-    rc = fh_error_agree(comm, rc);
-    if (rc == 0) {
-      if (communicate) fh_accum_reduce(&acc, 0, comm);
-      MPI_Reduce(is_root ? MPI_IN_PLACE : ctrain, ctrain, 2 * m, MPI_DOUBLE, MPI_SUM, 0, comm);
-    }
-    fh_prof_end(&run->prof, FH_PH_REDUCE);
-    if (rc) break;
-
-    fh_prof_begin(&run->prof, FH_PH_SERVER);
-    if (run->alg->server_collective) rc = run->alg->server_collective(run, &acc); /* every rank */
-    if (is_root) {
-      if (rc == 0 && run->alg->server_step) rc = run->alg->server_step(run, &acc);
-      double wl = 0, ws = 0;
-      for (int j = 0; j < m; j++) wl += ctrain[2 * j], ws += ctrain[2 * j + 1];
-      rm.local_loss = ws > 0 ? wl / ws : NAN;
-    }
-    fh_prof_end(&run->prof, FH_PH_SERVER);
-    rc = fh_error_agree(comm, rc);
-    if (rc) break;
-    rc = fh_addons_round_end(run, t, sampled, m, run_dir); /* agreed */
-    if (rc) break;
-    global_in_sync = 0;
-
-    if ((t + 1) % eval_every == 0 || t == R - 1) {
-      fh_prof_begin(&run->prof, FH_PH_BCAST);
-      if (communicate) bcast_floats(run->global, bcast_n, comm);
-      global_in_sync = 1;
-      fh_prof_end(&run->prof, FH_PH_BCAST);
-      fh_prof_begin(&run->prof, FH_PH_EVAL);
-      rc = fh_evaluate(ev, run, t, &rm);
-      fh_prof_end(&run->prof, FH_PH_EVAL);
-      if (rc) break;
-      if (is_root) { /* the headline: the global model, or the clients' own without one */
-        double a = global_model ? rm.test_accuracy : rm.personal.accuracy;
-        final_acc = a;
-        if (a > best_acc) best_acc = a, best_round = t + 1;
-      }
-    }
-
-    /* I/O: per-phase maxima over ranks, then rank 0 writes the row; the row's
-     * own I/O time is its last entry. */
-    fh_prof_begin(&run->prof, FH_PH_IO);
-    double t_io = MPI_Wtime();
-    MPI_Gather(run->prof.time, FH_NPHASES, MPI_DOUBLE, all_times, FH_NPHASES, MPI_DOUBLE, 0, comm);
-    if (is_root) {
-      for (int p = 0; p < FH_NPHASES; p++) {
-        rm.phase[p] = 0;
-        for (int r = 0; r < run->nranks; r++)
-          if (all_times[r * FH_NPHASES + p] > rm.phase[p]) rm.phase[p] = all_times[r * FH_NPHASES + p];
-      }
-      rm.wall = MPI_Wtime() - t_round;
-      rc = fh_metrics_append(&mf, &rm);
-      if (rc == 0) rc = fh_metrics_finish_row(&mf, MPI_Wtime() - t_io);
-    }
-    fh_prof_end(&run->prof, FH_PH_IO);
-    fh_profile_history_push(&hist, &run->prof);
-    for (int p = 0; p < FH_NPHASES; p++) phase_total[p] += run->prof.time[p];
-    rc = fh_error_agree(comm, rc);
-
-    if (is_root && rc == 0) {
-      double elapsed = MPI_Wtime() - t_start;
-      char eta[32], evals[256];
-      format_eta(elapsed / (t + 1 - start) * (R - t - 1), eta, sizeof eta);
-      if (!global_model && !isnan(rm.personal.accuracy))
-        snprintf(evals, sizeof evals, "own models' test acc %6.2f%%", 100 * rm.personal.accuracy);
-      else if (isnan(rm.test_accuracy))
-        snprintf(evals, sizeof evals, "train loss      -  test acc      -");
-      else
-        snprintf(evals, sizeof evals, "train loss %.4f  test acc %6.2f%%", rm.train_loss, 100 * rm.test_accuracy);
-      if (global_model && !isnan(rm.personal.accuracy))
-        snprintf(evals + strlen(evals), sizeof evals - strlen(evals), "  personalised %6.2f%%",
-                 100 * rm.personal.accuracy);
-      if (!isnan(rm.finetune.accuracy))
-        snprintf(evals + strlen(evals), sizeof evals - strlen(evals), "  fine-tuned %6.2f%%",
-                 100 * rm.finetune.accuracy);
-      if (!isnan(rm.holdout.accuracy))
-        snprintf(evals + strlen(evals), sizeof evals - strlen(evals), "  held-out %6.2f%%",
-                 100 * rm.holdout.accuracy);
-      fh_info("round %*d/%d  %s  local loss %.4f  %.3f s  ETA %s", (int)snprintf(NULL, 0, "%d", R), t + 1, R,
-              evals, rm.local_loss, MPI_Wtime() - t_round, eta);
-    }
+  for (int t = L.start; t < R && rc == 0; t++) {
+    rc = run_round(&L, t);
     if (rc) break;
     done = t + 1;
 
@@ -427,15 +501,11 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
     MPI_Barrier(comm); /* the line is out before any rank exits (mpirun then ends the job) */
     rc = FH_EXIT_REQUEUE;
   }
-  if (rc == 0) print_summary(run, phase_total, wall, final_acc, best_acc, best_round);
+  if (rc == 0) print_summary(run, L.phase_total, wall, L.final_acc, L.best_acc, L.best_round);
   if (rc == 0) fh_client_store_report(run->state, comm);
 
   fh_profiler_finalize(&run->prof);
-  fh_accum_destroy(&acc);
-  free(sampled);
-  free(ctrain);
-  fh_evaluator_free(ev);
-  free(all_times);
+  loop_free(&L);
   fh_profile_history_free(&hist);
   free(ini);
   return rc;

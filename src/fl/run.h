@@ -95,6 +95,11 @@ void fh_run_sample(const fh_run *run, int t, int *sampled);
  * only on rank 0 (updated in server_step) or in step on every rank is restored
  * either way. A name declared twice is a programming error (abort). */
 float *fh_run_server_state(fh_run *run, const char *name, size_t n);
+
+/* Position of k in the ascending ids a [n], -1 when absent (binary search). */
+int fh_sorted_index(const int *a, int n, int k);
+/* Whether client k is held out of training (eval.holdout_clients). */
+int fh_run_is_holdout(const fh_run *run, int k);
 void *fh_run_server_state_typed(fh_run *run, const char *name, fh_state_type type, size_t n);
 
 #endif

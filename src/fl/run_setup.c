@@ -145,6 +145,19 @@ void *fh_run_server_state_typed(fh_run *run, const char *name, fh_state_type typ
   return v->data;
 }
 
+int fh_sorted_index(const int *a, int n, int k) {
+  int lo = 0, hi = n - 1;
+  while (lo <= hi) {
+    int mid = (lo + hi) / 2;
+    if (a[mid] == k) return mid;
+    if (a[mid] < k) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+int fh_run_is_holdout(const fh_run *run, int k) { return fh_sorted_index(run->holdout, run->nholdout, k) >= 0; }
+
 float *fh_run_server_state(fh_run *run, const char *name, size_t n) {
   return fh_run_server_state_typed(run, name, FH_STATE_F32, n);
 }

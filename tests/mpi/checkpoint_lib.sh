@@ -1,37 +1,24 @@
 # Shared by the checkpoint tests (sourced after lib.sh): the deck, and the
 # comparison of a resumed run with an uninterrupted one.
 
-# Algorithms whose resumed runs must equal uninterrupted ones: add one here.
-# A name "alg+variant" runs run.algorithm = alg with the variant's overrides.
-ALGORITHMS=(fedavg scaffold fstcbdg augfl pfedafm fedavg+lips fedavg+fedgc)
-# Algorithms resumed on one rank pair only (3 -> 2 ranks), which keeps the test
-# short: the model-heterogeneous baselines, on the heterogeneous MLPs below
-# (FML's and FedKD's shared model an mlp-16 too; FedKD's student update as
-# factors of rank 4 at most, so that factors, not dense matrices, travel, and
-# its energy schedule over the 6 rounds of the longest run).
-RESUME_ALGORITHMS=(standalone lg_fedavg fml fedkd fedproto fedgh)
-HETERO_SETS="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set hetero.epochs=2"
-# Overrides an algorithm needs on top of the shared deck (SCAFFOLD's c_k update
-# assumes plain SGD: no momentum; FST-CBDG learns a linear head on the feature
-# file of the tests, with its pseudo-labels in the client store, and enough
-# generated features per round that a run lasts long enough to be signalled;
-# AugFL's ADMM needs every client in every round, and the synthetic deck has no
-# server rows for a pretrained model; minibatch client steps keep the 200-round
-# signal test short; pFedAFM's models must take the deck's 60-feature vectors:
-# heterogeneous MLPs ending in 16 features; LIPS needs images and a ResNet,
-# its per-client gradients and biases/BatchNorm are client state, its round-3
-# snapshot a server vector, and its schedule's T is fixed by lips.rounds, as
-# the resumed parts change run.rounds; fedavg+fedgc is FedAvg with FedGC's
-# generated data on the digits, whose server rows train the generator: the
-# data are regenerated on resume, on any rank count).
-declare -A ALGORITHM_SETS=([scaffold]="--set train.momentum=0"
-  [fstcbdg]="--set data.source=features --set data.path=$SRC_DIR/tests/fixtures/features_small.h5 --set model.hidden= --set partition.method=dirichlet --set train.lr=1 --set fstcbdg.samples_per_class=1000"
-  [augfl]="--set run.client_fraction=1 --set augfl.lambda=0 --set augfl.rho=1.5 --set augfl.batch=16"
-  [pfedafm]="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set pfedafm.shared=mlp-16 --set hetero.epochs=2"
-  [standalone]="$HETERO_SETS" [lg_fedavg]="$HETERO_SETS" [fedproto]="$HETERO_SETS" [fedgh]="$HETERO_SETS"
-  [fml]="$HETERO_SETS --set model.hidden=16" [fedkd]="$HETERO_SETS --set model.hidden=16 --set fedkd.max_rank=4 --set fedkd.energy_rounds=6"
-  [fedavg+lips]="--set data.source=synthimg --set data.synthimg_channels=1 --set data.synthimg_height=8 --set data.synthimg_width=8 --set data.synthimg_classes=4 --set data.synthimg_train=300 --set data.synthimg_test=100 --set model.arch=resnet4 --set lips.enable=true --set lips.d0=0.3 --set lips.every=2 --set lips.rounds=6 --set lips.record_inertia=true"
-  [fedavg+fedgc]="--set data.source=hdf5 --set data.path=$SRC_DIR/input/digits.h5 --set data.server_fraction=0.2 --set data.server_shards=6 --set partition.method=dirichlet --set partition.alpha=0.3 --set partition.min_size=2 --set fedgc.enabled=true --set fedgc.total=2000 --set fedgc.membership=true --set train.epochs=2")
+# The cases whose resumed runs must equal uninterrupted ones come from the
+# registry (fh_cases in lib.sh): ALGORITHMS the full set of checks
+# (FH_TEST_RESUME), RESUME_ALGORITHMS one rank pair only (3 -> 2 ranks;
+# FH_TEST_RESUME_SHORT), which keeps the test short (the model-heterogeneous
+# baselines). ALGORITHM_OF gives a case's run.algorithm, ALGORITHM_SETS its
+# overrides as --set arguments; why each needs them is said beside its table.
+ALGORITHMS=()
+RESUME_ALGORITHMS=()
+declare -A ALGORITHM_SETS=() ALGORITHM_OF=()
+while IFS='|' read -r name alg sets _; do
+  ALGORITHMS+=("$name")
+  ALGORITHM_OF[$name]=$alg ALGORITHM_SETS[$name]=$sets
+done < <(fh_cases resume)
+while IFS='|' read -r name alg sets _; do
+  RESUME_ALGORITHMS+=("$name")
+  ALGORITHM_OF[$name]=$alg ALGORITHM_SETS[$name]=$sets
+done < <(fh_cases resume-short)
+[[ ${#ALGORITHMS[@]} -gt 0 || -n ${FH_TEST_ONLY:-} ]] || fail "no resume cases in the registry"
 
 CK_DECK="$SRC_DIR/input/quickstart.ini"
 

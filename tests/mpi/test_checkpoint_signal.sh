@@ -16,7 +16,7 @@ common=(--set run.rounds=$R --set run.clients=23 --set run.client_fraction=0.2 -
 interrupt() {
   local name=$1 np=$2 who=$3 sig=$4 launcher mpirun_pid target rc=0
   timeout 120 "$MPIEXEC" --allow-run-as-root --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS=1 "$FEDHPC" run \
-    "$CK_DECK" "${common[@]}" --set run.algorithm="${alg%%+*}" "${extra[@]}" --set output.name="$name" >"$TMP/$name.log" 2>&1 &
+    "$CK_DECK" "${common[@]}" --set run.algorithm="${ALGORITHM_OF[$alg]}" "${extra[@]}" --set output.name="$name" >"$TMP/$name.log" 2>&1 &
   launcher=$!
   for _ in $(seq 600); do
     grep -q "^round  *3/" "$TMP/$name.log" && break

@@ -4,10 +4,15 @@
 # encode`, and after a one-epoch `fedhpc pretrain` for decks with a pretrained
 # model); decks that expect the user's files (MNIST, CIFAR, LEAF, feature
 # files, ...) get past the deck check and stop at the missing data with exit
-# code 4.
+# code 4. Then every case of the registry's deck check (fh_cases, lib.sh):
+# its algorithm is named by a deck here, or it runs two rounds from
+# input/quickstart.ini with the case's settings, so that a registered algorithm
+# without a deck of its own is still run from one.
 source "$(dirname "$0")/lib.sh"
 cd "$SRC_DIR"
-for deck in input/*.ini; do
+decks=(input/*.ini)
+[[ -z ${FH_TEST_ONLY:-} ]] || decks=() # the registry's cases only (test_registry_tests.sh)
+for deck in "${decks[@]}"; do
   name=$(basename "$deck" .ini)
   # Here: every file the deck names (path = , model = ) exists, and without a
   # data file the samples are generated.
@@ -33,4 +38,16 @@ for deck in input/*.ini; do
     ok "$deck: valid deck, data not here ($(grep -m1 '^fedhpc: error:' "$TMP/$name.log" | cut -c1-90))"
   fi
 done
+while IFS='|' read -r name alg settings _; do
+  deck=$(grep -lE "^algorithm *= *$alg *(;.*)?$" input/*.ini | head -1 || true)
+  if [[ -n $deck && -z ${FH_TEST_ONLY:-} ]]; then
+    ok "$name: run.algorithm = $alg has a deck ($deck)"
+    continue
+  fi
+  read -ra extra <<<"$settings"
+  fh_mpirun 2 run input/quickstart.ini --set run.algorithm="$alg" "${extra[@]}" --set run.rounds=2 \
+    --set run.eval_every=1 --set output.dir="$TMP" --set output.name="case-$name" >"$TMP/case-$name.log" 2>&1 ||
+    { cat "$TMP/case-$name.log"; fail "$name: run.algorithm = $alg from input/quickstart.ini"; }
+  ok "$name: run.algorithm = $alg runs from input/quickstart.ini"
+done < <(fh_cases deck)
 echo "$NCHECKS checks passed"

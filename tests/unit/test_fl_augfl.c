@@ -33,7 +33,7 @@
 #include "fl/alg/augfl.h"
 #include "fl/client_state.h"
 #include "fl/blocks/model_pass.h"
-#include "fl/alg/perfedavg.h"
+#include "fl/blocks/maml.h"
 #include "fl/addons/pretrain.h"
 #include "fl/blocks/server_shards.h"
 #include "fl_rig.h"

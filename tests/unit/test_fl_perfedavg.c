@@ -20,7 +20,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "fl/alg/perfedavg.h"
+#include "fl/blocks/maml.h"
 
 enum { D = 7, C = 4, N = 30, B = 8 };
 

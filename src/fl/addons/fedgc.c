@@ -368,6 +368,13 @@ static int fedgc_data_ready(fh_run *run, void **state) {
   return fh_fedgc_prepare(run);
 }
 
+/* Tests: FedAvg with FedGC's generated data on the digits, whose server rows
+ * train the generator: the data are regenerated on resume, on any rank
+ * count; the membership score is written at the end. */
+static const fh_test_case fedgc_tests[] = {
+    {"fedavg+fedgc", FH_TEST_RESUME, "data.source=hdf5 data.path=@SRC_DIR@/input/digits.h5 data.server_fraction=0.2 data.server_shards=6 partition.method=dirichlet partition.alpha=0.3 partition.min_size=2 fedgc.enabled=true fedgc.total=2000 fedgc.membership=true train.epochs=2", "", "fedavg"},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_addon fh_addon_fedgc = {
     .name = "fedgc",
     .summary = "FedGC: one-shot generated samples join every client's train split before round 1 "
@@ -375,4 +382,5 @@ const fh_addon fh_addon_fedgc = {
     .keys = fh_fedgc_keys,
     .enabled = fedgc_enabled,
     .data_ready = fedgc_data_ready,
+    .tests = fedgc_tests,
 };

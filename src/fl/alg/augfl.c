@@ -24,7 +24,7 @@
  *
  * Round t, every source client (all training clients take part):
  *   client i  k_i += 1; delta = 1 / (10 k_i + 100)
- *             ghat = g2 - alpha Hv  (fl/alg/perfedavg.h: g1 = grad L(theta; D^tr),
+ *             ghat = g2 - alpha Hv  (fl/blocks/maml.h: g1 = grad L(theta; D^tr),
  *               phi = theta - alpha g1, g2 = grad L(phi; D^te), Hv by central
  *               differences of grad L(.; D^tr) at theta +- delta g2)
  *             theta_i = theta - (y_i + w_i ghat) / rho;  y_i += rho (theta_i - theta)
@@ -75,7 +75,7 @@
 #include "fl/blocks/local_sgd.h"
 #include "fl/blocks/model_pass.h"
 #include "fl/payload.h"
-#include "fl/alg/perfedavg.h"
+#include "fl/blocks/maml.h"
 #include "fl/addons/pretrain.h"
 #include "fl/blocks/server_shards.h"
 #include "io/model_file.h"
@@ -156,17 +156,6 @@ typedef struct {
   float *gnrows;           /* [sh.rows.n, d + 2C]: f | p | q of each row   */
   double *delta;           /* [nh] rank 0: the solved Delta                */
 } augfl_state;
-
-static int is_held_out(const fh_run *run, int k) {
-  int lo = 0, hi = run->nholdout - 1;
-  while (lo <= hi) {
-    int mid = (lo + hi) / 2;
-    if (run->holdout[mid] == k) return 1;
-    if (run->holdout[mid] < k) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return 0;
-}
 
 double fh_augfl_client_weight(const fh_run *run, int client) {
   const augfl_state *s = run->alg_state;
@@ -281,7 +270,7 @@ static int augfl_setup(fh_run *run) {
   long long ntot = 0;
   for (int i = 0; i < run->nlocal; i++) {
     const int k = run->first_client + i;
-    if (!is_held_out(run, k)) ntot += run->data->clients[i].train.n + run->data->clients[i].test.n;
+    if (!fh_run_is_holdout(run, k)) ntot += run->data->clients[i].train.n + run->data->clients[i].test.n;
   }
   MPI_Allreduce(MPI_IN_PLACE, &ntot, 1, MPI_LONG_LONG, MPI_SUM, run->comm);
   s->ntotal = (double)ntot;
@@ -594,6 +583,13 @@ static void augfl_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+/* Tests: the ADMM needs every client in every round, and the synthetic deck
+ * has no server rows for a pretrained model (augfl.lambda = 0); minibatch
+ * client steps keep the signal test short. */
+static const fh_test_case augfl_tests[] = {
+    {"augfl", FH_TEST_RESUME | FH_TEST_DECK, "run.client_fraction=1 augfl.lambda=0 augfl.rho=1.5 augfl.batch=16", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_augfl = {
     .name = "augfl",
     .summary = "AugFL: federated meta-learning by inexact ADMM with the server's pretrained model as a "
@@ -605,4 +601,5 @@ const fh_algorithm fh_alg_augfl = {
     .server_collective = augfl_server_collective,
     .destroy = augfl_destroy,
     .client_model = augfl_client_model,
+    .tests = augfl_tests,
 };

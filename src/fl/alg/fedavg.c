@@ -1,52 +1,36 @@
 /* FedAvg (McMahan et al. 2017): each sampled client runs E epochs of minibatch
  * SGD from theta^t; theta^{t+1} = sum_k w_k theta_k with w_k = n_k / sum n_j.
  * Payload: the model's parameters, then its buffers (BatchNorm running
- * statistics, averaged the same way). Per-client state: none. */
+ * statistics, averaged the same way). Per-client state: none. The client's
+ * round is the family's building block (fl/blocks/sgd_client.h). */
 #include <stdlib.h>
-#include <string.h>
 
 #include "core/error.h"
 #include "fl/algorithm.h"
-#include "fl/addon.h"
-#include "fl/blocks/local_sgd.h"
-#include "fl/payload.h"
+#include "fl/blocks/sgd_client.h"
 #include "fl/run.h"
 
-typedef struct {
-  fh_local_sgd sgd;
-  float *scratch; /* [model_n] the client's model state, when it has buffers */
-} fedavg_state;
-
 static int fedavg_setup(fh_run *run) {
-  fedavg_state *s = fh_calloc(1, sizeof *s);
-  fh_local_sgd_create(&s->sgd, run->cfg, run->data->dim, fh_model_nparams(run->model));
-  s->scratch = fh_malloc(run->model_n * sizeof(float));
+  fh_sgd_client *s = fh_calloc(1, sizeof *s);
+  fh_sgd_client_create(s, run);
   run->alg_state = s;
   return 0;
 }
 
 static int fedavg_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_client_report *rep) {
-  fedavg_state *s = run->alg_state;
-  fh_model_load_state(c->model, run->global);
-  FH_TRY(fh_addons_client_begin(run, c, &s->sgd));
-  int rc = fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss);
-  FH_TRY(fh_addons_client_end(run, c, &s->sgd, rc));
-  rep->weight = fh_split_weight(&c->data->train);
-  return fh_accum_add_model(acc, c->model, s->scratch, rep->weight);
-}
-
-static int fedavg_server_step(fh_run *run, const fh_accum *acc) {
-  fh_accum_mean(acc, run->global);
-  return 0;
+  return fh_sgd_client_update(run->alg_state, run, c, acc, rep);
 }
 
 static void fedavg_destroy(fh_run *run) {
-  fedavg_state *s = run->alg_state;
-  fh_local_sgd_destroy(&s->sgd);
-  free(s->scratch);
-  free(s);
+  fh_sgd_client_destroy(run->alg_state);
+  free(run->alg_state);
   run->alg_state = NULL;
 }
+
+static const fh_test_case fedavg_tests[] = {
+    {"fedavg_eval", FH_TEST_RANKS, "eval.finetune_epochs=1 eval.holdout_clients=0.2 eval.adapt_steps=2 eval.adapt_batch=8", "finetune/accuracy holdout/accuracy", NULL},
+    {"fedavg", FH_TEST_RESUME | FH_TEST_DECK, "", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
 
 const fh_algorithm fh_alg_fedavg = {
     .name = "fedavg",
@@ -54,7 +38,8 @@ const fh_algorithm fh_alg_fedavg = {
     .keys = NULL,
     .setup = fedavg_setup,
     .client_update = fedavg_client_update,
-    .server_step = fedavg_server_step,
+    .server_step = fh_server_mean,
     .destroy = fedavg_destroy,
     .flags = FH_ALG_LOCAL_SGD | FH_ALG_SAMPLE_WEIGHTS,
+    .tests = fedavg_tests,
 };

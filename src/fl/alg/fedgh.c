@@ -212,6 +212,10 @@ static void fedgh_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+static const fh_test_case fedgh_tests[] = {
+    {"fedgh", FH_TEST_RESUME_SHORT | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_fedgh = {
     .name = "fedgh",
     .summary = "FedGH: a global header trained at the server on the heterogeneous clients' class prototypes",
@@ -222,4 +226,5 @@ const fh_algorithm fh_alg_fedgh = {
     .destroy = fedgh_destroy,
     .client_evaluate = fh_hetero_client_evaluate,
     .flags = FH_ALG_NO_GLOBAL_MODEL,
+    .tests = fedgh_tests,
 };

@@ -253,6 +253,13 @@ static void fedkd_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+/* Tests: heterogeneous MLPs, the shared student an mlp-16, its update as
+ * factors of rank 4 at most (factors, not dense matrices, travel) and the
+ * energy schedule over the 6 rounds of the longest run. */
+static const fh_test_case fedkd_tests[] = {
+    {"fedkd", FH_TEST_RESUME_SHORT | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2 model.hidden=16 fedkd.max_rank=4 fedkd.energy_rounds=6", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_fedkd = {
     .name = "fedkd",
     .summary = "FedKD: heterogeneous teachers and a shared student distil into each other; the student's "
@@ -265,4 +272,5 @@ const fh_algorithm fh_alg_fedkd = {
     .destroy = fedkd_destroy,
     .client_evaluate = fh_hetero_client_evaluate,
     .global_model = fedkd_global_model,
+    .tests = fedkd_tests,
 };

@@ -269,6 +269,10 @@ static void fedproto_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+static const fh_test_case fedproto_tests[] = {
+    {"fedproto", FH_TEST_RESUME_SHORT | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_fedproto = {
     .name = "fedproto",
     .summary = "FedProto: heterogeneous clients share class prototypes and pull their features towards them",
@@ -280,4 +284,5 @@ const fh_algorithm fh_alg_fedproto = {
     .client_evaluate = fedproto_client_evaluate,
     .global_model = fedproto_global_model,
     .flags = FH_ALG_NO_GLOBAL_MODEL,
+    .tests = fedproto_tests,
 };

@@ -6,13 +6,10 @@
  * Per-client state: none. With LIPS (fl/addons/lips.h) the anchor stays theta^t,
  * the dense model the server sent, whatever the client starts from. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "core/error.h"
 #include "fl/algorithm.h"
-#include "fl/addon.h"
-#include "fl/blocks/local_sgd.h"
-#include "fl/payload.h"
+#include "fl/blocks/sgd_client.h"
 #include "fl/run.h"
 
 static const fh_key_spec fedprox_keys[] = {
@@ -20,10 +17,9 @@ static const fh_key_spec fedprox_keys[] = {
     FH_KEYS_END};
 
 typedef struct {
-  fh_local_sgd sgd;
+  fh_sgd_client client; /* FedAvg's client round (fl/blocks/sgd_client.h) */
   float mu;
-  const float *anchor; /* theta^t's parameters: the head of run->global */
-  float *scratch;      /* [model_n] the client's model state, when it has buffers */
+  const float *anchor;  /* theta^t's parameters: the head of run->global */
 } fedprox_state;
 
 /* grads += mu (w - theta^t), params and grads [nparams] */
@@ -35,11 +31,10 @@ static void proximal_gradient(void *ctx, const float *params, float *grads, size
 
 static int fedprox_setup(fh_run *run) {
   fedprox_state *s = fh_calloc(1, sizeof *s);
-  fh_local_sgd_create(&s->sgd, run->cfg, run->data->dim, fh_model_nparams(run->model));
+  fh_sgd_client_create(&s->client, run);
   s->mu = (float)fh_cfg_real(run->cfg, "fedprox.mu");
-  s->sgd.hook = proximal_gradient;
-  s->sgd.hook_ctx = s;
-  s->scratch = fh_malloc(run->model_n * sizeof(float));
+  s->client.sgd.hook = proximal_gradient;
+  s->client.sgd.hook_ctx = s;
   run->alg_state = s;
   return 0;
 }
@@ -47,26 +42,19 @@ static int fedprox_setup(fh_run *run) {
 static int fedprox_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_client_report *rep) {
   fedprox_state *s = run->alg_state;
   s->anchor = run->global;
-  fh_model_load_state(c->model, run->global);
-  FH_TRY(fh_addons_client_begin(run, c, &s->sgd));
-  int rc = fh_local_sgd_run(&s->sgd, c->model, &c->data->train, run->seed, c->id, c->round, &rep->train_loss);
-  FH_TRY(fh_addons_client_end(run, c, &s->sgd, rc));
-  rep->weight = fh_split_weight(&c->data->train);
-  return fh_accum_add_model(acc, c->model, s->scratch, rep->weight);
-}
-
-static int fedprox_server_step(fh_run *run, const fh_accum *acc) {
-  fh_accum_mean(acc, run->global);
-  return 0;
+  return fh_sgd_client_update(&s->client, run, c, acc, rep);
 }
 
 static void fedprox_destroy(fh_run *run) {
   fedprox_state *s = run->alg_state;
-  fh_local_sgd_destroy(&s->sgd);
-  free(s->scratch);
+  fh_sgd_client_destroy(&s->client);
   free(s);
   run->alg_state = NULL;
 }
+
+static const fh_test_case fedprox_tests[] = {
+    {"fedprox", FH_TEST_RANKS | FH_TEST_DECK, "fedprox.mu=0.1 eval.finetune_steps=3", "test_accuracy finetune/accuracy", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
 
 const fh_algorithm fh_alg_fedprox = {
     .name = "fedprox",
@@ -74,7 +62,8 @@ const fh_algorithm fh_alg_fedprox = {
     .keys = fedprox_keys,
     .setup = fedprox_setup,
     .client_update = fedprox_client_update,
-    .server_step = fedprox_server_step,
+    .server_step = fh_server_mean,
     .destroy = fedprox_destroy,
     .flags = FH_ALG_LOCAL_SGD | FH_ALG_SAMPLE_WEIGHTS,
+    .tests = fedprox_tests,
 };

@@ -62,6 +62,11 @@ static void fml_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+/* Tests: heterogeneous MLPs; the shared meme model an mlp-16 too. */
+static const fh_test_case fml_tests[] = {
+    {"fml", FH_TEST_RESUME_SHORT | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2 model.hidden=16", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_fml = {
     .name = "fml",
     .summary = "FML: heterogeneous private models and a shared meme model learn from each other (only the "
@@ -72,4 +77,5 @@ const fh_algorithm fh_alg_fml = {
     .server_step = fml_server_step,
     .destroy = fml_destroy,
     .client_evaluate = fh_hetero_client_evaluate,
+    .tests = fml_tests,
 };

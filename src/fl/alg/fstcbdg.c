@@ -455,6 +455,13 @@ static void fst_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+/* Tests: a linear head on the tests' feature file, its pseudo-labels in the
+ * client store, enough generated features per round that a run lasts long
+ * enough to be signalled. */
+static const fh_test_case fstcbdg_tests[] = {
+    {"fstcbdg", FH_TEST_RESUME | FH_TEST_DECK, "data.source=features data.path=@SRC_DIR@/tests/fixtures/features_small.h5 model.hidden= partition.method=dirichlet train.lr=1 fstcbdg.samples_per_class=1000", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_fstcbdg = {
     .name = "fstcbdg",
     .summary = "FST-CBDG: self-trained linear head on frozen encoder features with class-balanced generation",
@@ -463,4 +470,5 @@ const fh_algorithm fh_alg_fstcbdg = {
     .client_update = fst_client_update,
     .server_step = fst_server_step,
     .destroy = fst_destroy,
+    .tests = fstcbdg_tests,
 };

@@ -91,6 +91,10 @@ static void lg_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+static const fh_test_case lg_fedavg_tests[] = {
+    {"lg_fedavg", FH_TEST_RESUME_SHORT | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_lg_fedavg = {
     .name = "lg_fedavg",
     .summary = "LG-FedAvg: heterogeneous clients keep their extractors and average the shared header",
@@ -101,4 +105,5 @@ const fh_algorithm fh_alg_lg_fedavg = {
     .destroy = lg_destroy,
     .client_evaluate = lg_client_evaluate,
     .flags = FH_ALG_NO_GLOBAL_MODEL,
+    .tests = lg_fedavg_tests,
 };

@@ -68,6 +68,10 @@ static void local_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+static const fh_test_case local_tests[] = {
+    {"local", FH_TEST_RANKS | FH_TEST_DECK, "", "personal/accuracy", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_local = {
     .name = "local",
     .summary = "Local: each client trains its own model, no communication",
@@ -78,4 +82,5 @@ const fh_algorithm fh_alg_local = {
     .destroy = local_destroy,
     .client_model = local_client_model,
     .flags = FH_ALG_NO_GLOBAL,
+    .tests = local_tests,
 };

@@ -1,14 +1,14 @@
 /* Per-FedAvg (Fallah, Mokhtari, Ozdaglar 2020, arXiv:2002.07948): FedAvg of a
  * MAML objective, so that the global model is a good start for one local
  * gradient step. Each sampled client takes tau local steps of
- * src/fl/alg/perfedavg.h (first-order FO or Hessian-free HF) from theta^t, its
+ * src/fl/blocks/maml.h (first-order FO or Hessian-free HF) from theta^t, its
  * minibatches D, D', D'' taken in turn from permutations of its train split
  * drawn from its shuffle stream; theta^{t+1} = sum_k w_k theta_k (n_k weights,
  * buffers averaged too). Evaluation is personalised: each client copies the
  * global model and takes perfedavg.eval_steps SGD steps of rate alpha on
  * minibatches of its train split, then tests. Plain SGD: train.momentum and
  * train.weight_decay do not apply. Per-client state: none. */
-#include "fl/alg/perfedavg.h"
+#include "fl/blocks/maml.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,87 +35,6 @@ static const fh_key_spec perfedavg_keys[] = {
     {"perfedavg.eval_steps", FH_T_INT, "1", 0, 1e6, NULL,
      "SGD steps (rate alpha, train.batch_size) a client adapts the global model with before testing"},
     FH_KEYS_END};
-
-/* ---- the local step ------------------------------------------------------------- */
-
-void fh_perfedavg_step_create(fh_perfedavg_step *s, int hf, float alpha, float beta, float delta,
-                              fh_local_sgd *sgd, const fh_model *m) {
-  memset(s, 0, sizeof *s);
-  s->hf = hf;
-  s->alpha = alpha;
-  s->beta = beta;
-  s->delta = delta;
-  s->sgd = sgd;
-  s->nparams = fh_model_nparams(m);
-  s->nbuffers = fh_model_nbuffers(m);
-  s->w = fh_malloc(s->nparams * sizeof(float));
-  s->v = fh_malloc(s->nparams * sizeof(float));
-  if (hf) {
-    s->hplus = fh_malloc(s->nparams * sizeof(float));
-    s->saved = fh_malloc((s->nbuffers ? s->nbuffers : 1) * sizeof(float));
-  }
-}
-
-void fh_perfedavg_step_destroy(fh_perfedavg_step *s) {
-  free(s->w);
-  free(s->v);
-  free(s->hplus);
-  free(s->saved);
-  memset(s, 0, sizeof *s);
-}
-
-static int check_loss(float loss, const char *where) {
-  if (isfinite(loss)) return 0;
-  return FH_FAIL(FH_ERR_DIVERGED, "loss became %s at %s; lower the step sizes (perfedavg.alpha and "
-                                  "perfedavg.beta, or augfl.alpha and raise augfl.rho)",
-                 isnan(loss) ? "NaN" : "infinite", where);
-}
-
-int fh_maml_meta_gradient(fh_perfedavg_step *s, fh_model *m, fh_row_set d, fh_row_set dq, fh_row_set dh,
-                          float delta, float *ghat, double *query_loss) {
-  const size_t n = s->nparams;
-  float *p = fh_model_params(m), *g = fh_model_grads(m);
-  const float alpha = s->alpha;
-  memcpy(s->w, p, n * sizeof(float));
-  /* phi = w - alpha grad f(w; D) */
-  FH_TRY(check_loss(fh_local_sgd_gradient(s->sgd, m, d.sp, d.idx, d.n), "the inner step"));
-  for (size_t i = 0; i < n; i++) p[i] = s->w[i] - alpha * g[i];
-  /* v = grad f(phi; D') */
-  float ql = fh_local_sgd_gradient(s->sgd, m, dq.sp, dq.idx, dq.n);
-  FH_TRY(check_loss(ql, "the outer step"));
-  *query_loss = ql;
-  memcpy(s->v, g, n * sizeof(float));
-  if (!s->hf) {
-    memcpy(p, s->w, n * sizeof(float));
-    if (ghat != s->v) memcpy(ghat, s->v, n * sizeof(float));
-    return 0;
-  }
-  /* Hv by central differences at w on D''; the probes keep the BN statistics */
-  float *buf = fh_model_buffers(m);
-  if (s->nbuffers) memcpy(s->saved, buf, s->nbuffers * sizeof(float));
-  for (size_t i = 0; i < n; i++) p[i] = s->w[i] + delta * s->v[i];
-  FH_TRY(check_loss(fh_local_sgd_gradient(s->sgd, m, dh.sp, dh.idx, dh.n), "the Hessian probe"));
-  memcpy(s->hplus, g, n * sizeof(float));
-  for (size_t i = 0; i < n; i++) p[i] = s->w[i] - delta * s->v[i];
-  FH_TRY(check_loss(fh_local_sgd_gradient(s->sgd, m, dh.sp, dh.idx, dh.n), "the Hessian probe"));
-  if (s->nbuffers) memcpy(buf, s->saved, s->nbuffers * sizeof(float));
-  const float inv2d = 1.0f / (2.0f * delta);
-  for (size_t i = 0; i < n; i++) {
-    float hv = (s->hplus[i] - g[i]) * inv2d;
-    ghat[i] = s->v[i] - alpha * hv;
-  }
-  memcpy(p, s->w, n * sizeof(float));
-  return 0;
-}
-
-int fh_perfedavg_local_step(fh_perfedavg_step *s, fh_model *m, const fh_split *sp, const int *d0,
-                            const int *d1, const int *d2, int b, double *query_loss) {
-  FH_TRY(fh_maml_meta_gradient(s, m, (fh_row_set){sp, d0, b}, (fh_row_set){sp, d1, b}, (fh_row_set){sp, d2, b},
-                               s->delta, s->v, query_loss));
-  float *p = fh_model_params(m);
-  for (size_t i = 0; i < s->nparams; i++) p[i] = s->w[i] - s->beta * s->v[i];
-  return 0;
-}
 
 /* ---- the algorithm ------------------------------------------------------------- */
 
@@ -211,6 +130,11 @@ static void perfedavg_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+static const fh_test_case perfedavg_tests[] = {
+    {"perfedavg_hf", FH_TEST_RANKS | FH_TEST_DECK, "perfedavg.variant=hf eval.holdout_clients=4", "personal/accuracy holdout/accuracy", NULL},
+    {"perfedavg_fo", FH_TEST_RANKS, "perfedavg.variant=fo perfedavg.eval_steps=2", "personal/accuracy", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_perfedavg = {
     .name = "perfedavg",
     .summary = "Per-FedAvg: FedAvg of a one-step MAML objective (FO or HF), evaluated after local adaptation",
@@ -220,4 +144,5 @@ const fh_algorithm fh_alg_perfedavg = {
     .server_step = perfedavg_server_step,
     .destroy = perfedavg_destroy,
     .client_model = perfedavg_client_model,
+    .tests = perfedavg_tests,
 };

@@ -421,6 +421,11 @@ static void pfedafm_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+/* Tests: heterogeneous MLPs ending in 16 features take the deck's vectors. */
+static const fh_test_case pfedafm_tests[] = {
+    {"pfedafm", FH_TEST_RESUME | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 pfedafm.shared=mlp-16 hetero.epochs=2", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_pfedafm = {
     .name = "pfedafm",
     .summary = "pFedAFM: heterogeneous client models mix their features with a shared small extractor "
@@ -432,4 +437,5 @@ const fh_algorithm fh_alg_pfedafm = {
     .destroy = pfedafm_destroy,
     .client_evaluate = pfedafm_client_evaluate,
     .flags = FH_ALG_NO_GLOBAL_MODEL,
+    .tests = pfedafm_tests,
 };

@@ -139,6 +139,12 @@ static void scaffold_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+/* Tests: SCAFFOLD's c_k update assumes plain SGD (no momentum). */
+static const fh_test_case scaffold_tests[] = {
+    {"scaffold", FH_TEST_RANKS | FH_TEST_DECK, "train.momentum=0 scaffold.global_lr=0.8 eval.holdout_clients=3", "test_accuracy holdout/accuracy", NULL},
+    {"scaffold", FH_TEST_RESUME, "train.momentum=0", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_scaffold = {
     .name = "scaffold",
     .summary = "SCAFFOLD (option II): local SGD corrected by server and client control variates",
@@ -148,4 +154,5 @@ const fh_algorithm fh_alg_scaffold = {
     .server_step = scaffold_server_step,
     .destroy = scaffold_destroy,
     .flags = FH_ALG_LOCAL_SGD,
+    .tests = scaffold_tests,
 };

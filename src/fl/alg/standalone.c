@@ -59,6 +59,10 @@ static void standalone_destroy(fh_run *run) {
   run->alg_state = NULL;
 }
 
+static const fh_test_case standalone_tests[] = {
+    {"standalone", FH_TEST_RESUME_SHORT | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2", "", NULL},
+    {NULL, 0, NULL, NULL, NULL}};
+
 const fh_algorithm fh_alg_standalone = {
     .name = "standalone",
     .summary = "Standalone: each client trains its own model of its own architecture (hetero.models), "
@@ -69,4 +73,5 @@ const fh_algorithm fh_alg_standalone = {
     .destroy = standalone_destroy,
     .client_evaluate = fh_hetero_client_evaluate,
     .flags = FH_ALG_NO_GLOBAL,
+    .tests = standalone_tests,
 };

@@ -1,5 +1,6 @@
-/* Per-FedAvg's local step (Fallah, Mokhtari, Ozdaglar 2020), exposed for its
- * tests; the algorithm itself is src/fl/alg/perfedavg.c. At the client's w, with
+/* The one-step MAML building block: Per-FedAvg's local step (Fallah,
+ * Mokhtari, Ozdaglar 2020; the algorithm is src/fl/alg/perfedavg.c) and the
+ * meta-gradient AugFL's clients use (src/fl/alg/augfl.c). At the client's w, with
  * three minibatches D, D', D'' of its train split:
  *
  *   tmp = w - alpha grad f(w; D)
@@ -10,8 +11,8 @@
  *
  * the Hessian-vector product by central finite differences of the gradient.
  * The two probes leave BatchNorm running statistics as they were. */
-#ifndef FH_PERFEDAVG_H
-#define FH_PERFEDAVG_H
+#ifndef FH_MAML_H
+#define FH_MAML_H
 
 #include <stddef.h>
 
