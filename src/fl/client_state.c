@@ -134,7 +134,7 @@ int fh_client_store_create(fh_client_store **out, const fh_config *cfg, MPI_Comm
   fh_client_store *s = fh_calloc(1, sizeof *s);
   *out = s;
   MPI_Comm_rank(comm, &s->rank);
-  s->hdf5 = strcmp(fh_cfg_str(cfg, "state.backend"), "hdf5") == 0;
+  s->hdf5 = fh_cfg_enum(cfg, "state.backend") == 1; /* memory|hdf5 */
   s->num_clients = num_clients;
   s->first = first_client;
   s->nlocal = nlocal;

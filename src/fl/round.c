@@ -384,8 +384,11 @@ static int run_round(loop_state *L, int t) {
 
 /* ---- the loop ---------------------------------------------------------------- */
 
-/* Its opening (the run folder, metrics.h5) and its finishing protocol stay
- * together here, in the order that makes a metrics.h5 mean a complete run. */
+/* Over 80 lines, on purpose: the run folder's preparation (prepare_run_dir,
+ * metrics.h5 opened) and the finishing protocol (every file under a temporary
+ * name until all are whole, then renamed, metrics.h5 last) stay here as one
+ * block each, in the order that makes a metrics.h5 mean a complete run, until
+ * they move to a file of their own; the rounds are run_round's. */
 int fh_run_execute(fh_run *run, const char *run_dir_override) {
   const fh_config *cfg = run->cfg;
   MPI_Comm comm = run->comm;

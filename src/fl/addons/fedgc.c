@@ -45,7 +45,8 @@ const fh_key_spec fh_fedgc_keys[] = {
      "HDF5 file of generated samples /x and labels /y used instead of the built-in generator "
      "(docs/dataset-format.md)"},
     {"fedgc.weights", FH_T_ENUM, "merged", 0, 0, "merged|real",
-     "aggregation weight of client k: n_k + M_k, or n_k (FedAvg, FedProx)"},
+     "aggregation weight of client k: n_k + M_k, or n_k (algorithms with [sample weights] in "
+     "`fedhpc help algorithms`)"},
     {"fedgc.membership", FH_T_BOOL, "false", 0, 0, NULL,
      "after the run, score a loss-threshold membership-inference attack on the global model "
      "(RUN/membership.h5; any run)"},
@@ -268,6 +269,70 @@ static void generate_client(const fh_run *run, const source *s, int k, const fh_
 
 static int fedgc_enabled(const fh_config *cfg) { return fh_cfg_bool(cfg, "fedgc.enabled"); }
 
+/* The external pool (fedgc.pool) as a source: its rows by class (CSR) and
+ * its class shares freq [C]. The arrays are the caller's to free. */
+static int pool_source(fh_run *run, const char *pool, source *s, float **px, int32_t **py, int64_t **pstart,
+                       int64_t **prow, double *freq) {
+  const int C = run->data->num_classes;
+  int64_t pn = 0;
+  FH_TRY(fh_error_agree(run->comm, fh_generator_pool_load(pool, run->data, px, py, &pn)));
+  *pstart = fh_calloc((size_t)C + 1, sizeof(int64_t));
+  *prow = fh_malloc((size_t)pn * sizeof(int64_t));
+  int64_t *start = *pstart, *row = *prow;
+  const int32_t *y = *py;
+  for (int64_t i = 0; i < pn; i++) start[y[i] + 1]++;
+  for (int c = 0; c < C; c++) start[c + 1] += start[c];
+  int64_t *fill = fh_malloc((size_t)C * sizeof(int64_t));
+  memcpy(fill, start, (size_t)C * sizeof(int64_t));
+  for (int64_t i = 0; i < pn; i++) row[fill[y[i]]++] = i;
+  free(fill);
+  for (int c = 0; c < C; c++) freq[c] = (double)(start[c + 1] - start[c]) / (double)pn;
+  s->px = *px, s->py = *py, s->pstart = *pstart, s->prow = *prow;
+  fh_info("fedgc: %lld generated samples from the pool %s", (long long)pn, pool);
+  return 0;
+}
+
+/* Every hosted client's Mk [K] samples, merged into its train split. */
+static void generate_all(fh_run *run, const source *s, const int *Mk) {
+  fh_dataset *ds = run->data;
+  const int nl = run->nlocal > 0 ? run->nlocal : 1;
+  float **gx = fh_calloc((size_t)nl, sizeof(float *));
+  int32_t **gy = fh_calloc((size_t)nl, sizeof(int32_t *));
+  int *gn = fh_calloc((size_t)nl, sizeof(int));
+  for (int i = 0; i < run->nlocal; i++) {
+    const int k = run->first_client + i;
+    gn[i] = Mk[k];
+    generate_client(run, s, k, &ds->clients[i].train, Mk[k], &gx[i], &gy[i]);
+  }
+  fh_dataset_append_train(ds, gn, gx, gy, fh_cfg_enum(run->cfg, "fedgc.weights") == 1);
+  for (int i = 0; i < run->nlocal; i++) free(gx[i]), free(gy[i]);
+  free(gx), free(gy), free(gn);
+}
+
+/* Rank 0's lines on what was generated (t_gen: the slowest rank's). */
+static void report(const fh_run *run, const source *s, const int *Mk, long long level, int from_pool, double t_fit,
+                   double t_gen) {
+  const fh_config *cfg = run->cfg;
+  const int K = run->map.num_clients;
+  int lo = Mk[0], hi = Mk[0];
+  for (int k = 1; k < K; k++) lo = Mk[k] < lo ? Mk[k] : lo, hi = Mk[k] > hi ? Mk[k] : hi;
+  char lev[64] = "";
+  if (level >= 0) snprintf(lev, sizeof lev, ", level b = %lld", level);
+  fh_info("fedgc: %lld generated samples over %d clients (budget %s: %d..%d per client%s; class mix %s); %s in "
+          "%.3f s, generation %.3f s; aggregation weights %s",
+          fh_cfg_int(cfg, "fedgc.total"), K, fh_cfg_str(cfg, "fedgc.budget"), lo, hi, lev,
+          fh_cfg_str(cfg, "fedgc.class_mix"), from_pool ? "pool read" : "generator fitted", t_fit, t_gen,
+          fh_cfg_enum(cfg, "fedgc.weights") == 1 ? "n_k" : "n_k + M_k");
+  if (fh_cfg_enum(cfg, "fedgc.weights") == 1 && !(run->alg->flags & FH_ALG_SAMPLE_WEIGHTS)) {
+    char names[256];
+    fh_algorithm_names_with(FH_ALG_SAMPLE_WEIGHTS, "and", names, sizeof names);
+    fh_warn("fedgc.weights = real is honoured by %s only; %s weights clients its own way", names, run->alg->name);
+  }
+  if (!from_pool)
+    fh_info("fedgc: prompt design %s, guidance %s (strength %g, noise %g)", fh_cfg_str(cfg, "fedgc.design"),
+            fh_cfg_str(cfg, "fedgc.guidance"), s->opt.strength, s->opt.noise);
+}
+
 int fh_fedgc_prepare(fh_run *run) {
   const fh_config *cfg = run->cfg;
   if (!fedgc_enabled(cfg)) return 0;
@@ -297,25 +362,12 @@ int fh_fedgc_prepare(fh_run *run) {
   memset(&g, 0, sizeof g);
   float *px = NULL;
   int32_t *py = NULL;
-  int64_t pn = 0, *pstart = NULL, *prow = NULL;
+  int64_t *pstart = NULL, *prow = NULL;
   double *freq = fh_calloc((size_t)C, sizeof(double));
   const char *pool = fh_cfg_str(cfg, "fedgc.pool");
   int rc = 0;
   if (pool[0]) {
-    rc = fh_error_agree(run->comm, fh_generator_pool_load(pool, ds, &px, &py, &pn));
-    if (rc == 0) {
-      pstart = fh_calloc((size_t)C + 1, sizeof(int64_t));
-      prow = fh_malloc((size_t)pn * sizeof(int64_t));
-      for (int64_t i = 0; i < pn; i++) pstart[py[i] + 1]++;
-      for (int c = 0; c < C; c++) pstart[c + 1] += pstart[c];
-      int64_t *fill = fh_malloc((size_t)C * sizeof(int64_t));
-      memcpy(fill, pstart, (size_t)C * sizeof(int64_t));
-      for (int64_t i = 0; i < pn; i++) prow[fill[py[i]]++] = i;
-      free(fill);
-      for (int c = 0; c < C; c++) freq[c] = (double)(pstart[c + 1] - pstart[c]) / (double)pn;
-      s.px = px, s.py = py, s.pstart = pstart, s.prow = prow;
-      fh_info("fedgc: %lld generated samples from the pool %s", (long long)pn, pool);
-    }
+    rc = pool_source(run, pool, &s, &px, &py, &pstart, &prow, freq);
   } else {
     rc = fit_server(run, &g);
     if (rc == 0) memcpy(freq, g.class_freq, (size_t)C * sizeof(double));
@@ -325,38 +377,10 @@ int fh_fedgc_prepare(fh_run *run) {
   s.freq = freq;
 
   if (rc == 0) {
-    const int nl = run->nlocal > 0 ? run->nlocal : 1;
-    float **gx = fh_calloc((size_t)nl, sizeof(float *));
-    int32_t **gy = fh_calloc((size_t)nl, sizeof(int32_t *));
-    int *gn = fh_calloc((size_t)nl, sizeof(int));
-    for (int i = 0; i < run->nlocal; i++) {
-      const int k = run->first_client + i;
-      gn[i] = Mk[k];
-      generate_client(run, &s, k, &ds->clients[i].train, Mk[k], &gx[i], &gy[i]);
-    }
-    fh_dataset_append_train(ds, gn, gx, gy, fh_cfg_enum(cfg, "fedgc.weights") == 1);
-    for (int i = 0; i < run->nlocal; i++) free(gx[i]), free(gy[i]);
-    free(gx), free(gy), free(gn);
+    generate_all(run, &s, Mk);
     double t_gen = MPI_Wtime() - t0 - t_fit;
     MPI_Allreduce(MPI_IN_PLACE, &t_gen, 1, MPI_DOUBLE, MPI_MAX, run->comm);
-    int lo = Mk[0], hi = Mk[0];
-    for (int k = 1; k < K; k++) lo = Mk[k] < lo ? Mk[k] : lo, hi = Mk[k] > hi ? Mk[k] : hi;
-    char lev[64] = "";
-    if (level >= 0) snprintf(lev, sizeof lev, ", level b = %lld", level);
-    fh_info("fedgc: %lld generated samples over %d clients (budget %s: %d..%d per client%s; class mix %s); %s in "
-            "%.3f s, generation %.3f s; aggregation weights %s",
-            M, K, fh_cfg_str(cfg, "fedgc.budget"), lo, hi, lev, fh_cfg_str(cfg, "fedgc.class_mix"),
-            pool[0] ? "pool read" : "generator fitted", t_fit, t_gen,
-            fh_cfg_enum(cfg, "fedgc.weights") == 1 ? "n_k" : "n_k + M_k");
-    if (fh_cfg_enum(cfg, "fedgc.weights") == 1 && !(run->alg->flags & FH_ALG_SAMPLE_WEIGHTS)) {
-      char names[256];
-      fh_algorithm_names_with(FH_ALG_SAMPLE_WEIGHTS, "and", names, sizeof names);
-      fh_warn("fedgc.weights = real is honoured by %s only; %s weights clients its own way", names,
-              run->alg->name);
-    }
-    if (!pool[0])
-      fh_info("fedgc: prompt design %s, guidance %s (strength %g, noise %g)", fh_cfg_str(cfg, "fedgc.design"),
-              fh_cfg_str(cfg, "fedgc.guidance"), s.opt.strength, s.opt.noise);
+    report(run, &s, Mk, level, pool[0] != 0, t_fit, t_gen);
   }
   fh_generator_free(&g);
   free(px), free(py), free(pstart), free(prow), free(freq), free(n), free(Mk);

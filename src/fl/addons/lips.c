@@ -32,7 +32,8 @@
 
 const fh_key_spec fh_lips_keys[] = {
     {"lips.enable", FH_T_BOOL, "false", 0, 0, NULL,
-     "LIPS transient sparsity of the middle layers, on top of run.algorithm = fedavg, fedprox or scaffold"},
+     "LIPS transient sparsity of the middle layers, on top of an algorithm that trains by local SGD "
+     "([local SGD] in `fedhpc help algorithms`)"},
     {"lips.d0", FH_T_REAL, "0.5", 0, 1, NULL,
      "density d0 of the middle layers on the first sparse round; d = min(1, d0 + (1 - d0) s/T)"},
     {"lips.every", FH_T_INT, "5", 1, 1e8, NULL,
@@ -186,6 +187,50 @@ static int check_algorithm(const fh_run *run, int enabled, int inertia) {
   return 0;
 }
 
+/* The recorded layers (every conv and linear weight), which of them are
+ * middle layers, where each one's gradient sits in lips.grad, and the
+ * client-local segments of the model state. Returns the middle layers' count;
+ * *max_numel gets the largest middle layer's size. */
+static int layout(struct fh_lips *L, fh_model *m, size_t *max_numel) {
+  const int enabled = L->enabled, inertia = L->inertia;
+  const int nv = fh_model_nviews(m);
+  L->view = fh_malloc((size_t)nv * sizeof *L->view);
+  L->middle = fh_malloc((size_t)nv);
+  L->goff = fh_malloc((size_t)nv * sizeof *L->goff);
+  const size_t nseg_max = (size_t)nv + (size_t)fh_model_nbuffer_views(m);
+  L->seg_off = fh_malloc(nseg_max * sizeof *L->seg_off);
+  L->seg_len = fh_malloc(nseg_max * sizeof *L->seg_len);
+  int nmiddle = 0;
+  for (int v = 0; v < nv; v++) {
+    const fh_layer *ly = fh_model_layer(m, fh_model_view_layer(m, v));
+    const fh_param_view *pv = fh_model_view(m, v);
+    const int weight = (ly->kind == FH_LAYER_CONV2D || ly->kind == FH_LAYER_LINEAR) &&
+                       strcmp(pv->name, ly->param[0].name) == 0;
+    if (weight) {
+      const int mid = fh_model_view_is_middle(m, v);
+      nmiddle += mid;
+      L->view[L->nl] = v;
+      L->middle[L->nl] = (uint8_t)mid;
+      /* the gradient is stored for the middle layers, and for all with the record */
+      const int stored = (enabled && L->score != FH_LIPS_SCORE_W && L->score != FH_LIPS_SCORE_RANDOM && mid) ||
+                         inertia;
+      L->goff[L->nl] = stored ? L->glen : SIZE_MAX;
+      if (stored) L->glen += pv->numel;
+      if (mid && pv->numel > *max_numel) *max_numel = pv->numel;
+      L->nl++;
+    }
+    if (L->local && (is_bn(ly) || ends_with(pv->name, ".bias"))) add_segment(L, pv->offset, pv->numel, fh_model_nparams(m));
+  }
+  if (L->local) {
+    const size_t np = fh_model_nparams(m);
+    for (int b = 0; b < fh_model_nbuffer_views(m); b++) {
+      const fh_param_view *bv = fh_model_buffer_view(m, b);
+      add_segment(L, np + bv->offset, bv->numel, np);
+    }
+  }
+  return nmiddle;
+}
+
 static int lips_setup(fh_run *run, void **state) {
   const fh_config *cfg = run->cfg;
   const int enabled = fh_cfg_bool(cfg, "lips.enable"), inertia = fh_cfg_bool(cfg, "lips.record_inertia");
@@ -203,46 +248,12 @@ static int lips_setup(fh_run *run, void **state) {
   L->f_grad = L->f_local = -1;
 
   fh_model *m = run->model;
-  const int nv = fh_model_nviews(m);
-  L->view = fh_malloc((size_t)nv * sizeof *L->view);
-  L->middle = fh_malloc((size_t)nv);
-  L->goff = fh_malloc((size_t)nv * sizeof *L->goff);
-  const size_t nseg_max = (size_t)nv + (size_t)fh_model_nbuffer_views(m);
-  L->seg_off = fh_malloc(nseg_max * sizeof *L->seg_off);
-  L->seg_len = fh_malloc(nseg_max * sizeof *L->seg_len);
-  int nmiddle = 0;
   size_t max_numel = 0;
-  for (int v = 0; v < nv; v++) {
-    const fh_layer *ly = fh_model_layer(m, fh_model_view_layer(m, v));
-    const fh_param_view *pv = fh_model_view(m, v);
-    const int weight = (ly->kind == FH_LAYER_CONV2D || ly->kind == FH_LAYER_LINEAR) &&
-                       strcmp(pv->name, ly->param[0].name) == 0;
-    if (weight) {
-      const int mid = fh_model_view_is_middle(m, v);
-      nmiddle += mid;
-      L->view[L->nl] = v;
-      L->middle[L->nl] = (uint8_t)mid;
-      /* the gradient is stored for the middle layers, and for all with the record */
-      const int stored = (enabled && L->score != FH_LIPS_SCORE_W && L->score != FH_LIPS_SCORE_RANDOM && mid) ||
-                         inertia;
-      L->goff[L->nl] = stored ? L->glen : SIZE_MAX;
-      if (stored) L->glen += pv->numel;
-      if (mid && pv->numel > max_numel) max_numel = pv->numel;
-      L->nl++;
-    }
-    if (L->local && (is_bn(ly) || ends_with(pv->name, ".bias"))) add_segment(L, pv->offset, pv->numel, fh_model_nparams(m));
-  }
+  const int nmiddle = layout(L, m, &max_numel);
   if (enabled && nmiddle == 0)
     return FH_FAIL(FH_ERR_CONFIG, "lips.enable = true but model.arch = %s has no middle layers to sparsify; "
                                   "use resnet4, resnet6, resnet8, resnet10, resnet18 or vgg11_bn",
                    fh_model_arch(m));
-  if (L->local) {
-    const size_t np = fh_model_nparams(m);
-    for (int b = 0; b < fh_model_nbuffer_views(m); b++) {
-      const fh_param_view *bv = fh_model_buffer_view(m, b);
-      add_segment(L, np + bv->offset, bv->numel, np);
-    }
-  }
   if (enabled) {
     L->key = fh_malloc((max_numel ? max_numel : 1) * sizeof *L->key);
     L->keep = fh_malloc(max_numel ? max_numel : 1);

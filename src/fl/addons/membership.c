@@ -67,6 +67,40 @@ static double split_losses(fh_model *m, const fh_split *sp, int n, double *loss)
   return correct;
 }
 
+/* Rank 0: the attack's AUC and the means from all losses [members |
+ * non-members] (tot: their counts and the generated rows; right: the right
+ * predictions of each) to run_dir/membership.h5, and one line. */
+static int write_score(const double *all, const long long *tot, const double *right, const char *run_dir) {
+  int rc = 0;
+  const double auc = fh_fedgc_auc(all, tot[0], tot[1]);
+  double mm = 0, mn = 0;
+  for (long long i = 0; i < tot[0]; i++) mm += all[i];
+  for (long long i = 0; i < tot[1]; i++) mn += all[tot[0] + i];
+  mm = tot[0] ? mm / (double)tot[0] : NAN, mn = tot[1] ? mn / (double)tot[1] : NAN;
+  const double am = tot[0] ? right[0] / (double)tot[0] : NAN, an = tot[1] ? right[1] / (double)tot[1] : NAN;
+  char path[4200];
+  snprintf(path, sizeof path, "%s/membership.h5", run_dir);
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create; set output.dir to a writable directory", path);
+  rc = fh_h5_attr_double(f, "auc", auc);
+  if (rc == 0) rc = fh_h5_attr_int(f, "members", tot[0]);
+  if (rc == 0) rc = fh_h5_attr_int(f, "nonmembers", tot[1]);
+  if (rc == 0) rc = fh_h5_attr_int(f, "generated_rows", tot[2]);
+  if (rc == 0) rc = fh_h5_attr_double(f, "member_loss", mm);
+  if (rc == 0) rc = fh_h5_attr_double(f, "nonmember_loss", mn);
+  if (rc == 0) rc = fh_h5_attr_double(f, "member_accuracy", am);
+  if (rc == 0) rc = fh_h5_attr_double(f, "nonmember_accuracy", an);
+  if (rc == 0)
+    rc = fh_h5_attr_str(f, "attack", "loss threshold: lower cross-entropy of the final global model = member; "
+                                     "members = clients' real train rows, non-members = clients' test rows");
+  if (H5Fclose(f) < 0 && rc == 0) rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write", path);
+  if (rc == 0)
+    fh_info("membership inference (loss threshold): AUC %.4f over %lld members / %lld non-members (mean loss "
+            "%.4f / %.4f, accuracy %.2f%% / %.2f%%; %lld generated rows in training) -> %s",
+            auc, tot[0], tot[1], mm, mn, 100 * am, 100 * an, tot[2], path);
+  return rc;
+}
+
 static int membership_enabled(const fh_config *cfg) { return fh_cfg_bool(cfg, "fedgc.membership"); }
 
 int fh_fedgc_membership(fh_run *run, const char *run_dir) {
@@ -121,37 +155,7 @@ int fh_fedgc_membership(fh_run *run, const char *run_dir) {
       for (int r = 0, at = part ? (int)tot[0] : 0; r < run->nranks; at += counts[r++]) displs[r] = at;
     MPI_Gatherv(part ? ln : lm, mine, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, 0, run->comm);
   }
-  if (root) {
-    const double auc = fh_fedgc_auc(all, tot[0], tot[1]);
-    double mm = 0, mn = 0;
-    for (long long i = 0; i < tot[0]; i++) mm += all[i];
-    for (long long i = 0; i < tot[1]; i++) mn += all[tot[0] + i];
-    mm = tot[0] ? mm / (double)tot[0] : NAN, mn = tot[1] ? mn / (double)tot[1] : NAN;
-    const double am = tot[0] ? right[0] / (double)tot[0] : NAN, an = tot[1] ? right[1] / (double)tot[1] : NAN;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/membership.h5", run_dir);
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) {
-      rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create; set output.dir to a writable directory", path);
-    } else {
-      rc = fh_h5_attr_double(f, "auc", auc);
-      if (rc == 0) rc = fh_h5_attr_int(f, "members", tot[0]);
-      if (rc == 0) rc = fh_h5_attr_int(f, "nonmembers", tot[1]);
-      if (rc == 0) rc = fh_h5_attr_int(f, "generated_rows", tot[2]);
-      if (rc == 0) rc = fh_h5_attr_double(f, "member_loss", mm);
-      if (rc == 0) rc = fh_h5_attr_double(f, "nonmember_loss", mn);
-      if (rc == 0) rc = fh_h5_attr_double(f, "member_accuracy", am);
-      if (rc == 0) rc = fh_h5_attr_double(f, "nonmember_accuracy", an);
-      if (rc == 0)
-        rc = fh_h5_attr_str(f, "attack", "loss threshold: lower cross-entropy of the final global model = member; "
-                                         "members = clients' real train rows, non-members = clients' test rows");
-      if (H5Fclose(f) < 0 && rc == 0) rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write", path);
-    }
-    if (rc == 0)
-      fh_info("membership inference (loss threshold): AUC %.4f over %lld members / %lld non-members (mean loss "
-              "%.4f / %.4f, accuracy %.2f%% / %.2f%%; %lld generated rows in training) -> %s",
-              auc, tot[0], tot[1], mm, mn, 100 * am, 100 * an, tot[2], path);
-  }
+  if (root) rc = write_score(all, tot, right, run_dir);
   free(all), free(counts), free(displs), free(lm), free(ln);
   return fh_error_agree(run->comm, rc);
 }

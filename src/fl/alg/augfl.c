@@ -227,6 +227,76 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   return 0;
 }
 
+/* The server (augfl.lambda > 0): its rows, the PM's logits of them, the pass
+ * for R's gradient, the feature hint's connector. */
+static int setup_server(fh_run *run, augfl_state *s) {
+  const fh_config *cfg = run->cfg;
+  int rc = fh_server_shards_load(&s->sh, cfg, run->rank, run->nranks);
+  if (rc == 0) rc = fh_model_pass_create(&s->pass, run->model, s->sbatch);
+  FH_TRY(fh_error_agree(run->comm, rc));
+  FH_TRY(load_teacher(run, s));
+  if (s->ahint > 0) {
+    /* the connector: identity when the widths agree, else a learnable Linear(d, dt) (server state) */
+    if (s->dt != s->d) {
+      s->nconn = (size_t)s->dt * (s->d + 1);
+      s->conn = fh_run_server_state(run, "augfl.connector", s->nconn);
+      s->conn_ready = fh_run_server_state(run, "augfl.connector_ready", 1);
+    }
+    s->cf = fh_malloc((size_t)s->sbatch * s->dt * sizeof(float));
+    s->dcf = fh_malloc((size_t)s->sbatch * s->dt * sizeof(float));
+    s->dfeat = fh_malloc((size_t)s->sbatch * s->d * sizeof(float));
+  }
+  fh_accum_create(&s->racc, s->np + s->nconn + 1, (int)fh_cfg_int(cfg, "run.accum_bits"),
+                  (int)((s->sh.max_rows + s->sbatch - 1) / s->sbatch) * s->sh.nshards);
+  s->vec = fh_malloc((s->np + s->nconn + 1) * sizeof(float));
+  const size_t bc = (size_t)s->sbatch * s->C * sizeof(float);
+  s->dce = fh_malloc(bc), s->dkd = fh_malloc(bc), s->pce = fh_malloc(bc), s->ps = fh_malloc(bc);
+  s->pt = fh_malloc(bc);
+  s->gR = fh_calloc(s->np, sizeof(float));
+  fh_info("augfl: R = %g CE + %g T^2 KL (T = %g)%s over %lld server rows in %d shards, meta-model BatchNorm in %s "
+          "mode", (double)s->gamma, (double)s->akd, (double)s->T, s->ahint > 0 ? " + a_hint MSE(features)" : "",
+          (long long)s->sh.total, s->sh.nshards, s->server_train ? "train" : "eval");
+  if (s->ahint > 0)
+    fh_info("augfl: feature hint a_hint = %g between the meta-model's %d features and the PM's %d through %s",
+            (double)s->ahint, s->d, s->dt, s->conn ? "a learnable linear connector" : "the identity");
+  return 0;
+}
+
+/* The second-order server step (augfl.step = second_order): the block it
+ * solves for (the classifier, or the whole model) and its Gauss-Newton system
+ * on the BLACS grid. */
+static int setup_second_order(fh_run *run, augfl_state *s) {
+  const fh_config *cfg = run->cfg;
+  if (s->block_all) {
+    s->head_off = 0;
+    s->nh = (int)s->np;
+    if ((long long)s->np > fh_cfg_int(cfg, "augfl.second_order_max_n"))
+      return FH_FAIL(FH_ERR_CONFIG, "augfl.second_order_block = all: model.arch = %s has %zu parameters, more "
+                                    "than augfl.second_order_max_n = %lld; use augfl.second_order_block = head, "
+                                    "or raise the limit if the ranks hold a %zu x %zu matrix",
+                     fh_model_arch(run->model), s->np, fh_cfg_int(cfg, "augfl.second_order_max_n"), s->np, s->np);
+    FH_TRY(fh_gn_model_create(&s->gn, run->comm, s->pass, s->nh, run->data->dim, s->C, s->T,
+                              (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
+  } else {
+    const fh_param_view *w = fh_model_view(run->model, fh_model_header_first_view(run->model));
+    s->head_off = w->offset;
+    s->nh = s->C * (s->d + 1);
+    if (s->head_off + (size_t)s->nh != s->np)
+      return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: model.arch = %s does not end in its "
+                                    "classifier's weight and bias", fh_model_arch(run->model));
+    if (s->nh > fh_cfg_int(cfg, "augfl.gn_max"))
+      return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: the classifier has %d unknowns, more than "
+                                    "augfl.gn_max = %lld; raise augfl.gn_max if the ranks hold a %d x %d matrix",
+                     s->nh, fh_cfg_int(cfg, "augfl.gn_max"), s->nh, s->nh);
+    FH_TRY(fh_gn_head_create(&s->gn, run->comm, s->d, s->C, (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
+    s->gnrows = fh_malloc((size_t)(s->sh.rows.n ? s->sh.rows.n : 1) * (s->d + 2 * s->C) * sizeof(float));
+  }
+  s->delta = fh_calloc((size_t)s->nh, sizeof(double));
+  fh_info("augfl: second-order step over %s (%d unknowns) on the BLACS grid of %d ranks",
+          s->block_all ? "the whole model" : "the classifier", s->nh, run->nranks);
+  return 0;
+}
+
 static int augfl_setup(fh_run *run) {
   const fh_config *cfg = run->cfg;
   augfl_state *s = fh_calloc(1, sizeof *s);
@@ -241,9 +311,9 @@ static int augfl_setup(fh_run *run) {
   s->akd = (float)fh_cfg_real(cfg, "augfl.kd_weight");
   s->batch = (int)fh_cfg_int(cfg, "augfl.batch");
   s->sbatch = (int)fh_cfg_int(cfg, "augfl.server_batch");
-  s->second = strcmp(fh_cfg_str(cfg, "augfl.step"), "second_order") == 0;
-  s->block_all = strcmp(fh_cfg_str(cfg, "augfl.second_order_block"), "all") == 0;
-  s->server_train = strcmp(fh_cfg_str(cfg, "augfl.server_bn"), "train") == 0;
+  s->second = fh_cfg_enum(cfg, "augfl.step") == 1;                   /* linear|second_order */
+  s->block_all = fh_cfg_enum(cfg, "augfl.second_order_block") == 1;  /* head|all */
+  s->server_train = fh_cfg_enum(cfg, "augfl.server_bn") == 0;        /* train|eval */
   s->ahint = (float)fh_cfg_real(cfg, "augfl.hint_weight");
   s->hint_lr = (float)fh_cfg_real(cfg, "augfl.hint_lr");
   s->C = run->data->num_classes;
@@ -285,65 +355,8 @@ static int augfl_setup(fh_run *run) {
           s->second ? "second-order" : "linearised", s->batch ? "minibatch" : "full-batch");
   if (!s->server) return 0;
 
-  /* the server: its rows, the PM's logits of them, the pass for R's gradient */
-  int rc = fh_server_shards_load(&s->sh, cfg, run->rank, run->nranks);
-  if (rc == 0) rc = fh_model_pass_create(&s->pass, run->model, s->sbatch);
-  FH_TRY(fh_error_agree(run->comm, rc));
-  FH_TRY(load_teacher(run, s));
-  if (s->ahint > 0) {
-    /* the connector: identity when the widths agree, else a learnable Linear(d, dt) (server state) */
-    if (s->dt != s->d) {
-      s->nconn = (size_t)s->dt * (s->d + 1);
-      s->conn = fh_run_server_state(run, "augfl.connector", s->nconn);
-      s->conn_ready = fh_run_server_state(run, "augfl.connector_ready", 1);
-    }
-    s->cf = fh_malloc((size_t)s->sbatch * s->dt * sizeof(float));
-    s->dcf = fh_malloc((size_t)s->sbatch * s->dt * sizeof(float));
-    s->dfeat = fh_malloc((size_t)s->sbatch * s->d * sizeof(float));
-  }
-  fh_accum_create(&s->racc, s->np + s->nconn + 1, (int)fh_cfg_int(cfg, "run.accum_bits"),
-                  (int)((s->sh.max_rows + s->sbatch - 1) / s->sbatch) * s->sh.nshards);
-  s->vec = fh_malloc((s->np + s->nconn + 1) * sizeof(float));
-  const size_t bc = (size_t)s->sbatch * s->C * sizeof(float);
-  s->dce = fh_malloc(bc), s->dkd = fh_malloc(bc), s->pce = fh_malloc(bc), s->ps = fh_malloc(bc);
-  s->pt = fh_malloc(bc);
-  s->gR = fh_calloc(s->np, sizeof(float));
-  fh_info("augfl: R = %g CE + %g T^2 KL (T = %g)%s over %lld server rows in %d shards, meta-model BatchNorm in %s "
-          "mode", (double)s->gamma, (double)s->akd, (double)s->T, s->ahint > 0 ? " + a_hint MSE(features)" : "",
-          (long long)s->sh.total, s->sh.nshards, s->server_train ? "train" : "eval");
-  if (s->ahint > 0)
-    fh_info("augfl: feature hint a_hint = %g between the meta-model's %d features and the PM's %d through %s",
-            (double)s->ahint, s->d, s->dt, s->conn ? "a learnable linear connector" : "the identity");
-  if (s->second) {
-    if (s->block_all) {
-      s->head_off = 0;
-      s->nh = (int)s->np;
-      if ((long long)s->np > fh_cfg_int(cfg, "augfl.second_order_max_n"))
-        return FH_FAIL(FH_ERR_CONFIG, "augfl.second_order_block = all: model.arch = %s has %zu parameters, more "
-                                      "than augfl.second_order_max_n = %lld; use augfl.second_order_block = head, "
-                                      "or raise the limit if the ranks hold a %zu x %zu matrix",
-                       fh_model_arch(run->model), s->np, fh_cfg_int(cfg, "augfl.second_order_max_n"), s->np, s->np);
-      FH_TRY(fh_gn_model_create(&s->gn, run->comm, s->pass, s->nh, run->data->dim, s->C, s->T,
-                                (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
-    } else {
-      const fh_param_view *w = fh_model_view(run->model, fh_model_header_first_view(run->model));
-      s->head_off = w->offset;
-      s->nh = s->C * (s->d + 1);
-      if (s->head_off + (size_t)s->nh != s->np)
-        return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: model.arch = %s does not end in its "
-                                      "classifier's weight and bias", fh_model_arch(run->model));
-      if (s->nh > fh_cfg_int(cfg, "augfl.gn_max"))
-        return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: the classifier has %d unknowns, more than "
-                                      "augfl.gn_max = %lld; raise augfl.gn_max if the ranks hold a %d x %d matrix",
-                       s->nh, fh_cfg_int(cfg, "augfl.gn_max"), s->nh, s->nh);
-      FH_TRY(fh_gn_head_create(&s->gn, run->comm, s->d, s->C, (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
-      s->gnrows = fh_malloc((size_t)(s->sh.rows.n ? s->sh.rows.n : 1) * (s->d + 2 * s->C) * sizeof(float));
-    }
-    s->delta = fh_calloc((size_t)s->nh, sizeof(double));
-    fh_info("augfl: second-order step over %s (%d unknowns) on the BLACS grid of %d ranks",
-            s->block_all ? "the whole model" : "the classifier", s->nh, run->nranks);
-  }
-  return 0;
+  FH_TRY(setup_server(run, s));
+  return s->second ? setup_second_order(run, s) : 0;
 }
 
 /* ---- the client ------------------------------------------------------------------- */

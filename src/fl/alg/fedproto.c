@@ -74,8 +74,8 @@ static int fedproto_setup(fh_run *run) {
   FH_TRY(fh_hetero_need_common_d(&s->h, "fedproto"));
   FH_TRY(fh_hetero_declare(&s->h, run, "fedproto", &s->f));
   s->lambda = (float)fh_cfg_real(run->cfg, "fedproto.lambda");
-  const char *ev = fh_cfg_str(run->cfg, "fedproto.eval");
-  s->by_proto = strcmp(ev, "proto") == 0 ? 1 : strcmp(ev, "local") == 0 ? 2 : 0;
+  static const int by_proto[] = {1, 2, 0}; /* fedproto.eval = proto|local|model */
+  s->by_proto = by_proto[fh_cfg_enum(run->cfg, "fedproto.eval")];
   s->C = s->h.C, s->d = s->h.d;
   fh_model *shape;
   FH_TRY(fh_model_create_mlp(&shape, s->d, NULL, 0, s->C, 1));

@@ -184,14 +184,40 @@ static void zero_shot_labels(fst_state *s, const float *Z, int n, float *q) {
 
 /* ---- setup --------------------------------------------------------------------- */
 
+/* The buffers of local training: batches of real rows and G generated ones. */
+static void alloc_scratch(fst_state *s, int G) {
+  const int C = s->C, d = s->d;
+  s->rows = s->batch > G ? s->batch : G;
+  if (s->rows < 1) s->rows = 1;
+  s->params = fh_malloc(sizeof(float) * s->np);
+  s->grads = fh_malloc(sizeof(float) * s->np);
+  s->mom = fh_malloc(sizeof(float) * s->np);
+  s->logits = fh_malloc(sizeof(float) * (size_t)s->rows * C);
+  s->probs = fh_malloc(sizeof(float) * (size_t)s->rows * C);
+  s->dl = fh_malloc(sizeof(float) * (size_t)s->rows * C);
+  s->xb = fh_malloc(sizeof(float) * (size_t)s->batch * d);
+  s->tb = fh_malloc(sizeof(float) * (size_t)s->batch * C);
+  s->yb = fh_malloc(sizeof(int32_t) * (size_t)s->rows);
+  s->order = fh_malloc(sizeof(int) * (size_t)s->maxn);
+  if (G > 0) {
+    s->gx = fh_malloc(sizeof(float) * (size_t)G * d);
+    s->gxb = fh_malloc(sizeof(float) * (size_t)G * d);
+    s->gy = fh_malloc(sizeof(int32_t) * (size_t)G);
+    s->gorder = fh_malloc(sizeof(int) * (size_t)G);
+  }
+  if (s->cov_pseudo && G > 0) {
+    s->members = fh_malloc(sizeof(int) * (size_t)s->maxn);
+    s->moff = fh_malloc(sizeof(int) * (size_t)(C + 1));
+    s->gscratch = fh_malloc(sizeof(float) * (size_t)d);
+  }
+}
+
 static int fst_setup(fh_run *run) {
   fst_state *s = fh_calloc(1, sizeof *s);
   run->alg_state = s;
   s->field = -1;
   const fh_config *cfg = run->cfg;
-  const char *variant = fh_cfg_str(cfg, "fstcbdg.variant");
-  for (int v = 0; v < 4; v++)
-    if (strcmp(variant, VARIANTS[v]) == 0) s->variant = v;
+  s->variant = fh_cfg_enum(cfg, "fstcbdg.variant"); /* the order of VARIANTS */
   if (strcmp(fh_cfg_str(cfg, "data.source"), "features") != 0)
     return FH_FAIL(FH_ERR_CONFIG, "run.algorithm = fstcbdg learns on encoder features: set data.source = features and "
                                   "data.path to a feature file (docs/features.md; fedhpc encode makes one)");
@@ -235,7 +261,7 @@ static int fst_setup(fh_run *run) {
   s->sigma = (float)fh_cfg_real(cfg, "fstcbdg.sigma");
   s->mu = (float)fh_cfg_real(cfg, "fstcbdg.mu");
   s->beta = (float)fh_cfg_real(cfg, "fstcbdg.beta");
-  s->cov_pseudo = strcmp(fh_cfg_str(cfg, "fstcbdg.covariance"), "pseudo") == 0;
+  s->cov_pseudo = fh_cfg_enum(cfg, "fstcbdg.covariance") == 1; /* isotropic|pseudo */
   s->confidence = (float)fh_cfg_real(cfg, "fstcbdg.confidence");
   s->kappa = (float)fh_cfg_real(cfg, "fstcbdg.cov_prior");
   s->label_scale = (float)fh_cfg_real(cfg, "fstcbdg.label_scale");
@@ -260,29 +286,7 @@ static int fst_setup(fh_run *run) {
   if (s->variant == V_CBDG || s->variant == V_SELFTRAIN)
     FH_TRY(fh_client_store_field(run->state, "fstcbdg.q", FH_STATE_F32, (size_t)s->maxn * C, &s->field));
 
-  s->rows = s->batch > G ? s->batch : G;
-  if (s->rows < 1) s->rows = 1;
-  s->params = fh_malloc(sizeof(float) * s->np);
-  s->grads = fh_malloc(sizeof(float) * s->np);
-  s->mom = fh_malloc(sizeof(float) * s->np);
-  s->logits = fh_malloc(sizeof(float) * (size_t)s->rows * C);
-  s->probs = fh_malloc(sizeof(float) * (size_t)s->rows * C);
-  s->dl = fh_malloc(sizeof(float) * (size_t)s->rows * C);
-  s->xb = fh_malloc(sizeof(float) * (size_t)s->batch * d);
-  s->tb = fh_malloc(sizeof(float) * (size_t)s->batch * C);
-  s->yb = fh_malloc(sizeof(int32_t) * (size_t)s->rows);
-  s->order = fh_malloc(sizeof(int) * (size_t)s->maxn);
-  if (G > 0) {
-    s->gx = fh_malloc(sizeof(float) * (size_t)G * d);
-    s->gxb = fh_malloc(sizeof(float) * (size_t)G * d);
-    s->gy = fh_malloc(sizeof(int32_t) * (size_t)G);
-    s->gorder = fh_malloc(sizeof(int) * (size_t)G);
-  }
-  if (s->cov_pseudo && G > 0) {
-    s->members = fh_malloc(sizeof(int) * (size_t)s->maxn);
-    s->moff = fh_malloc(sizeof(int) * (size_t)(C + 1));
-    s->gscratch = fh_malloc(sizeof(float) * (size_t)d);
-  }
+  alloc_scratch(s, G);
   fh_info("fstcbdg (%s): linear head on %d-dimensional features, %d classes, logit scale %g; %zu floats travel "
           "each way per client", VARIANTS[s->variant], d, C, (double)s->s, s->np);
   if (s->variant == V_CBDG)

@@ -51,7 +51,7 @@ static int perfedavg_setup(fh_run *run) {
   perfedavg_state *s = fh_calloc(1, sizeof *s);
   const fh_config *cfg = run->cfg;
   fh_local_sgd_create(&s->sgd, cfg, run->data->dim, fh_model_nparams(run->model));
-  int hf = strcmp(fh_cfg_str(cfg, "perfedavg.variant"), "hf") == 0;
+  int hf = fh_cfg_enum(cfg, "perfedavg.variant") == 1; /* fo|hf */
   fh_perfedavg_step_create(&s->step, hf, (float)fh_cfg_real(cfg, "perfedavg.alpha"),
                            (float)fh_cfg_real(cfg, "perfedavg.beta"), (float)fh_cfg_real(cfg, "perfedavg.delta"),
                            &s->sgd, run->model);
