@@ -75,12 +75,21 @@ static void reduce_chunks(fh_accum *a, int root, MPI_Comm comm, int all) {
 
 /* Two ranks: each sums one half of every segment (in parallel), then the
  * halves are joined on the root (or exchanged, for an allreduce). Each rank
- * moves and adds half the data where MPI_Reduce has the root add all of it;
- * segments of FH_ACCUM_SEGMENT sums keep the exchanged halves in cache. The
+ * moves and adds half the data where MPI_Reduce has the root add all of it.
+ * Segments of at least FH_ACCUM_SEGMENT sums keep the exchanged halves in
+ * cache; a payload is cut into at most FH_ACCUM_SEGMENTS of them, as every
+ * segment is two rendezvous with the other rank (costly where ranks share
+ * cores and wait to be scheduled). The
  * integer sums are exact, so the result is the same bits as MPI_Reduce's.
  * Without `all`, the non-root's sums are left as they were (as MPI_Reduce
  * leaves its send buffer). */
 #define FH_ACCUM_SEGMENT ((size_t)1 << 16)
+#define FH_ACCUM_SEGMENTS 4
+/* Payloads up to this many sums take the exchange. Larger ones (measured with
+ * ranks sharing oversubscribed cores, 1.2M sums) were slower in the median
+ * than MPI_Reduce, whose large-message protocol waits less on the other rank
+ * being scheduled; they keep MPI_Reduce. */
+#define FH_ACCUM_PAIR_MAX ((size_t)1 << 19)
 #define FH_ACCUM_TAG 4242 /* point-to-point tag on the caller's communicator */
 
 /* dst = x + y (dst may be x); unsigned, where wrap-around is defined (no sum of
@@ -93,10 +102,12 @@ static void reduce_pair(fh_accum *a, int root, MPI_Comm comm, int all) {
   int rank;
   MPI_Comm_rank(comm, &rank);
   const int other = 1 - rank, lead = rank == root; /* the root keeps the lower halves */
-  int64_t *tmp = fh_malloc(2 * FH_ACCUM_SEGMENT * sizeof(int64_t)), *mine_sum = tmp + FH_ACCUM_SEGMENT;
   const size_t total = a->n + 1;
-  for (size_t off = 0; off < total; off += FH_ACCUM_SEGMENT) {
-    const size_t len = total - off < FH_ACCUM_SEGMENT ? total - off : FH_ACCUM_SEGMENT;
+  size_t segment = (total + FH_ACCUM_SEGMENTS - 1) / FH_ACCUM_SEGMENTS;
+  if (segment < FH_ACCUM_SEGMENT) segment = FH_ACCUM_SEGMENT;
+  int64_t *tmp = fh_malloc(2 * segment * sizeof(int64_t)), *mine_sum = tmp + segment;
+  for (size_t off = 0; off < total; off += segment) {
+    const size_t len = total - off < segment ? total - off : segment;
     const size_t h = len / 2;
     int64_t *seg = a->sum + off;
     int64_t *keep = lead ? seg : seg + h, *give = lead ? seg + h : seg;
@@ -121,7 +132,7 @@ static void reduce_pair(fh_accum *a, int root, MPI_Comm comm, int all) {
 static void reduce_any(fh_accum *a, int root, MPI_Comm comm, int all) {
   int nranks;
   MPI_Comm_size(comm, &nranks);
-  if (nranks == 2)
+  if (nranks == 2 && a->n + 1 <= FH_ACCUM_PAIR_MAX)
     reduce_pair(a, root, comm, all);
   else /* one rank too: MPI's call moves nothing, and tools that count reductions see it */
     reduce_chunks(a, root, comm, all);

@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
   int rank, nranks;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &nranks);
-  const size_t lengths[] = {0, 1, 2, 7, 65535, 65536, 65537, 131071, 200003};
+  const size_t lengths[] = {0, 1, 2, 7, 65535, 65536, 65537, 131071, 200003, 300007, 600011};
   int bad = 0, checks = 0;
   for (size_t k = 0; k < sizeof lengths / sizeof lengths[0] && !bad; k++)
     for (int root = 0; root < (nranks > 1 ? 2 : 1) && !bad; root++, checks++)
