@@ -78,7 +78,13 @@ static const char *help_bench =
     "  (default 64) on its data set's sample shape (or --input). Then MPI_Reduce\n"
     "  of the payload's fixed-point accumulator against memcpy of the same bytes.\n"
     "  Times are the fastest of at least N calls (default 10). Run with\n"
-    "  OPENBLAS_NUM_THREADS=1, and 2 or more ranks for a meaningful reduction.\n";
+    "  OPENBLAS_NUM_THREADS=1, and 2 or more ranks for a meaningful reduction.\n"
+    "  --models a,b,... [--batches 10,16,32,64] [--steps N] [--hidden H1,H2]: the\n"
+    "  zoo models (mlp on 784 inputs with model.hidden H, default 200,200; the\n"
+    "  others on 3x32x32), each batch size timed over N steps (default 20): the\n"
+    "  median step in wall and in thread CPU time with its 10th-90th percentile\n"
+    "  spread, samples per second and the ratio to sgemm. scripts/bench_vs_torch.py\n"
+    "  runs these beside the same models in PyTorch and prints the ratios.\n";
 
 static const char *help_model =
     "usage: fedhpc model [DECK] [--set ...] [--input C,H,W] [--classes N] [--batch B]\n"

@@ -10,12 +10,20 @@
  * against memcpy of the same bytes; (3) the fixed-point accumulation of one
  * client's contribution against memcpy. Ratios near 1 mean the code runs at
  * the limit of the machine. Each time is the best of several trials (shared
- * machines are noisy). */
+ * machines are noisy).
+ *
+ * With --models a,b,... (and --batches 10,16,...): for each zoo model and
+ * batch size, the median over --steps training steps, in wall and in
+ * thread CPU time (the CPU time leaves out the time the process waited for
+ * a core on a shared machine), with the 10th-90th percentile spread, in
+ * samples per second; scripts/bench_vs_torch.py times PyTorch on the same
+ * models in the same run from these lines. */
 #include <cblas.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cmd/commands.h"
 #include "core/error.h"
@@ -295,112 +303,212 @@ static int arch_config(fh_config **cfg, const char *arch, const char *hidden) {
   return fh_config_load(cfg, NULL, sets, 2, tables, nt);
 }
 
-int fh_cmd_bench(int argc, char **argv) {
-  static const char *const opts[] = {"--batch", "--reps", "--input", NULL};
-  const char *vals[3] = {NULL, NULL, NULL};
-  fh_config *cfg = NULL;
-  /* Without a deck: the standard suite (MLP, cnn1, resnet8). */
-  int has_deck = 0;
+/* ---- fedhpc bench --models: medians per model and batch size ------------------ */
+
+static double thread_cpu_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The q-quantile (0..1) of v [n], sorted in place (nearest rank). */
+static double quantile(double *v, int n, double q) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  int i = (int)(q * (n - 1) + 0.5);
+  return v[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+/* The input shape a zoo model is benchmarked on: flat 784 for the MLP,
+ * CIFAR's 3x32x32 for the convolutional ones. */
+static void zoo_input(const char *arch, int shape[3]) {
+  if (strcmp(arch, "mlp") == 0)
+    shape[0] = 784, shape[1] = 1, shape[2] = 1;
+  else
+    shape[0] = 3, shape[1] = 32, shape[2] = 32;
+}
+
+/* One model at one batch size: 2 warm-up steps, then steps timed one by one. */
+static int bench_one_model(const char *arch, const char *hidden, int B, int steps,
+                           double sgemm_gf, fh_rng *r, int rank) {
+  fh_config *acfg = NULL;
+  bench_model bm;
+  int shape[3];
+  zoo_input(arch, shape);
+  int rc = arch_config(&acfg, arch, hidden);
+  if (rc == 0) rc = bench_model_make(&bm, acfg, shape[0], shape[1], shape[2], 10, B, r);
+  fh_config_free(acfg);
+  FH_TRY(fh_error_agree(MPI_COMM_WORLD, rc));
+  step_arg sa = {bm.m, bm.x, bm.y, bm.B, {0.01f, 0.9f, 0.f, 1e-4f, 0},
+                 fh_calloc(fh_model_nparams(bm.m), sizeof(float)), 0};
+  double *wall = fh_malloc((size_t)steps * sizeof(double));
+  double *cpu = fh_malloc((size_t)steps * sizeof(double));
+  do_step(&sa), do_step(&sa);
+  for (int i = 0; i < steps; i++) {
+    const double w0 = now(), c0 = thread_cpu_s();
+    do_step(&sa);
+    cpu[i] = thread_cpu_s() - c0, wall[i] = now() - w0;
+  }
+  const double w50 = quantile(wall, steps, 0.5), w10 = quantile(wall, steps, 0.1),
+               w90 = quantile(wall, steps, 0.9);
+  const double c50 = quantile(cpu, steps, 0.5), c10 = quantile(cpu, steps, 0.1),
+               c90 = quantile(cpu, steps, 0.9);
+  if (rank == 0)
+    printf("  %-10s batch %3d  wall %9.3f ms [%.3f, %.3f]  cpu %9.3f ms [%.3f, %.3f]  "
+           "samples/s %9.0f  cpu samples/s %9.0f  of sgemm %.3f\n",
+           arch, B, w50 * 1e3, w10 * 1e3, w90 * 1e3, c50 * 1e3, c10 * 1e3, c90 * 1e3, B / w50,
+           B / c50, bm.flops / c50 * 1e-9 / sgemm_gf);
+  fflush(stdout);
+  free(wall), free(cpu), free(sa.mom);
+  bench_model_free(&bm);
+  return 0;
+}
+
+/* Comma-separated positive integers into v (at most cap); their count, or -1. */
+static int parse_int_list(const char *s, int *v, int cap) {
+  int n = 0;
+  while (*s) {
+    char *end;
+    const long x = strtol(s, &end, 10);
+    if (end == s || x < 1 || x > 1 << 20 || n == cap) return -1;
+    v[n++] = (int)x;
+    s = *end == ',' ? end + 1 : end;
+    if (*end && *end != ',') return -1;
+  }
+  return n;
+}
+
+static int bench_models(const char *models, const char *batches, const char *hidden, int steps,
+                        double sgemm_gf, fh_rng *r, int rank) {
+  int bs[16], nb = parse_int_list(batches ? batches : "10,16,32,64", bs, 16);
+  if (nb < 1) return FH_FAIL(FH_ERR_USAGE, "--batches '%s': expected e.g. 10,16,32,64", batches);
+  if (rank == 0)
+    printf("  training steps, median over %d steps [10th, 90th percentile]; model.hidden=%s "
+           "for mlp\n",
+           steps, hidden);
+  char list[512];
+  snprintf(list, sizeof list, "%s", models);
+  for (char *save = NULL, *arch = strtok_r(list, ",", &save); arch;
+       arch = strtok_r(NULL, ",", &save))
+    for (int k = 0; k < nb; k++) FH_TRY(bench_one_model(arch, hidden, bs[k], steps, sgemm_gf, r, rank));
+  return 0;
+}
+
+/* ---- the command ------------------------------------------------------------- */
+
+/* The command line: a deck (or --set) picks one model, otherwise the suite. */
+typedef struct {
+  int has_deck, min_reps, steps;
+  int shape[3], classes;
+  const char *batch, *models, *batches, *hidden;
+} bench_opts;
+
+static int parse_args(int argc, char **argv, fh_config **cfg, bench_opts *o) {
+  static const char *const opts[] = {"--batch", "--reps",  "--input", "--models",
+                                     "--batches", "--steps", "--hidden", NULL};
+  const char *vals[7] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+  memset(o, 0, sizeof *o);
   for (int i = 0; i < argc; i++) {
     if (argv[i][0] == '-') {
-      if (strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "-s") == 0 ||
-          strcmp(argv[i], "--batch") == 0 || strcmp(argv[i], "--reps") == 0 ||
-          strcmp(argv[i], "--input") == 0)
+      int takes = strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "-s") == 0;
+      for (int k = 0; opts[k]; k++) takes |= strcmp(argv[i], opts[k]) == 0;
+      if (takes)
         i++;
       else if (strncmp(argv[i], "--set=", 6) == 0)
-        has_deck = 1; /* a model chosen on the command line */
+        o->has_deck = 1; /* a model chosen on the command line */
       continue;
     }
-    has_deck = 1;
+    o->has_deck = 1;
   }
   for (int i = 0; i + 1 < argc; i++)
-    if (strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "-s") == 0) has_deck = 1;
-  FH_TRY(fh_load_config_from_args(argc, argv, 0, &cfg, opts, vals));
-  const int min_reps = vals[1] ? atoi(vals[1]) : 10;
+    if (strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "-s") == 0) o->has_deck = 1;
+  FH_TRY(fh_load_config_from_args(argc, argv, 0, cfg, opts, vals));
+  o->batch = vals[0], o->models = vals[3], o->batches = vals[4];
+  o->hidden = vals[6] ? vals[6] : "200,200";
+  o->min_reps = vals[1] ? atoi(vals[1]) : 10;
+  o->steps = vals[5] ? atoi(vals[5]) : 20;
+  o->shape[0] = 784, o->shape[1] = 1, o->shape[2] = 1, o->classes = 10;
   int rc = 0;
-  if (min_reps < 1) rc = FH_FAIL(FH_ERR_USAGE, "--reps must be positive");
-  if (rc == 0 && vals[0] && atoi(vals[0]) < 1) rc = FH_FAIL(FH_ERR_USAGE, "--batch must be positive");
-  int shape[3] = {784, 1, 1}, C = 10;
-  if (rc == 0 && has_deck) {
+  if (o->min_reps < 1) rc = FH_FAIL(FH_ERR_USAGE, "--reps must be positive");
+  if (rc == 0 && o->steps < 1) rc = FH_FAIL(FH_ERR_USAGE, "--steps must be positive");
+  if (rc == 0 && o->batch && atoi(o->batch) < 1) rc = FH_FAIL(FH_ERR_USAGE, "--batch must be positive");
+  if (rc == 0 && o->has_deck && !o->models) {
     if (vals[2]) {
       char tail;
-      if (sscanf(vals[2], "%d,%d,%d%c", &shape[0], &shape[1], &shape[2], &tail) != 3 ||
-          shape[0] < 1 || shape[1] < 1 || shape[2] < 1)
+      if (sscanf(vals[2], "%d,%d,%d%c", &o->shape[0], &o->shape[1], &o->shape[2], &tail) != 3 ||
+          o->shape[0] < 1 || o->shape[1] < 1 || o->shape[2] < 1)
         rc = FH_FAIL(FH_ERR_USAGE, "--input '%s': expected C,H,W, e.g. 3,32,32", vals[2]);
     } else { /* the deck's data set: its sample shape and classes, no samples */
       fh_dataset *ds = NULL;
-      rc = fh_dataset_load(&ds, cfg, 0, 0, 0, 1);
-      if (rc == 0) shape[0] = ds->c, shape[1] = ds->h, shape[2] = ds->w, C = ds->num_classes;
+      rc = fh_dataset_load(&ds, *cfg, 0, 0, 0, 1);
+      if (rc == 0)
+        o->shape[0] = ds->c, o->shape[1] = ds->h, o->shape[2] = ds->w, o->classes = ds->num_classes;
       fh_dataset_free(ds);
     }
   }
-  rc = fh_error_agree(MPI_COMM_WORLD, rc);
-  if (rc) {
-    fh_config_free(cfg);
-    return rc;
+  return rc;
+}
+
+/* (1) with a deck: its model, step and per-layer shares. */
+static int bench_deck_model(bench_model *out, const fh_config *cfg, const bench_opts *o,
+                            double sgemm_gf, fh_rng *r, int rank) {
+  const int B = o->batch ? atoi(o->batch) : 64;
+  const int rc = bench_model_make(out, cfg, o->shape[0], o->shape[1], o->shape[2], o->classes, B, r);
+  FH_TRY(fh_error_agree(MPI_COMM_WORLD, rc));
+  time_step(out, o->min_reps);
+  if (rank == 0) {
+    print_step(out, sgemm_gf);
+    print_layer_shares(out);
   }
+  return 0;
+}
 
-  int rank, nranks;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &nranks);
-  fh_rng r;
-  fh_rng_init(&r, 1, FH_RNG_TEST, 0, 0);
-  const char *threads = getenv("OPENBLAS_NUM_THREADS");
-
-  /* (1) training steps against sgemm */
-  const double sgemm_gf = sgemm_rate(&r, min_reps);
-  if (rank == 0)
-    printf("fedhpc bench: %d ranks, OPENBLAS_NUM_THREADS=%s\n"
-           "  cblas_sgemm 512x512x512: %.2f GFLOP/s (the reference of every ratio below)\n",
-           nranks, threads ? threads : "unset", sgemm_gf);
-  bench_model main_model; /* its payload is the one reduced and broadcast in (2) */
-  if (has_deck) {
-    const int B = vals[0] ? atoi(vals[0]) : 64;
-    rc = bench_model_make(&main_model, cfg, shape[0], shape[1], shape[2], C, B, &r);
+/* (1) without a deck: the MLP, then cnn1 and resnet8 on CIFAR-shaped inputs;
+ * the MLP is kept in *keep for (2). */
+static int bench_suite(bench_model *keep, const bench_opts *o, double sgemm_gf, fh_rng *r,
+                       int rank) {
+  static const struct {
+    const char *arch;
+    int c, h, w, B, shares;
+  } suite[] = {{"mlp", 784, 1, 1, 64, 0}, {"cnn1", 3, 32, 32, 64, 1}, {"resnet8", 3, 32, 32, 32, 1}};
+  for (size_t k = 0; k < sizeof suite / sizeof suite[0]; k++) {
+    fh_config *acfg = NULL;
+    bench_model bm;
+    int rc = arch_config(&acfg, suite[k].arch, "256,256");
+    if (rc == 0)
+      rc = bench_model_make(&bm, acfg, suite[k].c, suite[k].h, suite[k].w, 10,
+                            o->batch ? atoi(o->batch) : suite[k].B, r);
+    fh_config_free(acfg);
     FH_TRY(fh_error_agree(MPI_COMM_WORLD, rc));
-    time_step(&main_model, min_reps);
+    time_step(&bm, o->min_reps);
+    double same_gf = 0.0;
+    const double t_same = time_linear_gemms(bm.m, bm.B, r, o->min_reps, &same_gf);
     if (rank == 0) {
-      print_step(&main_model, sgemm_gf);
-      print_layer_shares(&main_model);
+      print_step(&bm, sgemm_gf);
+      if (t_same > 0)
+        printf("    sgemm on the same shapes: %.3f ms, %.2f GFLOP/s; ratio step/same shapes "
+               "%.3f\n",
+               t_same * 1e3, same_gf, bm.flops / bm.t_step * 1e-9 / same_gf);
+      if (strcmp(suite[k].arch, "cnn1") == 0)
+        printf("    training cnn1 on one core: %.0f samples/s\n", bm.B / bm.t_step);
+      if (suite[k].shares) print_layer_shares(&bm);
     }
-  } else {
-    /* The MLP, then cnn1 and resnet8 on CIFAR-shaped inputs. */
-    static const struct {
-      const char *arch;
-      int c, h, w, B, shares;
-    } suite[] = {{"mlp", 784, 1, 1, 64, 0}, {"cnn1", 3, 32, 32, 64, 1}, {"resnet8", 3, 32, 32, 32, 1}};
-    for (size_t k = 0; k < sizeof suite / sizeof suite[0]; k++) {
-      fh_config *acfg = NULL;
-      bench_model bm;
-      rc = arch_config(&acfg, suite[k].arch, "256,256");
-      if (rc == 0)
-        rc = bench_model_make(&bm, acfg, suite[k].c, suite[k].h, suite[k].w, 10,
-                              vals[0] ? atoi(vals[0]) : suite[k].B, &r);
-      fh_config_free(acfg);
-      FH_TRY(fh_error_agree(MPI_COMM_WORLD, rc));
-      time_step(&bm, min_reps);
-      double same_gf = 0.0;
-      const double t_same = time_linear_gemms(bm.m, bm.B, &r, min_reps, &same_gf);
-      if (rank == 0) {
-        print_step(&bm, sgemm_gf);
-        if (t_same > 0)
-          printf("    sgemm on the same shapes: %.3f ms, %.2f GFLOP/s; ratio step/same shapes "
-                 "%.3f\n",
-                 t_same * 1e3, same_gf, bm.flops / bm.t_step * 1e-9 / same_gf);
-        if (strcmp(suite[k].arch, "cnn1") == 0)
-          printf("    training cnn1 on one core: %.0f samples/s\n", bm.B / bm.t_step);
-        if (suite[k].shares) print_layer_shares(&bm);
-      }
-      if (k == 0)
-        main_model = bm;
-      else
-        bench_model_free(&bm);
-    }
+    if (k == 0)
+      *keep = bm;
+    else
+      bench_model_free(&bm);
   }
-  fh_model *m = main_model.m;
-  const size_t n = fh_model_nparams(m);
+  return 0;
+}
 
-  /* (2) reduction and broadcast of the payload vs memcpy of the same bytes */
+/* (2) and (3): reduction and broadcast of the payload of m against memcpy of
+ * the same bytes, and one client's fixed-point contribution. */
+static void bench_collectives(fh_model *m, int min_reps, int rank, int nranks) {
+  const size_t n = fh_model_nparams(m);
   fh_accum acc;
   fh_accum_create(&acc, n, 32, 1);
   size_t acc_bytes = (n + 1) * sizeof(int64_t);
@@ -413,11 +521,8 @@ int fh_cmd_bench(int argc, char **argv) {
   double t_bcast = time_it_collective(do_bcast, &ba, min_reps, 0.1, MPI_COMM_WORLD);
   copy_arg cf = {cdst, fh_model_params(m), n * sizeof(float)};
   double t_copyf = time_it(do_copy, &cf, min_reps, 0.1);
-
-  /* (3) one client's fixed-point contribution vs memcpy of its floats */
   add_arg aa = {&acc, fh_model_params(m)};
   double t_add = time_it(do_add, &aa, min_reps, 0.1);
-
   if (rank == 0) {
     printf("  payload of %s: %zu parameters\n", fh_model_arch(m), n);
     double bw_red = acc_bytes / t_reduce * 1e-9, bw_copy = acc_bytes / t_copy * 1e-9;
@@ -436,7 +541,42 @@ int fh_cmd_bench(int argc, char **argv) {
   }
   fh_accum_destroy(&acc);
   free(cdst);
-  bench_model_free(&main_model);
+}
+
+int fh_cmd_bench(int argc, char **argv) {
+  fh_config *cfg = NULL;
+  bench_opts o;
+  int rc = parse_args(argc, argv, &cfg, &o);
+  rc = fh_error_agree(MPI_COMM_WORLD, rc);
+  if (rc) {
+    fh_config_free(cfg);
+    return rc;
+  }
+  int rank, nranks;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+  fh_rng r;
+  fh_rng_init(&r, 1, FH_RNG_TEST, 0, 0);
+  const char *threads = getenv("OPENBLAS_NUM_THREADS");
+  const double sgemm_gf = sgemm_rate(&r, o.min_reps);
+  if (rank == 0)
+    printf("fedhpc bench: %d ranks, OPENBLAS_NUM_THREADS=%s\n"
+           "  cblas_sgemm 512x512x512: %.2f GFLOP/s (the reference of every ratio below)\n",
+           nranks, threads ? threads : "unset", sgemm_gf);
+  if (o.models) {
+    rc = bench_models(o.models, o.batches, o.hidden, o.steps, sgemm_gf, &r, rank);
+    fh_config_free(cfg);
+    return rc;
+  }
+  bench_model main_model; /* its payload is the one reduced and broadcast in (2) */
+  if (o.has_deck)
+    rc = bench_deck_model(&main_model, cfg, &o, sgemm_gf, &r, rank);
+  else
+    rc = bench_suite(&main_model, &o, sgemm_gf, &r, rank);
+  if (rc == 0) {
+    bench_collectives(main_model.m, o.min_reps, rank, nranks);
+    bench_model_free(&main_model);
+  }
   fh_config_free(cfg);
-  return 0;
+  return rc;
 }

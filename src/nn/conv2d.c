@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nn/conv2d.h"
+#include "nn/conv_kernel.h"
 
 int fh_conv2d_geometry(fh_conv2d_geom *g, int in_c, int in_h, int in_w, int out_c, int kernel_h,
                        int kernel_w, int stride, int padding) {
@@ -209,6 +210,11 @@ static fh_conv2d_geom layer_geom(const fh_layer *L) {
 static void conv_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
                          int B) {
   const fh_conv2d_geom g = layer_geom(L);
+  if (fh_conv_kernel_applies(&g)) { /* tiled kernels (conv_kernel.c) */
+    fh_conv_kernel_forward(y, c->scratch, x, c->params + L->param[0].offset,
+                           L->iarg[4] ? c->params + L->param[1].offset : NULL, B, &g);
+    return;
+  }
   float *cols = c->scratch + L->scratch_fixed;
   float *ybuf = cols + (size_t)B * fh_conv2d_cols_size(&g);
   fh_conv2d_forward(y, cols, ybuf, L->iarg[5], x, c->params + L->param[0].offset,
@@ -217,8 +223,14 @@ static void conv_forward(const fh_layer *L, const fh_layer_ctx *c, const float *
 
 static void conv_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
                           const float *y, const float *dy, float *dx, int B) {
-  (void)x, (void)y;
+  (void)y;
   const fh_conv2d_geom g = layer_geom(L);
+  if (fh_conv_kernel_applies(&g)) { /* tiled kernels (conv_kernel.c) */
+    fh_conv_kernel_backward(dx, c->grads + L->param[0].offset,
+                            L->iarg[4] ? c->grads + L->param[1].offset : NULL, c->scratch, dy, x,
+                            c->params + L->param[0].offset, B, &g);
+    return;
+  }
   const float *cols = c->scratch + L->scratch_fixed;
   float *ybuf = c->scratch + L->scratch_fixed + (size_t)B * fh_conv2d_cols_size(&g);
   fh_conv2d_backward(dx, c->grads + L->param[0].offset,
@@ -316,6 +328,8 @@ fh_layer fh_layer_conv2d(const char *name, int in_c, int in_h, int in_w, int out
   const int chunk = P >= FH_CONV2D_CHUNK_COLUMNS ? 1 : (FH_CONV2D_CHUNK_COLUMNS + P - 1) / P;
   L.scratch_fixed = fh_conv2d_cols_size(&g) * (size_t)chunk;
   L.scratch_per_sample = fh_conv2d_cols_size(&g) + (chunk > 1 ? (size_t)out_c * P : 0);
+  if (fh_conv_kernel_applies(&g)) /* a fixed work space, whatever the batch */
+    L.scratch_fixed = fh_conv_kernel_workspace(&g), L.scratch_per_sample = 0;
   L.fan_in = in_c * kernel_h * kernel_w;
   L.iarg[0] = kernel_h, L.iarg[1] = kernel_w, L.iarg[2] = stride, L.iarg[3] = padding;
   L.iarg[4] = bias ? 1 : 0;
