@@ -287,6 +287,10 @@ static int augfl_setup(fh_run *run) {
   s->ntotal = (double)ntot;
   FH_TRY(fh_client_store_field(run->state, "augfl.y", FH_STATE_F32, s->np, &s->fy));
   FH_TRY(fh_client_store_field(run->state, "augfl.k", FH_STATE_I32, 1, &s->fk));
+  if (s->sgd.iterations > 0)
+    return FH_FAIL(FH_ERR_CONFIG, "run.algorithm = augfl takes one ADMM step per client and round (augfl.batch sets "
+                                  "its rows); train.iterations = %lld is not honoured: remove it",
+                   s->sgd.iterations);
   if (s->sgd.opt.momentum > 0 || s->sgd.opt.weight_decay > 0)
     fh_warn("run.algorithm = augfl takes plain gradients: train.momentum and train.weight_decay do not apply");
 

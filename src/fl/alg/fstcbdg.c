@@ -242,6 +242,10 @@ static int fst_setup(fh_run *run) {
   s->label_scale = (float)fh_cfg_real(cfg, "fstcbdg.label_scale");
   if (s->label_scale == 0) s->label_scale = s->s;
   if (s->variant != V_CBDG) s->mu = 0; /* no generation */
+  if (fh_cfg_int(cfg, "train.iterations") > 0)
+    return FH_FAIL(FH_ERR_CONFIG, "run.algorithm = fstcbdg trains train.epochs passes over real and generated rows "
+                                  "together; train.iterations = %lld is not honoured: remove it",
+                   fh_cfg_int(cfg, "train.iterations"));
   s->epochs = (int)fh_cfg_int(cfg, "train.epochs");
   s->batch = (int)fh_cfg_int(cfg, "train.batch_size");
   s->opt.lr = (float)fh_cfg_real(cfg, "train.lr");
