@@ -24,7 +24,9 @@
  *              replacement until they run out, then reshuffled and dealt again
  *   twoclass   AugFL: after a seeded shuffle of the clients, the client in
  *              slot s holds classes 2s and 2s+1 (mod C) with base + b rows of
- *              each, b uniform in 0..size_jitter per client
+ *              each, b uniform in 0..size_jitter per client; with
+ *              partition.train_share its rows are cut as the authors cut
+ *              them (a shuffled share for train, the rest for test)
  *   quantity   quantity skew: sizes min_size + log-normal(0, size_sigma) shares
  *              of the rest, rows from one shuffle of the pool (labels iid)
  *   natural    the source's own clients (LEAF users, HDF5 client_offsets)
@@ -71,6 +73,10 @@ const fh_key_spec fh_partition_keys[] = {
      "twoclass: base rows per class and client (0: as many as the smallest class allows)"},
     {"partition.size_jitter", FH_T_INT, "10", 0, 1e9, NULL,
      "twoclass: each client gets 0..size_jitter rows more of each of its classes"},
+    {"partition.train_share", FH_T_REAL, "0", 0, 0.999, NULL,
+     "twoclass: 0 = off; else a client's 2 x (base + b) rows are cut as AugFL's authors cut them: after a "
+     "shuffle its first floor(train_share x rows) are its train split (from the train pool), the rest its test "
+     "split (the same classes, from the test pool)"},
     {"partition.size_sigma", FH_T_REAL, "1.0", 0, 20, NULL,
      "quantity: sigma of the log-normal client sizes"},
     {"partition.test_per_client", FH_T_INT, "0", 0, 1e9, NULL,
@@ -118,6 +124,7 @@ typedef struct {
   double size_sigma;
   int64_t test_per_client;
   double test_fraction;
+  double train_share;
 } params;
 
 static int resolve_method(const fh_config *cfg, int has_natural) {
@@ -146,6 +153,19 @@ static int read_params(const fh_config *cfg, int has_natural, params *p) {
   p->size_sigma = fh_cfg_real(cfg, "partition.size_sigma");
   p->test_per_client = fh_cfg_int(cfg, "partition.test_per_client");
   p->test_fraction = fh_cfg_real(cfg, "partition.test_fraction");
+  p->train_share = fh_cfg_real(cfg, "partition.train_share");
+  if (p->train_share > 0 && p->method != M_TWOCLASS)
+    return FH_FAIL(FH_ERR_CONFIG, "partition.train_share = %g applies to partition.method = twoclass only (this "
+                                  "deck: %s); remove it or choose twoclass",
+                   p->train_share, method_names[p->method]);
+  if (p->train_share > 0 && (p->test_per_client > 0 || p->test_fraction > 0))
+    return FH_FAIL(FH_ERR_CONFIG, "partition.train_share = %g sets the test rows itself; remove "
+                                  "partition.test_per_client and partition.test_fraction",
+                   p->train_share);
+  if (p->train_share > 0 && p->class_samples == 0)
+    return FH_FAIL(FH_ERR_CONFIG, "partition.train_share = %g needs partition.class_samples (the authors' a, e.g. "
+                                  "10) rather than 0 (as many as the pool allows)",
+                   p->train_share);
   if (p->share_min > p->share_max)
     return FH_FAIL(FH_ERR_CONFIG, "partition.share_min = %g is above partition.share_max = %g; swap them",
                    p->share_min, p->share_max);
@@ -652,6 +672,58 @@ static int train_lowdata(const job *j, fh_client_rows *out) {
   return 0;
 }
 
+/* twoclass's draw, the same for the train and the test split: the client in
+ * slot slot[k] holds classes 2 slot[k] and 2 slot[k] + 1 (mod C), with
+ * base + extra[k] rows of each. */
+typedef struct {
+  int *slot;      /* [K] */
+  int64_t *extra; /* [K] */
+} twoclass_draw;
+
+static void twoclass_draw_make(uint64_t seed, int K, int64_t size_jitter, twoclass_draw *d) {
+  d->slot = fh_malloc((size_t)K * sizeof(int));
+  d->extra = fh_malloc((size_t)K * sizeof(int64_t));
+  fh_rng r;
+  split_stream(&r, seed, TAG_TWOCLASS, FH_RNG_NONE, 0);
+  fh_rng_permutation(&r, d->slot, K);
+  for (int k = 0; k < K; k++) {
+    split_stream(&r, seed, TAG_TWOCLASS, (uint32_t)k, 0);
+    d->extra[k] = (int64_t)fh_rng_below(&r, (uint32_t)size_jitter + 1u);
+  }
+}
+
+static void twoclass_draw_free(twoclass_draw *d) {
+  free(d->slot);
+  free(d->extra);
+}
+
+static int twoclass_class(const twoclass_draw *d, int k, int h, int C) {
+  return (int)((2 * (int64_t)d->slot[k] + h) % C);
+}
+
+/* partition.train_share: client k's 2 n rows (n = base + extra[k] of each of
+ * its classes, in class order) shuffled with the stream (seed, TAG_TWOCLASS,
+ * k, 1); the first floor(share x 2 n) are its train split. tr[h] gets how
+ * many of class h (0, 1) that leaves in the train split; the test split
+ * holds the other n - tr[h] of each. */
+static void twoclass_train_counts(uint64_t seed, int k, int64_t n, double share, int64_t tr[2]) {
+  const int64_t total = 2 * n, ntr = (int64_t)floor(share * (double)total);
+  fh_rng r;
+  split_stream(&r, seed, TAG_TWOCLASS, (uint32_t)k, 1);
+  /* a shuffle's first ntr entries, drawn one by one (sequential sampling
+   * without replacement): class 0 with probability left0 / left */
+  int64_t left0 = n, left = total;
+  tr[0] = tr[1] = 0;
+  for (int64_t i = 0; i < ntr; i++, left--) {
+    if ((int64_t)fh_rng_below(&r, (uint32_t)left) < left0) {
+      tr[0]++;
+      left0--;
+    } else {
+      tr[1]++;
+    }
+  }
+}
+
 static int train_twoclass(const job *j, fh_client_rows *out) {
   const params *p = j->p;
   if (j->C < 2)
@@ -661,21 +733,15 @@ static int train_twoclass(const job *j, fh_client_rows *out) {
                    j->C, j->C == 1 ? "" : "es");
   plan pl;
   plan_init(&pl, j->labels, j->n, j->C, j->K);
-  int *slot = fh_malloc((size_t)j->K * sizeof(int));
-  fh_rng r;
-  split_stream(&r, j->seed, TAG_TWOCLASS, FH_RNG_NONE, 0);
-  fh_rng_permutation(&r, slot, j->K);
-  int64_t *extra = fh_malloc((size_t)j->K * sizeof(int64_t));
+  twoclass_draw d;
+  twoclass_draw_make(j->seed, j->K, p->size_jitter, &d);
   int64_t *holders = fh_calloc((size_t)j->C, sizeof(int64_t)), *extras = fh_calloc((size_t)j->C, sizeof(int64_t));
-  for (int k = 0; k < j->K; k++) {
-    split_stream(&r, j->seed, TAG_TWOCLASS, (uint32_t)k, 0);
-    extra[k] = (int64_t)fh_rng_below(&r, (uint32_t)p->size_jitter + 1u);
+  for (int k = 0; k < j->K; k++)
     for (int h = 0; h < 2; h++) {
-      int c = (int)((2 * (int64_t)slot[k] + h) % j->C);
+      int c = twoclass_class(&d, k, h, j->C);
       holders[c]++;
-      extras[c] += extra[k];
+      extras[c] += d.extra[k];
     }
-  }
   /* base rows per class: the deck's, or the most the tightest class allows */
   int64_t base = p->class_samples;
   int rc = 0;
@@ -707,15 +773,49 @@ static int train_twoclass(const job *j, fh_client_rows *out) {
   }
   if (rc == 0) {
     /* demand never exceeds a class's rows here: no row is dealt twice */
-    for (int k = 0; k < j->K; k++)
-      for (int h = 0; h < 2; h++) plan_deal(&pl, (int)((2 * (int64_t)slot[k] + h) % j->C), k, base + extra[k]);
+    for (int k = 0; k < j->K; k++) {
+      int64_t want[2] = {base + d.extra[k], base + d.extra[k]};
+      if (p->train_share > 0) twoclass_train_counts(j->seed, k, base + d.extra[k], p->train_share, want);
+      for (int h = 0; h < 2; h++) plan_deal(&pl, twoclass_class(&d, k, h, j->C), k, want[h]);
+    }
     plan_finish(&pl, j->seed, TAG_CLASS_TRAIN, out);
   }
   plan_free(&pl);
-  free(slot);
-  free(extra);
+  twoclass_draw_free(&d);
   free(holders);
   free(extras);
+  return rc;
+}
+
+/* partition.train_share: the rest of each client's rows, of its two classes,
+ * from the test pool (every test row dealt at most once). */
+static int test_twoclass_share(const params *p, uint64_t seed, const int32_t *test_labels, int64_t m, int C, int K,
+                               fh_client_rows *out) {
+  plan pl;
+  plan_init(&pl, test_labels, m, C, K);
+  twoclass_draw d;
+  twoclass_draw_make(seed, K, p->size_jitter, &d);
+  int64_t *need = fh_calloc((size_t)C, sizeof(int64_t));
+  for (int k = 0; k < K; k++) {
+    const int64_t n = p->class_samples + d.extra[k];
+    int64_t tr[2];
+    twoclass_train_counts(seed, k, n, p->train_share, tr);
+    for (int h = 0; h < 2; h++) {
+      plan_deal(&pl, twoclass_class(&d, k, h, C), k, n - tr[h]);
+      need[twoclass_class(&d, k, h, C)] += n - tr[h];
+    }
+  }
+  int rc = 0;
+  for (int c = 0; c < C && rc == 0; c++)
+    if (need[c] > pl.size[c])
+      rc = FH_FAIL(FH_ERR_DATA,
+                   "partition.train_share = %g: the clients' test splits need %lld rows of class %d but the test "
+                   "pool has %lld; lower partition.class_samples, partition.size_jitter or run.clients",
+                   p->train_share, (long long)need[c], c, (long long)pl.size[c]);
+  if (rc == 0) plan_finish(&pl, seed, TAG_CLASS_TEST, out);
+  plan_free(&pl);
+  twoclass_draw_free(&d);
+  free(need);
   return rc;
 }
 
@@ -934,6 +1034,8 @@ int fh_partition_test(const fh_config *cfg, uint64_t seed, const fh_client_rows 
     rc = natural_rows(natural_offsets, K, m, "test", out);
   else if (p.method == M_IID && p.test_per_client == 0 && p.test_fraction == 0)
     test_iid_blocks(seed, train->offsets[K], m, K, out);
+  else if (p.method == M_TWOCLASS && p.train_share > 0)
+    rc = test_twoclass_share(&p, seed, test_labels, m, num_classes, K, out);
   else
     rc = test_follow(&p, seed, train, train_labels, test_labels, m, num_classes, out);
   if (rc == 0) rc = check_nonempty(out, method_names[p.method], m, "test");

@@ -462,6 +462,91 @@ static void test_twoclass(void **state) {
   free(y);
 }
 
+/* twoclass with partition.train_share (AugFL's authors' cut): client k's
+ * 2 n rows (n = a + b per class, b the same for both classes) split into a
+ * train part of floor(share x 2 n) rows from the train pool and the rest, of
+ * the same two classes, from the test pool; per class train + test = n; no
+ * test row dealt twice; the draw is that of plain twoclass (same classes and
+ * b per client); over clients the train share of class 0 of a client varies
+ * (a shuffle, not a fixed cut); bad combinations refused. */
+static void test_twoclass_share(void **state) {
+  (void)state;
+  const int64_t n = 6000, m = 4000;
+  const int C = 10, K = 50;
+  int32_t *y = make_labels(n, C, 21, 0), *yt = make_labels(m, C, 22, 0);
+  const char *sets[] = {"partition.method=twoclass", "partition.class_samples=10", "partition.size_jitter=10",
+                        "partition.train_share=0.2"};
+  fh_config *cfg = make_cfg(sets, 4);
+  fh_client_rows tr, te, plain;
+  train_ok(cfg, 7, y, n, C, K, &tr);
+  check_rows(&tr, K, n, 1);
+  assert_int_equal(fh_partition_test(cfg, 7, &tr, y, yt, m, C, NULL, &te), 0);
+  check_rows(&te, K, m, 1);
+  fh_config *cfg0 = make_cfg(sets, 3);
+  train_ok(cfg0, 7, y, n, C, K, &plain);
+  int64_t *ctr = fh_partition_counts(&tr, y, C), *cte = fh_partition_counts(&te, yt, C);
+  int64_t *cpl = fh_partition_counts(&plain, y, C);
+  int varied = 0;
+  int64_t first_tr0 = -1;
+  for (int k = 0; k < K; k++) {
+    int64_t tot = 0, per = -1;
+    for (int c = 0; c < C; c++) {
+      const int64_t both = ctr[k * C + c] + cte[k * C + c];
+      if (cpl[k * C + c] == 0) { /* not one of the client's two classes */
+        assert_int_equal(both, 0);
+        continue;
+      }
+      assert_int_equal(both, cpl[k * C + c]); /* train + test = a + b of that class */
+      if (per < 0) per = both;
+      assert_int_equal(both, per);
+      assert_true(per >= 10 && per <= 20);
+      tot += both;
+    }
+    assert_int_equal(client_n(&tr, k), (int64_t)floor(0.2 * (double)tot));
+    assert_int_equal(client_n(&te, k), tot - (int64_t)floor(0.2 * (double)tot));
+    for (int c = 0; c < C; c++)
+      if (cpl[k * C + c] > 0) {
+        if (first_tr0 < 0) first_tr0 = ctr[k * C + c];
+        else if (ctr[k * C + c] != first_tr0) varied = 1;
+        break;
+      }
+  }
+  assert_true(varied);
+  free(ctr);
+  free(cte);
+  free(cpl);
+  fh_client_rows_free(&tr);
+  fh_client_rows_free(&te);
+  fh_client_rows_free(&plain);
+  fh_config_free(cfg0);
+  fh_config_free(cfg);
+  /* refusals: another method, a test key beside it, an automatic base, a test pool too small */
+  const char *other[] = {"partition.method=dirichlet", "partition.train_share=0.2"};
+  cfg = make_cfg(other, 2);
+  static const char *const need_m[] = {"partition.train_share", "twoclass", NULL};
+  expect_error(fh_partition_train(cfg, 7, y, n, C, K, NULL, &tr), FH_ERR_CONFIG, need_m);
+  fh_config_free(cfg);
+  const char *both[] = {"partition.method=twoclass", "partition.class_samples=10", "partition.train_share=0.2",
+                        "partition.test_fraction=0.25"};
+  cfg = make_cfg(both, 4);
+  static const char *const need_b[] = {"partition.test_fraction", NULL};
+  expect_error(fh_partition_train(cfg, 7, y, n, C, K, NULL, &tr), FH_ERR_CONFIG, need_b);
+  fh_config_free(cfg);
+  const char *autob[] = {"partition.method=twoclass", "partition.train_share=0.2"};
+  cfg = make_cfg(autob, 2);
+  static const char *const need_a[] = {"partition.class_samples", NULL};
+  expect_error(fh_partition_train(cfg, 7, y, n, C, K, NULL, &tr), FH_ERR_CONFIG, need_a);
+  fh_config_free(cfg);
+  cfg = make_cfg(sets, 4);
+  train_ok(cfg, 7, y, n, C, K, &tr);
+  static const char *const need_t[] = {"partition.train_share", "test pool", NULL};
+  expect_error(fh_partition_test(cfg, 7, &tr, y, yt, 100, C, NULL, &te), FH_ERR_DATA, need_t);
+  fh_client_rows_free(&tr);
+  fh_config_free(cfg);
+  free(y);
+  free(yt);
+}
+
 /* ---- quantity -------------------------------------------------------------------- */
 
 static void test_quantity(void **state) {
@@ -718,6 +803,7 @@ int main(void) {
       cmocka_unit_test(test_shards_exact_classes),
       cmocka_unit_test(test_lowdata_fixed_count),
       cmocka_unit_test(test_twoclass),
+      cmocka_unit_test(test_twoclass_share),
       cmocka_unit_test(test_quantity),
       cmocka_unit_test(test_natural),
       cmocka_unit_test(test_test_split_follows_train),

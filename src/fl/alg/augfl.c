@@ -346,10 +346,27 @@ static int augfl_setup(fh_run *run) {
   s->ntotal = (double)ntot;
   FH_TRY(fh_client_store_field(run->state, "augfl.y", FH_STATE_F32, s->np, &s->fy));
   FH_TRY(fh_client_store_field(run->state, "augfl.k", FH_STATE_I32, 1, &s->fk));
+  if (s->sgd.iterations > 0)
+    return FH_FAIL(FH_ERR_CONFIG, "run.algorithm = augfl takes one ADMM step per client and round (augfl.batch sets "
+                                  "its rows); train.iterations = %lld is not honoured: remove it",
+                   s->sgd.iterations);
   if (s->sgd.opt.momentum > 0 || s->sgd.opt.weight_decay > 0)
     fh_warn("run.algorithm = augfl takes plain gradients: train.momentum and train.weight_decay do not apply");
 
   s->server = s->lambda > 0;
+  /* The linearised server step moves theta by lambda g_R / (N rho): a step of
+   * that rate on R, whose logit gradient is gamma (p - y) + a_kd T (q_T - p_T),
+   * so up to lambda (gamma + a_kd T) / (N rho) per unit of logit error. On
+   * Fashion-MNIST (40 sources, rho 0.7, lambda 5) 0.18 (gamma 1, a_kd 0) is
+   * stable and 0.89 (a_kd 1, T 4) diverged (docs/augfl.md, "Why the deck
+   * diverged"); the 0.5 bound below is ours, between the two. */
+  const double r_rate =
+      (double)s->lambda * ((double)s->gamma + (double)s->akd * (double)s->T) / (s->N * (double)s->rho);
+  if (s->server && r_rate > 0.5)
+    fh_warn("augfl: the server step on R moves the logits at rate lambda (gamma + kd_weight T) / (N rho) = %.2f "
+            "(%d sources); above about 0.5 it diverged on Fashion-MNIST: lower augfl.lambda or augfl.kd_weight, or "
+            "raise augfl.rho",
+            r_rate, s->N);
   fh_info("augfl: %d source clients, rho %g, alpha %g, lambda %g%s, %s server step, %s client steps", s->N,
           (double)s->rho, (double)s->alpha, (double)s->lambda, s->server ? "" : " (no PM: ADMM-FedMeta)",
           s->second ? "second-order" : "linearised", s->batch ? "minibatch" : "full-batch");

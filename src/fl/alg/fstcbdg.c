@@ -58,16 +58,17 @@ static const fh_key_spec fst_keys[] = {
      "cbdg: self-training with class-balanced generation; selftrain: without generation; zeroshot: no "
      "training; supervised: the same head trained with the true labels (upper bound)"},
     {"fstcbdg.samples_per_class", FH_T_INT, "32", 1, 1e7, NULL,
-     "M: generated features per class and client each round"},
+     "M: generated features per class and client each round (our choice: not published)"},
     {"fstcbdg.sigma", FH_T_REAL, "0.1", 0, 100, NULL,
      "std of each coordinate of the generated features around the class embedding, before re-normalising "
-     "(their cosine to it is about 1 / sqrt(1 + sigma^2 d))"},
-    {"fstcbdg.mu", FH_T_REAL, "1", 0, 1e6, NULL, "weight of the generated features' cross-entropy"},
+     "(their cosine to it is about 1 / sqrt(1 + sigma^2 d); our choice: not published)"},
+    {"fstcbdg.mu", FH_T_REAL, "1", 0, 1e6, NULL, "weight of the generated features' cross-entropy (our choice: not published)"},
     {"fstcbdg.beta", FH_T_REAL, "0.9", 0, 1, NULL,
-     "pseudo-label moving average: q <- beta q + (1 - beta) softmax(W z + b) after each local round"},
+     "pseudo-label moving average: q <- beta q + (1 - beta) softmax(W z + b) after each local round (our "
+     "choice: not published)"},
     {"fstcbdg.label_scale", FH_T_REAL, "0", 0, 1e6, NULL,
      "initial pseudo-labels q = softmax(label_scale * s T z), the zero-shot logits sharpened; 0 = s (the logit "
-     "scale: softmax(s W z) with W = s T)"},
+     "scale: softmax(s W z) with W = s T; our reading: at s = 100 these labels are one-hot)"},
     {"fstcbdg.covariance", FH_T_ENUM, "isotropic", 0, 0, "isotropic|pseudo",
      "spread of the generated features: sigma^2 I, or each class's covariance from the client's confidently "
      "pseudo-labelled features shrunk towards sigma^2 I (extension)"},
@@ -267,6 +268,10 @@ static int fst_setup(fh_run *run) {
   s->label_scale = (float)fh_cfg_real(cfg, "fstcbdg.label_scale");
   if (s->label_scale == 0) s->label_scale = s->s;
   if (s->variant != V_CBDG) s->mu = 0; /* no generation */
+  if (fh_cfg_int(cfg, "train.iterations") > 0)
+    return FH_FAIL(FH_ERR_CONFIG, "run.algorithm = fstcbdg trains train.epochs passes over real and generated rows "
+                                  "together; train.iterations = %lld is not honoured: remove it",
+                   fh_cfg_int(cfg, "train.iterations"));
   s->epochs = (int)fh_cfg_int(cfg, "train.epochs");
   s->batch = (int)fh_cfg_int(cfg, "train.batch_size");
   s->opt.lr = (float)fh_cfg_real(cfg, "train.lr");

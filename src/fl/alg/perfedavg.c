@@ -30,7 +30,7 @@ static const fh_key_spec perfedavg_keys[] = {
     {"perfedavg.delta", FH_T_REAL, "0.001", 1e-12, 1e6, NULL,
      "hf: finite-difference step delta of the Hessian-vector product"},
     {"perfedavg.steps", FH_T_INT, "0", 0, 1e8, NULL,
-     "local steps tau per round; 0 = train.epochs passes over the client's train split "
+     "local steps tau per round; 0 = train.iterations, or else train.epochs passes over the client's train split "
      "(each step uses 2 minibatches, 3 for hf)"},
     {"perfedavg.eval_steps", FH_T_INT, "1", 0, 1e6, NULL,
      "SGD steps (rate alpha, train.batch_size) a client adapts the global model with before testing"},
@@ -75,8 +75,9 @@ static int perfedavg_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc,
   rep->train_loss = 0;
   if (tr->n > 0) {
     const int per_step = s->step.hf ? 3 : 2, b = tr->n < s->batch ? tr->n : s->batch;
-    const long long tau = s->steps > 0 ? s->steps
-                                       : s->sgd.epochs * (((long long)tr->n + per_step * b - 1) / (per_step * b));
+    const long long tau = s->steps > 0            ? s->steps
+                          : s->sgd.iterations > 0 ? s->sgd.iterations
+                                                  : s->sgd.epochs * (((long long)tr->n + per_step * b - 1) / (per_step * b));
     if (tr->n > s->max_n) {
       free(s->order);
       s->order = fh_malloc((size_t)tr->n * sizeof(int));

@@ -9,7 +9,10 @@
 #include "core/rng.h"
 
 const fh_key_spec fh_train_keys[] = {
-    {"train.epochs", FH_T_INT, "1", 1, 100000, NULL, "local epochs E per round"},
+    {"train.epochs", FH_T_INT, "1", 1, 100000, NULL, "local epochs E per round (unless train.iterations is set)"},
+    {"train.iterations", FH_T_INT, "0", 0, 1e9, NULL,
+     "local minibatch steps per round, whatever the client's size (FedGC's authors: 200); 0 = train.epochs "
+     "passes over the client's rows"},
     {"train.batch_size", FH_T_INT, "32", 1, 1 << 20, NULL, "local minibatch size"},
     {"train.lr", FH_T_REAL, "0.05", 0, 1e6, NULL, "local learning rate eta"},
     {"train.momentum", FH_T_REAL, "0", 0, 1, NULL, "SGD momentum (PyTorch semantics)"},
@@ -20,6 +23,7 @@ const fh_key_spec fh_train_keys[] = {
 void fh_local_sgd_create(fh_local_sgd *t, const fh_config *cfg, int dim, size_t nparams) {
   memset(t, 0, sizeof *t);
   t->epochs = (int)fh_cfg_int(cfg, "train.epochs");
+  t->iterations = fh_cfg_int(cfg, "train.iterations");
   t->batch_size = (int)fh_cfg_int(cfg, "train.batch_size");
   t->opt.lr = (float)fh_cfg_real(cfg, "train.lr");
   t->opt.momentum = (float)fh_cfg_real(cfg, "train.momentum");
@@ -67,42 +71,71 @@ int fh_local_sgd_run(fh_local_sgd *t, fh_model *m, const fh_split *train, uint64
   return fh_local_sgd_run_rng(t, m, train, &rng, last_epoch_loss);
 }
 
+/* One minibatch step on rows order[start .. start+B) of train; *loss gets
+ * its mean loss. keep_grad: copy the loss gradient to t->last_grad first. */
+static int local_step(fh_local_sgd *t, fh_model *m, const fh_split *train, int start, int B, fh_rng *aug_rng,
+                      int keep_grad, long long *steps, float *loss) {
+  const fh_augment *aug = train->augment;
+  float *params = fh_model_params(m), *grads = fh_model_grads(m);
+  gather(t, train, t->order, start, B);
+  if (aug) fh_augment_batch(aug, t->xb, B, aug->c, aug->h, aug->w, aug_rng);
+  *loss = fh_model_loss_grad(m, t->xb, t->yb, B);
+  fh_prof_count_flops(fh_model_flops_forward(m, B) + fh_model_flops_backward(m, B));
+  if (!isfinite(*loss))
+    return FH_FAIL(FH_ERR_DIVERGED,
+                   "training loss became %s at local step %lld; "
+                   "lower train.lr (now %g) or check the client's data",
+                   isnan(*loss) ? "NaN" : "infinite", *steps + 1, (double)t->opt.lr);
+  if (t->last_grad && keep_grad) memcpy(t->last_grad, grads, t->nparams * sizeof(float));
+  if (t->hook) t->hook(t->hook_ctx, params, grads, t->nparams);
+  fh_sgd_step(&t->opt, params, grads, t->momentum, t->nparams, steps);
+  return 0;
+}
+
 int fh_local_sgd_run_rng(fh_local_sgd *t, fh_model *m, const fh_split *train, fh_rng *rng,
                          double *last_epoch_loss) {
   ensure_order(t, train->n);
   long long steps = 0;
-  double epoch_loss = 0.0;
+  double loss_sum = 0.0;
+  long long loss_rows = 0;
   /* Augmentation draws from its own stream (same seed, client and round as the
    * shuffling stream, purpose FH_RNG_AUGMENT), so the batch order is the same
    * with augmentation on or off. */
-  const fh_augment *aug = train->augment;
   fh_rng aug_rng;
-  if (aug) fh_rng_derive(&aug_rng, rng, FH_RNG_AUGMENT);
-  float *params = fh_model_params(m), *grads = fh_model_grads(m);
-  for (int e = 0; e < t->epochs; e++) {
-    fh_rng_permutation(rng, t->order, train->n);
-    epoch_loss = 0.0;
-    for (int start = 0; start < train->n; start += t->batch_size) {
-      int B = train->n - start < t->batch_size ? train->n - start : t->batch_size;
-      gather(t, train, t->order, start, B);
-      if (aug) fh_augment_batch(aug, t->xb, B, aug->c, aug->h, aug->w, &aug_rng);
-      float loss = fh_model_loss_grad(m, t->xb, t->yb, B);
-      fh_prof_count_flops(fh_model_flops_forward(m, B) + fh_model_flops_backward(m, B));
-      if (!isfinite(loss))
-        return FH_FAIL(FH_ERR_DIVERGED,
-                       "training loss became %s at local step %lld; "
-                       "lower train.lr (now %g) or check the client's data",
-                       isnan(loss) ? "NaN" : "infinite", steps + 1,
-                       (double)t->opt.lr);
-      if (t->last_grad && e == t->epochs - 1 && start + B >= train->n)
-        memcpy(t->last_grad, grads, t->nparams * sizeof(float));
-      if (t->hook) t->hook(t->hook_ctx, params, grads, t->nparams);
-      fh_sgd_step(&t->opt, params, grads, t->momentum, t->nparams, &steps);
-      epoch_loss += (double)loss * B;
+  if (train->augment) fh_rng_derive(&aug_rng, rng, FH_RNG_AUGMENT);
+  float loss;
+  if (t->iterations > 0 && train->n > 0) {
+    /* a fixed number of steps: batches taken in turn from permutations of
+     * the rows, a new permutation when one is used up (its last batch may be
+     * short, as a data loader without drop_last) */
+    int start = train->n;
+    for (long long it = 0; it < t->iterations; it++) {
+      if (start >= train->n) {
+        fh_rng_permutation(rng, t->order, train->n);
+        start = 0;
+      }
+      const int B = train->n - start < t->batch_size ? train->n - start : t->batch_size;
+      FH_TRY(local_step(t, m, train, start, B, &aug_rng, it == t->iterations - 1, &steps, &loss));
+      loss_sum += (double)loss * B;
+      loss_rows += B;
+      start += B;
+    }
+  } else {
+    for (int e = 0; e < t->epochs; e++) {
+      fh_rng_permutation(rng, t->order, train->n);
+      loss_sum = 0.0;
+      loss_rows = 0;
+      for (int start = 0; start < train->n; start += t->batch_size) {
+        const int B = train->n - start < t->batch_size ? train->n - start : t->batch_size;
+        FH_TRY(local_step(t, m, train, start, B, &aug_rng, e == t->epochs - 1 && start + B >= train->n, &steps,
+                          &loss));
+        loss_sum += (double)loss * B;
+        loss_rows += B;
+      }
     }
   }
   t->steps = steps;
-  *last_epoch_loss = train->n > 0 ? epoch_loss / train->n : 0.0;
+  *last_epoch_loss = loss_rows > 0 ? loss_sum / (double)loss_rows : 0.0;
   return 0;
 }
 

@@ -23,6 +23,7 @@ typedef void (*fh_grad_hook)(void *ctx, const float *params, float *grads, size_
 
 typedef struct {
   int epochs;
+  long long iterations; /* train.iterations: > 0 replaces epochs by this many steps */
   int batch_size;
   fh_sgd opt;
   /* scratch */
@@ -50,9 +51,12 @@ void fh_local_sgd_destroy(fh_local_sgd *t);
 
 /* Runs train.epochs epochs over `train` from the model's current parameters.
  * Each epoch visits the samples in an order drawn from the client's stream
- * (seed, FH_RNG_SHUFFLE, client, round). The momentum buffer starts at zero for
- * every call (a fresh optimiser per round, as FedAvg implementations do).
- * *last_epoch_loss gets the sample-weighted mean loss of the last epoch.
+ * (seed, FH_RNG_SHUFFLE, client, round). With train.iterations > 0 it runs
+ * that many minibatch steps instead, through successive permutations from the
+ * same stream. The momentum buffer starts at zero for every call (a fresh
+ * optimiser per round, as FedAvg implementations do). *last_epoch_loss gets
+ * the sample-weighted mean loss of the last epoch (of all the round's steps
+ * with train.iterations).
  * Batches of a split with an augmentation (train->augment) are augmented
  * after gathering, from the stream (seed, FH_RNG_AUGMENT, client, round).
  * A non-finite loss is FH_ERR_DIVERGED naming the local step (the caller
