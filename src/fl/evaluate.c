@@ -129,6 +129,7 @@ int fh_evaluator_create(fh_evaluator **out, fh_run *run) {
   if (run->rank == 0) ev->acc = fh_malloc((size_t)ev->K * sizeof(double));
   fh_local_sgd_create(&ev->sgd, cfg, ev->dim, fh_model_nparams(run->model));
   ev->sgd.epochs = ev->ft_epochs;
+  ev->sgd.iterations = 0; /* fine-tuning counts eval.finetune_epochs, whatever train.iterations says */
   ev->sgd.opt.lr = ev->ft_lr;
 
   /* The global test set: blocks over ranks in rank order. */
