@@ -355,6 +355,7 @@ static int pfedafm_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, f
   const fh_split *tr = &c->data->train;
   fh_rng rng;
   fh_rng_init(&rng, run->seed, FH_RNG_SHUFFLE, (uint32_t)c->id, (uint32_t)c->round);
+  fh_hetero_begin(&s->h, tr, &rng); /* one augmentation stream through both steps */
   int rc = fh_afm_step1(&s->ctx, net, tr, &rng, r.alpha, mom_f, mom_a, st, &rep->train_loss);
   if (rc == 0) {
     double correct = 0, loss = 0;
