@@ -9,7 +9,7 @@ ALGORITHMS=(fedavg scaffold fstcbdg augfl pfedafm fedavg+lips fedavg+fedgc)
 # (FML's and FedKD's shared model an mlp-16 too; FedKD's student update as
 # factors of rank 4 at most, so that factors, not dense matrices, travel, and
 # its energy schedule over the 6 rounds of the longest run).
-RESUME_ALGORITHMS=(standalone lg_fedavg fml fedkd fedproto fedgh)
+RESUME_ALGORITHMS=(standalone lg_fedavg fml fedkd fedproto fedgh pfedafm+authors)
 HETERO_SETS="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set hetero.epochs=2"
 # Overrides an algorithm needs on top of the shared deck (SCAFFOLD's c_k update
 # assumes plain SGD: no momentum; FST-CBDG learns a linear head on the feature
@@ -28,6 +28,7 @@ declare -A ALGORITHM_SETS=([scaffold]="--set train.momentum=0"
   [fstcbdg]="--set data.source=features --set data.path=$SRC_DIR/tests/fixtures/features_small.h5 --set model.hidden= --set partition.method=dirichlet --set train.lr=1 --set fstcbdg.samples_per_class=1000"
   [augfl]="--set run.client_fraction=1 --set augfl.lambda=0 --set augfl.rho=1.5 --set augfl.batch=16"
   [pfedafm]="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set pfedafm.shared=mlp-16 --set hetero.epochs=2"
+  [pfedafm+authors]="--set hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 --set pfedafm.shared=mlp-16 --set hetero.epochs=2 --set pfedafm.mode=authors_code"
   [standalone]="$HETERO_SETS" [lg_fedavg]="$HETERO_SETS" [fedproto]="$HETERO_SETS" [fedgh]="$HETERO_SETS"
   [fml]="$HETERO_SETS --set model.hidden=16" [fedkd]="$HETERO_SETS --set model.hidden=16 --set fedkd.max_rank=4 --set fedkd.energy_rounds=6"
   [fedavg+lips]="--set data.source=synthimg --set data.synthimg_channels=1 --set data.synthimg_height=8 --set data.synthimg_width=8 --set data.synthimg_classes=4 --set data.synthimg_train=300 --set data.synthimg_test=100 --set model.arch=resnet4 --set lips.enable=true --set lips.d0=0.3 --set lips.every=2 --set lips.rounds=6 --set lips.record_inertia=true"

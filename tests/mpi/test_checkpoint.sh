@@ -75,7 +75,7 @@ done
 # The model-heterogeneous baselines (RESUME_ALGORITHMS): 3 ranks checkpoint
 # after round 4, 2 ranks resume to round 6, equal to the uninterrupted run.
 for alg in "${RESUME_ALGORITHMS[@]}"; do
-  a=("${common[@]}" --set run.algorithm="$alg")
+  a=("${common[@]}" --set run.algorithm="${alg%%+*}")
   read -ra extra <<<"${ALGORITHM_SETS[$alg]:-}"
   a+=("${extra[@]}")
   fh_mpirun 1 run "$CK_DECK" "${a[@]}" --set run.rounds=6 --set output.name="$alg-ref" >"$TMP/$alg-ref.log" 2>&1 \
