@@ -14,7 +14,7 @@ common=(--set data.source=synthimg --set data.synthimg_height=8 --set data.synth
 aug=(--set data.augment_flip=true --set data.augment_crop_pad=2)
 # every algorithm that trains with the heterogeneous gather, and the
 # homogeneous ones that train with local SGD (one of them suffices here)
-algs=(pfedafm standalone lg_fedavg fml fedkd fedproto fedgh fedavg)
+algs=(pfedafm standalone lg_fedavg fml fedkd fedproto fedgh fd fedavg)
 for alg in "${algs[@]}"; do
   fh_mpirun 1 run "$SRC_DIR/input/quickstart.ini" "${common[@]}" --set run.algorithm="$alg" \
     --set output.name="${alg}_plain" >"$TMP/${alg}_plain.log" 2>&1 || { cat "$TMP/${alg}_plain.log"; fail "$alg plain"; }
