@@ -19,6 +19,7 @@ Architectures (model.arch):
                       maps the authors' names (layers.0.0..., shortcut,
                       classifier) onto these
   vgg11_bn            torchvision's configuration A with BatchNorm
+  vgg11_lips          the LIPS code's configuration A (5 convs), BatchNorm
                       (features.<i>), classifier a single Linear
                       (classifier.0) as in the CIFAR variants
   resnet8x4/32x4      the CIFAR ResNets of RepDistiller's models/resnet.py
@@ -50,8 +51,10 @@ LIPS_BLOCKS = {
     "resnet18": [2, 2, 2, 2],
 }
 CIFAR_BLOCKS = {"resnet8x4": 1, "resnet32x4": 5}
+# the LIPS code's own configuration A (QiaoXiao7282/LIPS fling/model/vgg.py)
+VGG11_LIPS = [64, "M", 128, "M", 256, "M", 512, "M", 512, "M"]
 VGG11 = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
-ARCHS = ["mlp"] + list(CNN_SPECS) + list(LIPS_BLOCKS) + ["vgg11_bn"] + list(CIFAR_BLOCKS)
+ARCHS = ["mlp"] + list(CNN_SPECS) + list(LIPS_BLOCKS) + ["vgg11_bn", "vgg11_lips"] + list(CIFAR_BLOCKS)
 
 
 class MLP(nn.Module):
@@ -160,10 +163,10 @@ class VGG11BN(nn.Module):
     """torchvision's vgg11_bn features; the classifier of the CIFAR variants:
     flatten and one Linear (512 on 32x32 inputs)."""
 
-    def __init__(self, classes, in_shape=(3, 32, 32)):
+    def __init__(self, classes, in_shape=(3, 32, 32), cfg=None):
         super().__init__()
         layers, c, h, w = [], in_shape[0], in_shape[1], in_shape[2]
-        for v in VGG11:
+        for v in cfg or VGG11:
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
                 h, w = h // 2, w // 2
@@ -202,6 +205,8 @@ def build(arch, in_shape=(3, 32, 32), classes=10, hidden=(200, 200)):
         return ResNet([n, n, n], classes, in_shape[0], cifar=True)
     if arch == "vgg11_bn":
         return VGG11BN(classes, in_shape)
+    if arch == "vgg11_lips":
+        return VGG11BN(classes, in_shape, VGG11_LIPS)
     raise ValueError("unknown architecture %r (choices: %s)" % (arch, ", ".join(ARCHS)))
 
 

@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tables import seed_groups, table  # noqa: E402
 
-ORDER = ["pfedafm", "standalone", "lg_fedavg", "fml", "fedkd", "fedproto", "fedgh"]
+ORDER = ["pfedafm", "standalone", "lg_fedavg", "fml", "fedkd", "fedproto", "fedgh", "fd"]
 
 
 def comm_bytes(run):

@@ -9,14 +9,14 @@
 #
 # --tag is appended to the algorithm's name in the run folders (variants of
 # one deck: --tag -alr0.1 --set pfedafm.alpha_lr=0.1). The default algorithms
-# are pfedafm standalone lg_fedavg fml fedkd fedproto fedgh. Runs already
+# are pfedafm standalone lg_fedavg fml fedkd fedproto fedgh fd. Runs already
 # complete (metrics.h5 present) are skipped, so an interrupted sweep resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $# -ge 2 ]] || { sed -n '2,14p' "$0"; exit 2; }
 deck=$1 out=$2
 shift 2
-np=2 seeds="1 2 3" tag="" algs="pfedafm standalone lg_fedavg fml fedkd fedproto fedgh"
+np=2 seeds="1 2 3" tag="" algs="pfedafm standalone lg_fedavg fml fedkd fedproto fedgh fd"
 sets=()
 while [[ $# -gt 0 ]]; do
   case $1 in

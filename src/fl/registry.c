@@ -23,6 +23,7 @@ extern const fh_algorithm fh_alg_fml;
 extern const fh_algorithm fh_alg_fedkd;
 extern const fh_algorithm fh_alg_fedproto;
 extern const fh_algorithm fh_alg_fedgh;
+extern const fh_algorithm fh_alg_fd;
 
 static const fh_algorithm *const registry[] = {
     &fh_alg_fedavg,
@@ -39,6 +40,7 @@ static const fh_algorithm *const registry[] = {
     &fh_alg_fedkd,
     &fh_alg_fedproto,
     &fh_alg_fedgh,
+    &fh_alg_fd,
 };
 #define NBUILTIN ((int)(sizeof registry / sizeof registry[0]))
 

@@ -14,10 +14,10 @@
 
 const fh_key_spec fh_model_keys[] = {
     {"model.arch", FH_T_ENUM, "mlp", 0, 0,
-     "mlp|cnn1|cnn2|cnn3|cnn4|cnn5|resnet4|resnet6|resnet8|resnet10|resnet18|vgg11_bn|"
+     "mlp|cnn1|cnn2|cnn3|cnn4|cnn5|resnet4|resnet6|resnet8|resnet10|resnet18|vgg11_bn|vgg11_lips|"
      "resnet8x4|resnet32x4",
      "network: mlp (model.hidden); pFedAFM cnn1..cnn5 (3x32x32); LIPS resnet4..resnet18 "
-     "and vgg11_bn; distillation resnet8x4, resnet32x4; `fedhpc model` shows its layers"},
+     "vgg11_bn (torchvision's configuration A, 8 convs) and vgg11_lips (the LIPS code's 'A', 5 convs); distillation resnet8x4, resnet32x4; `fedhpc model` shows its layers"},
     {"model.hidden", FH_T_INTLIST, "200,200", 1, 1000000, NULL,
      "mlp: hidden widths h1,...,hk of Linear(d,h1)-ReLU-...-Linear(hk,C); empty: softmax "
      "regression"},
@@ -256,14 +256,23 @@ static int create_resnet(fh_model **out, const resnet_spec *s, int in_c, int in_
  * LIPS do: convs Kaiming normal (fan-out) with zero bias, BatchNorm 1 and 0,
  * the linear N(0, 0.01^2) with zero bias. LIPS middle layers: every conv
  * after the first. (The LIPS code's own configuration 'A' has a single conv
- * at each of 256 and 512; torchvision's, used here, has two.) */
-static int create_vgg11_bn(fh_model **out, int in_c, int in_h, int in_w, int num_classes,
-                           int max_batch) {
-  FH_TRY(need_image("vgg11_bn", in_c, in_h, in_w, 32, num_classes, max_batch));
-  static const int cfg[] = {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0}; /* 0: M */
-  fh_model *m = fh_model_begin("vgg11_bn", in_c, in_h, in_w, num_classes, max_batch);
+ * at each of 256 and 512; torchvision's, used here, has two.)
+ *
+ * vgg11_lips is the LIPS code's own configuration 'A' (QiaoXiao7282/LIPS,
+ * fling/model/vgg.py, VGG_CONFIGS['A'], registered there as vgg11_bn): 64, M,
+ * 128, M, 256, M, 512, M, 512, M, five convs, with the same BatchNorm, ReLU,
+ * naming, initialisation and Linear(512, C). (Their make_layers starts from 3
+ * input channels whatever input_channel says; here the first conv takes the
+ * data's channels, so 1-channel images work.) */
+static const int vgg11_bn_cfg[] = {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0}; /* 0: M */
+static const int vgg11_lips_cfg[] = {64, 0, 128, 0, 256, 0, 512, 0, 512, 0};
+
+static int create_vgg(fh_model **out, const char *arch, const int *cfg, size_t ncfg, int in_c, int in_h, int in_w,
+                      int num_classes, int max_batch) {
+  FH_TRY(need_image(arch, in_c, in_h, in_w, 32, num_classes, max_batch));
+  fh_model *m = fh_model_begin(arch, in_c, in_h, in_w, num_classes, max_batch);
   int c = in_c, h = in_h, w = in_w, index = 0, nconv = 0;
-  for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
+  for (size_t k = 0; k < ncfg; k++) {
     char name[32];
     if (cfg[k] == 0) {
       snprintf(name, sizeof name, "features.%d", index++);
@@ -331,9 +340,13 @@ int fh_model_create_arch(fh_model **out, const fh_config *cfg, const char *arch,
     if (strcmp(arch, resnet_specs[k].arch) == 0)
       return create_resnet(out, &resnet_specs[k], in_c, in_h, in_w, num_classes, max_batch);
   if (strcmp(arch, "vgg11_bn") == 0)
-    return create_vgg11_bn(out, in_c, in_h, in_w, num_classes, max_batch);
+    return create_vgg(out, arch, vgg11_bn_cfg, sizeof vgg11_bn_cfg / sizeof vgg11_bn_cfg[0], in_c, in_h, in_w,
+                      num_classes, max_batch);
+  if (strcmp(arch, "vgg11_lips") == 0)
+    return create_vgg(out, arch, vgg11_lips_cfg, sizeof vgg11_lips_cfg / sizeof vgg11_lips_cfg[0], in_c, in_h, in_w,
+                      num_classes, max_batch);
   return FH_FAIL(FH_ERR_CONFIG,
                  "model.arch: unknown architecture '%s' (choices: mlp, cnn1..cnn5, resnet4, "
-                 "resnet6, resnet8, resnet10, resnet18, vgg11_bn, resnet8x4, resnet32x4)",
+                 "resnet6, resnet8, resnet10, resnet18, vgg11_bn, vgg11_lips, resnet8x4, resnet32x4)",
                  arch);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The model-heterogeneous baselines (standalone, lg_fedavg, fml, fedkd,
-# fedproto, fedgh) with heterogeneous MLPs on Synthetic(0.5, 0.5): metrics and
+# fedproto, fedgh, fd) with heterogeneous MLPs on Synthetic(0.5, 0.5): metrics and
 # model.h5 are bitwise identical on 1, 2 and 3 ranks, and each reports its
 # clients' own models (personal) and, where a shared model of the data travels
 # (fml, fedkd), the global one too (fedkd.max_rank = 4: the student's update
@@ -9,7 +9,7 @@
 # global header (a Linear(16, C) on [16, 1, 1] inputs), fml's meme, fedkd's
 # student (its server state: the payload is factors), fedproto's
 # nearest-prototype classifier (W = 2 P, b = -|P|^2, -1e30 for a class without
-# a prototype), standalone's unused initial model.arch; comm/bcast_bytes and
+# a prototype), fd's global mean logits (a Linear(C, C), bias the flags), standalone's unused initial model.arch; comm/bcast_bytes and
 # comm/reduce_bytes are those payloads' (FedKD's: its messages of factors).
 source "$(dirname "$0")/lib.sh"
 common=(--set run.rounds=4 --set run.clients=12 --set run.client_fraction=0.5 --set run.eval_every=2
@@ -18,7 +18,8 @@ common=(--set run.rounds=4 --set run.clients=12 --set run.client_fraction=0.5 --
 # name|the modes that must hold a number|those that must not
 algs=("standalone|personal/accuracy|test_accuracy" "lg_fedavg|personal/accuracy|test_accuracy"
       "fml|personal/accuracy test_accuracy|" "fedkd|personal/accuracy test_accuracy|"
-      "fedproto|personal/accuracy|test_accuracy" "fedgh|personal/accuracy|test_accuracy")
+      "fedproto|personal/accuracy|test_accuracy" "fedgh|personal/accuracy|test_accuracy"
+      "fd|personal/accuracy|test_accuracy")
 for spec in "${algs[@]}"; do
   IFS='|' read -r alg measured absent <<<"$spec"
   for np in 1 2 3; do
@@ -49,7 +50,7 @@ shape = list(m.attrs["input_shape"])
 if alg in ("lg_fedavg", "fedgh", "fedproto"):
     assert len(names) == 2 and m["params"][names[0]].shape == (10, 16) and shape == [16, 1, 1], (names, shape)
 bc = h5py.File(f"{run}/metrics.h5", "r")["comm/bcast_bytes"][()]
-assert np.all(bc == {"standalone": 0, "lg_fedavg": 680, "fedgh": 680, "fedproto": 680, "fml": 4584}.get(alg, bc)), bc
+assert np.all(bc == {"standalone": 0, "lg_fedavg": 680, "fedgh": 680, "fedproto": 680, "fml": 4584, "fd": 440}.get(alg, bc)), bc
 if alg in ("lg_fedavg", "fedgh", "fml"):
     assert np.array_equal(flat, g[:flat.size]), alg
 elif alg == "fedkd":
@@ -65,6 +66,10 @@ elif alg == "fedproto":
     on = present != 0
     assert on.sum() > 0 and np.array_equal(W[on], 2 * P[on]) and np.allclose(b[on], -(P[on].astype(np.float64) ** 2).sum(1), rtol=1e-6)
     assert np.all(b[~on] == np.float32(-1e30)) and np.all(W[~on] == 0)
+elif alg == "fd":  # the global mean logits as a Linear(10, 10): rows L_c, bias the presence flags
+    W, b = m["params"][names[0]][()], m["params"][names[1]][()]
+    assert shape == [10, 1, 1] and np.array_equal(W.ravel(), g[:100]) and np.array_equal(b, g[100:110])
+    assert set(np.unique(b)) <= {0.0, 1.0} and b.sum() > 0 and np.all(W[b == 0] == 0), b
 else:
     assert shape == [60, 1, 1] and flat.size == 60 * 16 + 16 + 16 * 10 + 10, (shape, flat.size)
 PY

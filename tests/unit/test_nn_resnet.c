@@ -210,7 +210,7 @@ static void test_middle_layers(void **state) {
   for (int a = 0; a < NARCHS; a++) {
     fh_model *m;
     assert_int_equal(model_from_deck(&m, ARCHS[a], 3, 32, 32, 5, 1), 0);
-    const int vgg = strcmp(ARCHS[a], "vgg11_bn") == 0;
+    const int vgg = strncmp(ARCHS[a], "vgg", 3) == 0;
     int n = 0;
     for (int i = 0; i < fh_model_nviews(m); i++) {
       const fh_param_view *v = fh_model_view(m, i);
@@ -497,6 +497,44 @@ static void test_resnet6_matches_torch(void **state) { (void)state, check_agains
 static void test_resnet8_matches_torch(void **state) { (void)state, check_against_torch("resnet8"); }
 static void test_resnet10_matches_torch(void **state) { (void)state, check_against_torch("resnet10"); }
 static void test_resnet18_matches_torch(void **state) { (void)state, check_against_torch("resnet18"); }
+/* vgg11_lips, the LIPS code's configuration 'A' (64, M, 128, M, 256, M, 512,
+ * M, 512, M with BatchNorm, Linear(512, C)): torchvision's names at the
+ * Sequential indices of that list, its parameter and buffer counts counted
+ * by hand, the four convs after the first as middle layers, 1-channel
+ * images taken, inputs under 32x32 refused. */
+static void test_vgg11_lips_layout(void **state) {
+  (void)state;
+  static const char *const names[] = {"features.0.weight",  "features.0.bias",  "features.1.weight",
+                                      "features.1.bias",    "features.4.weight", "features.4.bias",
+                                      "features.5.weight",  "features.5.bias",   "features.8.weight",
+                                      "features.8.bias",    "features.9.weight", "features.9.bias",
+                                      "features.12.weight", "features.12.bias",  "features.13.weight",
+                                      "features.13.bias",   "features.16.weight", "features.16.bias",
+                                      "features.17.weight", "features.17.bias",  "classifier.0.weight",
+                                      "classifier.0.bias"};
+  for (int in_c = 1; in_c <= 3; in_c += 2) {
+    fh_model *m;
+    assert_int_equal(model_from_deck(&m, "vgg11_lips", in_c, 32, 32, 5, 2), 0);
+    assert_int_equal(fh_model_nviews(m), (int)(sizeof names / sizeof names[0]));
+    int middle = 0;
+    for (int i = 0; i < fh_model_nviews(m); i++) {
+      assert_string_equal(fh_model_view(m, i)->name, names[i]);
+      middle += fh_model_view_is_middle(m, i);
+    }
+    assert_int_equal(middle, 4);
+    const size_t convs = (size_t)in_c * 64 * 9 + 64 + 64 * 128 * 9 + 128 + 128 * 256 * 9 + 256 +
+                         256 * 512 * 9 + 512 + 512 * 512 * 9 + 512;
+    const size_t bn = 2 * (64 + 128 + 256 + 512 + 512);
+    assert_int_equal(fh_model_nparams(m), convs + bn + 512 * 5 + 5);
+    assert_int_equal(fh_model_nbuffers(m), bn);
+    assert_int_equal(fh_model_feature_dim(m), 512);
+    fh_model_free(m);
+  }
+  fh_model *m;
+  assert_int_equal(model_from_deck(&m, "vgg11_lips", 1, 28, 28, 10, 2), FH_ERR_CONFIG);
+  assert_non_null(strstr(fh_error_msg(), "vgg11_lips"));
+}
+
 static void test_vgg11_bn_matches_torch(void **state) { (void)state, check_against_torch("vgg11_bn"); }
 static void test_resnet8x4_matches_torch(void **state) {
   (void)state, check_against_torch("resnet8x4");
@@ -812,6 +850,7 @@ int main(void) {
       cmocka_unit_test(test_resnet10_matches_torch),
       cmocka_unit_test(test_resnet18_matches_torch),
       cmocka_unit_test(test_vgg11_bn_matches_torch),
+      cmocka_unit_test(test_vgg11_lips_layout),
       cmocka_unit_test(test_resnet8x4_matches_torch),
       cmocka_unit_test(test_resnet32x4_matches_torch),
   };

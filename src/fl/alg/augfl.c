@@ -298,6 +298,7 @@ static int setup_second_order(fh_run *run, augfl_state *s) {
 }
 
 static int augfl_setup(fh_run *run) {
+  FH_TRY(fh_local_sgd_refuse_augment(run->data, "augfl", "its full-batch gradients of the client splits"));
   const fh_config *cfg = run->cfg;
   augfl_state *s = fh_calloc(1, sizeof *s);
   run->alg_state = s;

@@ -104,6 +104,7 @@ static int train(fedproto_state *s, const float *global, fh_hnet *n, const fh_sp
   const double flops = fh_hnet_flops_features(n, 1, 0) + fh_hnet_flops_features(n, 1, 1) +
                        fh_hnet_flops_head(n, 1, 0) + fh_hnet_flops_head(n, 1, 1);
   double epoch_loss = 0;
+  fh_hetero_begin(h, tr, rng);
   for (int e = 0; e < h->tr.epochs; e++) {
     fh_hetero_shuffle(h, tr, rng);
     epoch_loss = 0;

@@ -48,6 +48,7 @@ typedef struct {
 } perfedavg_state;
 
 static int perfedavg_setup(fh_run *run) {
+  FH_TRY(fh_local_sgd_refuse_augment(run->data, "perfedavg", "its meta-gradient over fixed row sets"));
   perfedavg_state *s = fh_calloc(1, sizeof *s);
   const fh_config *cfg = run->cfg;
   fh_local_sgd_create(&s->sgd, cfg, run->data->dim, fh_model_nparams(run->model));

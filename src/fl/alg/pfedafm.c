@@ -20,9 +20,12 @@
  *           R = R_g (alpha = 0), gradient norm clipped likewise
  *   send    G_k with weight n_k;  server: G^{t+1} = sum n_k G_k / sum n_k
  *
- * The authors' code shares the momentum of G's and alpha's optimisers across
- * clients; here every client keeps its own (hetero.optimizer_state = client),
- * or starts every round from zero momentum (round).
+ * pfedafm.mode = paper (above): every client keeps its own optimisers'
+ * momentum (hetero.optimizer_state = client) or starts every round from zero
+ * (round). pfedafm.mode = authors_code runs the authors' code instead: one
+ * alpha and one alpha and G optimiser passed from client to client (the
+ * round's clients chained in id order along the ranks), F_k's optimiser fresh
+ * every round, G^{t+1} the last client's G (docs/pfedafm.md).
  *
  * Client state (fields of the store, each client's row of the same length):
  *   pfedafm.model     [max state]  F_k as the state of its architecture
@@ -42,6 +45,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mpi.h>
+
 #include "core/error.h"
 #include "core/log.h"
 #include "core/profile.h"
@@ -60,6 +65,15 @@ static const fh_key_spec pfedafm_keys[] = {
     {"pfedafm.alpha_momentum", FH_T_REAL, "0.9", 0, 1, NULL, "SGD momentum of alpha (the authors' 0.9)"},
     {"pfedafm.alpha_weight_decay", FH_T_REAL, "0.001", 0, 1e6, NULL,
      "L2 weight decay of alpha (the authors' 1e-3)"},
+    {"pfedafm.mode", FH_T_ENUM, "paper", 0, 0, "paper|authors_code",
+     "paper: every client its own alpha and optimisers, the server averages the clients' G by n_k; "
+     "authors_code: as LipingYi/pFedAFM's pFedAFM_mh.py runs, one alpha passed from client to client, "
+     "G's and alpha's optimisers shared by all clients, F_k's optimiser fresh every round, the server's G "
+     "the last client's G, n_k = train + test rows; the round's clients run one after another in id "
+     "order (docs/pfedafm.md)"},
+    {"pfedafm.log_alpha", FH_T_BOOL, "false", 0, 0, NULL,
+     "log every trained client's alpha after step 1 (mean, min, max): the clients of rank 0, so all of "
+     "them on one rank"},
     {"pfedafm.eval", FH_T_ENUM, "step1", 0, 0, "step1|latest",
      "client accuracy reported: step1 = the mixed model right after step 1 of the client's latest "
      "round, with that round's G (the paper's); latest = F_k and alpha_k with the latest G"},
@@ -229,6 +243,20 @@ typedef struct {
   int f_model, f_alpha, f_mom, f_steps, f_score;
   float *mom_scratch; /* [mom_n] when momentum restarts every round           */
   float *contrib;     /* [g_n] G's state when G has buffers                   */
+  /* pfedafm.mode = authors_code: the state their code shares (server state,
+   * the same on every rank between rounds, passed along the round's chain) */
+  int authors;
+  int log_alpha;
+  float *sh;          /* [d alpha | d alpha's momentum | g_np G's momentum]  */
+  size_t sh_n;
+  double *sh_steps;   /* [2] steps of alpha's and G's optimisers               */
+  float *g_next;      /* [g_n] the last client's G (every rank, after a round) */
+  int chain_round;    /* round whose chain this rank is in (-1: none yet)      */
+  int chain_first, chain_last; /* this rank's first and last sampled client */
+  int chain_prev, chain_next;  /* ranks before and after it in the chain (-1) */
+  int chain_sent;     /* the chain went on from here this round              */
+  int chain_holder;   /* this rank trained the round's last client           */
+  int *sampled;       /* [m]                                                   */
 } pfedafm_state;
 
 /* G <- run->global. */
@@ -258,6 +286,8 @@ static int pfedafm_setup(fh_run *run) {
   s->g_np = s->g.ex_np;
   s->g_n = s->g.ex_np + s->g.ex_nb;
   s->eval_latest = strcmp(fh_cfg_str(cfg, "pfedafm.eval"), "latest") == 0;
+  s->authors = strcmp(fh_cfg_str(cfg, "pfedafm.mode"), "authors_code") == 0;
+  s->log_alpha = fh_cfg_bool(cfg, "pfedafm.log_alpha");
   s->ctx.h = &s->h;
   s->ctx.g = &s->g;
   s->ctx.mix = &s->mix;
@@ -282,7 +312,15 @@ static int pfedafm_setup(fh_run *run) {
 
   /* Client state. */
   const int any_mom = s->h.tr.opt.momentum > 0 || s->ctx.alpha_opt.momentum > 0;
-  s->keep_mom = s->h.tr.keep_momentum && any_mom;
+  s->keep_mom = s->h.tr.keep_momentum && any_mom && !s->authors;
+  if (s->authors) {
+    s->sh_n = 2 * (size_t)s->d + s->g_np;
+    s->sh = fh_run_server_state(run, "pfedafm.shared_state", s->sh_n);
+    s->sh_steps = fh_run_server_state_typed(run, "pfedafm.shared_steps", FH_STATE_F64, 2);
+    s->g_next = fh_malloc(s->g_n * sizeof(float));
+    s->sampled = fh_malloc((size_t)fh_run_sampled_count(run) * sizeof(int));
+    s->chain_round = -1;
+  }
   s->mom_n = s->h.max_np + (size_t)s->d + s->g_np;
   FH_TRY(fh_client_store_field(run->state, "pfedafm.model", FH_STATE_F32, s->h.max_state, &s->f_model));
   FH_TRY(fh_client_store_field(run->state, "pfedafm.alpha", FH_STATE_F32, (size_t)s->d, &s->f_alpha));
@@ -303,6 +341,17 @@ static int pfedafm_setup(fh_run *run) {
             s->keep_mom ? ", momentum" : "", s->d);
   }
   return 0;
+}
+
+static void log_alpha(const pfedafm_state *s, const fh_client_ctx *c, const float *alpha) {
+  if (!s->log_alpha) return;
+  double sum = 0, lo = alpha[0], hi = alpha[0];
+  for (int j = 0; j < s->d; j++) {
+    sum += alpha[j];
+    if (alpha[j] < lo) lo = alpha[j];
+    if (alpha[j] > hi) hi = alpha[j];
+  }
+  fh_info("pfedafm: round %d client %d alpha mean %.6f min %.6f max %.6f", c->round + 1, c->id, sum / s->d, lo, hi);
 }
 
 /* The client's rows, a fresh client's initialised (model from its stream,
@@ -330,8 +379,71 @@ static int release_model_alpha(fh_run *run, pfedafm_state *s, int client, int di
   return rc ? rc : rc2;
 }
 
+/* ---- pfedafm.mode = authors_code: the round's chain -------------------------------- */
+
+/* The authors' loop trains the round's clients one after another, each taking
+ * over the alpha, and the alpha and G optimisers, the one before left. Here
+ * the clients of a round run in ascending id order along the ranks (each rank
+ * hosts a block of ids): the first sampled client of a rank waits for that
+ * state from the rank of the sampled client before it, the rank's last one
+ * sends it on to the rank of the next. Every rank learns its place from the
+ * round's draw, which every rank makes itself. */
+enum { CHAIN_TAG = 0x4146 };
+
+static void chain_plan(fh_run *run, pfedafm_state *s, int t) {
+  const int m = fh_run_sampled_count(run);
+  fh_run_sample(run, t, s->sampled);
+  s->chain_round = t;
+  s->chain_first = s->chain_last = -1;
+  s->chain_prev = s->chain_next = -1;
+  s->chain_sent = 0;
+  const int lo = run->first_client, hi = run->first_client + run->nlocal;
+  for (int j = 0; j < m; j++) {
+    const int k = s->sampled[j];
+    if (k < lo) s->chain_prev = fh_client_owner(&run->map, k);
+    else if (k < hi) {
+      if (s->chain_first < 0) s->chain_first = k;
+      s->chain_last = k;
+    } else if (s->chain_next < 0) s->chain_next = fh_client_owner(&run->map, k);
+  }
+}
+
+/* Passes the shared state on (failed: only the failure, so that no rank
+ * waits for ever). */
+static void chain_send(fh_run *run, pfedafm_state *s, int failed) {
+  s->chain_sent = 1;
+  if (s->chain_next < 0) {
+    s->chain_holder = !failed;
+    return;
+  }
+  double head[3] = {failed, s->sh_steps[0], s->sh_steps[1]};
+  MPI_Send(head, 3, MPI_DOUBLE, s->chain_next, CHAIN_TAG, run->comm);
+  if (!failed) MPI_Send(s->sh, (int)s->sh_n, MPI_FLOAT, s->chain_next, CHAIN_TAG, run->comm);
+}
+
+static int chain_recv(fh_run *run, pfedafm_state *s) {
+  if (s->chain_prev < 0) return 0;
+  double head[3];
+  MPI_Recv(head, 3, MPI_DOUBLE, s->chain_prev, CHAIN_TAG, run->comm, MPI_STATUS_IGNORE);
+  if (head[0] != 0)
+    return FH_FAIL(FH_ERR_DIVERGED, "pfedafm.mode = authors_code: a client before this one in the round's "
+                                    "chain failed (rank %d); its error is reported there", s->chain_prev);
+  s->sh_steps[0] = head[1], s->sh_steps[1] = head[2];
+  MPI_Recv(s->sh, (int)s->sh_n, MPI_FLOAT, s->chain_prev, CHAIN_TAG, run->comm, MPI_STATUS_IGNORE);
+  return 0;
+}
+
+static int pfedafm_client_update_authors(fh_run *run, fh_client_ctx *c, fh_client_report *rep);
+
 static int pfedafm_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_client_report *rep) {
   pfedafm_state *s = run->alg_state;
+  if (s->authors) {
+    if (s->chain_round != c->round) chain_plan(run, s, c->round);
+    int rc = c->id == s->chain_first ? chain_recv(run, s) : 0;
+    if (rc == 0) rc = pfedafm_client_update_authors(run, c, rep);
+    if (rc || c->id == s->chain_last) chain_send(run, s, rc != 0);
+    return rc;
+  }
   fh_hnet *net = fh_hetero_net(&s->h, c->id);
   client_rows r;
   int fresh;
@@ -355,12 +467,14 @@ static int pfedafm_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, f
   const fh_split *tr = &c->data->train;
   fh_rng rng;
   fh_rng_init(&rng, run->seed, FH_RNG_SHUFFLE, (uint32_t)c->id, (uint32_t)c->round);
+  fh_hetero_begin(&s->h, tr, &rng); /* one augmentation stream through both steps */
   int rc = fh_afm_step1(&s->ctx, net, tr, &rng, r.alpha, mom_f, mom_a, st, &rep->train_loss);
   if (rc == 0) {
     double correct = 0, loss = 0;
     fh_afm_evaluate(&s->ctx, net, r.alpha, &c->data->test, &correct, &loss);
     r.score[SC_CORRECT] = correct, r.score[SC_COUNT] = c->data->test.n, r.score[SC_LOSS] = loss;
     r.score[SC_SET] = 1;
+    log_alpha(s, c, r.alpha);
     rc = fh_afm_step2(&s->ctx, net, tr, &rng, mom_g, st);
   }
   if (rc == 0) {
@@ -383,8 +497,85 @@ static int pfedafm_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, f
   return fh_accum_add(acc, s->contrib, rep->weight);
 }
 
+/* One client as the authors' loop trains it: alpha from the chain (ones for
+ * a client never trained: their ALPHA[k] starts as torch.ones and becomes the
+ * shared Parameter after the client's first round), F_k's momentum from zero,
+ * alpha's and G's optimisers those of the chain; G from the round's G^t. */
+static int pfedafm_client_update_authors(fh_run *run, fh_client_ctx *c, fh_client_report *rep) {
+  pfedafm_state *s = run->alg_state;
+  const int d = s->d;
+  fh_hnet *net = fh_hetero_net(&s->h, c->id);
+  client_rows r;
+  int fresh_score;
+  acquire_model_alpha(run, s, c->id, net, &r);
+  r.steps = fh_client_store_acquire(run->state, s->f_steps, c->id, NULL);
+  r.score = fh_client_store_acquire(run->state, s->f_score, c->id, &fresh_score);
+  const int trained_before = !fresh_score && r.score[SC_SET] == 1;
+  float *sh_alpha = s->sh, *sh_mom_a = s->sh + d, *sh_mom_g = s->sh + 2 * (size_t)d;
+  if (trained_before) memcpy(r.alpha, sh_alpha, (size_t)d * sizeof(float));
+  else
+    for (int j = 0; j < d; j++) r.alpha[j] = 1.0f;
+  float *mom_f = NULL;
+  if (s->h.tr.opt.momentum > 0) mom_f = memset(s->mom_scratch, 0, s->h.max_np * sizeof(float));
+  long long st[FH_AFM_NSTEPS] = {0, (long long)s->sh_steps[0], (long long)s->sh_steps[1]};
+
+  fh_hnet_load(net, r.model);
+  load_g(s, run->global);
+  const fh_split *tr = &c->data->train;
+  fh_rng rng;
+  fh_rng_init(&rng, run->seed, FH_RNG_SHUFFLE, (uint32_t)c->id, (uint32_t)c->round);
+  fh_hetero_begin(&s->h, tr, &rng);
+  int rc = fh_afm_step1(&s->ctx, net, tr, &rng, r.alpha, mom_f, s->ctx.alpha_opt.momentum > 0 ? sh_mom_a : NULL,
+                        st, &rep->train_loss);
+  if (rc == 0) {
+    double correct = 0, loss = 0;
+    fh_afm_evaluate(&s->ctx, net, r.alpha, &c->data->test, &correct, &loss);
+    r.score[SC_CORRECT] = correct, r.score[SC_COUNT] = c->data->test.n, r.score[SC_LOSS] = loss;
+    r.score[SC_SET] = 1;
+    log_alpha(s, c, r.alpha);
+    rc = fh_afm_step2(&s->ctx, net, tr, &rng, s->h.tr.opt.momentum > 0 ? sh_mom_g : NULL, st);
+  }
+  if (rc == 0) {
+    fh_hnet_store(net, r.model);
+    for (int i = 0; i < FH_AFM_NSTEPS; i++) r.steps[i] = (double)st[i];
+    memcpy(sh_alpha, r.alpha, (size_t)d * sizeof(float));
+    s->sh_steps[0] = (double)st[FH_AFM_STEPS_ALPHA], s->sh_steps[1] = (double)st[FH_AFM_STEPS_G];
+    if (c->id == s->chain_last && s->chain_next < 0) fh_model_store_state(s->g.ex, s->g_next);
+  }
+  const int dirty = rc == 0;
+  int rr = release_model_alpha(run, s, c->id, dirty || r.dirty_model), r2;
+  if ((r2 = fh_client_store_release(run->state, s->f_steps, c->id, dirty)) && !rr) rr = r2;
+  if ((r2 = fh_client_store_release(run->state, s->f_score, c->id, dirty)) && !rr) rr = r2;
+  FH_TRY(rc);
+  FH_TRY(rr);
+  rep->weight = (double)(tr->n + c->data->test.n); /* their n_k: train + validation + test rows */
+  return 0;
+}
+
+/* authors_code: the rank that trained the round's last client hands the
+ * shared state and that client's G to every rank. */
+static int pfedafm_server_collective(fh_run *run, const fh_accum *acc) {
+  (void)acc;
+  pfedafm_state *s = run->alg_state;
+  if (!s->authors) return 0;
+  int holder = s->chain_holder ? run->rank : -1;
+  MPI_Allreduce(MPI_IN_PLACE, &holder, 1, MPI_INT, MPI_MAX, run->comm);
+  s->chain_holder = 0;
+  s->chain_round = -1;
+  if (holder < 0)
+    return FH_FAIL(FH_ERR_DIVERGED, "pfedafm.mode = authors_code: no rank holds the round's last client");
+  MPI_Bcast(s->sh, (int)s->sh_n, MPI_FLOAT, holder, run->comm);
+  MPI_Bcast(s->sh_steps, 2, MPI_DOUBLE, holder, run->comm);
+  MPI_Bcast(s->g_next, (int)s->g_n, MPI_FLOAT, holder, run->comm);
+  return 0;
+}
+
 static int pfedafm_server_step(fh_run *run, const fh_accum *acc) {
-  fh_accum_mean(acc, run->global);
+  pfedafm_state *s = run->alg_state;
+  if (s->authors) /* their aggregation sums references to one module: the last client's G */
+    memcpy(run->global, s->g_next, s->g_n * sizeof(float));
+  else
+    fh_accum_mean(acc, run->global);
   return 0;
 }
 
@@ -417,6 +608,8 @@ static void pfedafm_destroy(fh_run *run) {
   fh_afm_mix_destroy(&s->mix);
   free(s->mom_scratch);
   free(s->contrib);
+  free(s->g_next);
+  free(s->sampled);
   free(s);
   run->alg_state = NULL;
 }
@@ -424,6 +617,9 @@ static void pfedafm_destroy(fh_run *run) {
 /* Tests: heterogeneous MLPs ending in 16 features take the deck's vectors. */
 static const fh_test_case pfedafm_tests[] = {
     {"pfedafm", FH_TEST_RESUME | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 pfedafm.shared=mlp-16 hetero.epochs=2", "", NULL},
+    {"pfedafm+authors", FH_TEST_RESUME_SHORT,
+     "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 pfedafm.shared=mlp-16 hetero.epochs=2 pfedafm.mode=authors_code", "",
+     NULL},
     {NULL, 0, NULL, NULL, NULL}};
 
 const fh_algorithm fh_alg_pfedafm = {
@@ -434,6 +630,7 @@ const fh_algorithm fh_alg_pfedafm = {
     .setup = pfedafm_setup,
     .client_update = pfedafm_client_update,
     .server_step = pfedafm_server_step,
+    .server_collective = pfedafm_server_collective,
     .destroy = pfedafm_destroy,
     .client_evaluate = pfedafm_client_evaluate,
     .flags = FH_ALG_NO_GLOBAL_MODEL,

@@ -339,6 +339,11 @@ void fh_hetero_shuffle(fh_hetero *h, const fh_split *sp, fh_rng *rng) {
   fh_rng_permutation(rng, h->order, sp->n);
 }
 
+void fh_hetero_begin(fh_hetero *h, const fh_split *sp, const fh_rng *rng) {
+  h->aug_split = sp;
+  if (sp->augment) fh_rng_derive(&h->aug_rng, rng, FH_RNG_AUGMENT);
+}
+
 void fh_hetero_gather(fh_hetero *h, const fh_split *sp, int start, int B) {
   const size_t row = (size_t)h->dim * sizeof(float);
   for (int i = 0; i < B; i++) {
@@ -346,11 +351,19 @@ void fh_hetero_gather(fh_hetero *h, const fh_split *sp, int start, int B) {
     memcpy(h->xb + (size_t)i * h->dim, sp->x + (size_t)s * h->dim, row);
     h->yb[i] = sp->y[s];
   }
+  const fh_augment *aug = sp->augment;
+  if (!aug) return;
+  if (h->aug_split != sp) {
+    fprintf(stderr, "fedhpc: internal error: an augmented split is gathered without fh_hetero_begin\n");
+    abort();
+  }
+  fh_augment_batch(aug, h->xb, B, aug->c, aug->h, aug->w, &h->aug_rng);
 }
 
 int fh_hetero_train_ce(fh_hetero *h, fh_hnet *n, const fh_split *sp, fh_rng *rng, float *mom,
                        long long *steps, double *last_loss) {
   double epoch_loss = 0.0;
+  fh_hetero_begin(h, sp, rng);
   const double flops_per_sample = fh_hnet_flops_features(n, 1, 0) + fh_hnet_flops_features(n, 1, 1) +
                                   fh_hnet_flops_head(n, 1, 0) + fh_hnet_flops_head(n, 1, 1);
   for (int e = 0; e < h->tr.epochs; e++) {

@@ -79,6 +79,9 @@ typedef struct {
   int *order;          /* [max_n]      */
   int max_n;
   float *mom_scratch;  /* [max_np] momentum that restarts every round */
+  /* training augmentation of the split being trained (fh_hetero_begin) */
+  const fh_split *aug_split;
+  fh_rng aug_rng;
 } fh_hetero;
 
 /* Reads [hetero], sizes every architecture and builds those run's clients use
@@ -161,7 +164,17 @@ void fh_hnet_sgd_step(fh_hnet *n, const fh_sgd *opt, float *mom, long long *step
 
 /* A permutation of sp's rows from rng into h->order (grown as needed). */
 void fh_hetero_shuffle(fh_hetero *h, const fh_split *sp, fh_rng *rng);
-/* h->xb, h->yb <- rows order[start .. start+B) of sp. */
+/* Starts a client's local training on sp: when sp has an augmentation
+ * (sp->augment, data.augment_*), the batches fh_hetero_gather draws from sp
+ * are augmented from the stream (seed, FH_RNG_AUGMENT, client, round) of the
+ * client's shuffling stream rng (as fh_local_sgd_run does), which goes on
+ * across every gather until the next begin. Called once per client update
+ * before the first gather (fh_hetero_train_ce calls it itself). */
+void fh_hetero_begin(fh_hetero *h, const fh_split *sp, const fh_rng *rng);
+/* h->xb, h->yb <- rows order[start .. start+B) of sp, augmented when sp has an
+ * augmentation (sp must then be the split of the last fh_hetero_begin: a
+ * gather without it is an internal error, so augmentation is never skipped
+ * silently). */
 void fh_hetero_gather(fh_hetero *h, const fh_split *sp, int start, int B);
 
 /* ---- a client's own model in the client store ----------------------------------- */
@@ -211,7 +224,8 @@ int fh_hetero_client_evaluate(fh_run *run, fh_client_ctx *c, const fh_split *sp,
 double fh_hetero_client_bytes(const fh_hetero *h, const fh_hetero_fields *f);
 
 /* E epochs of cross-entropy training of network n on sp (hetero.* settings),
- * batches from rng; mom [np] and *steps the client's optimiser state (mom
+ * batches from rng, augmented when sp is (it calls fh_hetero_begin); mom [np]
+ * and *steps the client's optimiser state (mom
  * NULL without momentum). *last_loss: mean loss of the last epoch. A
  * non-finite loss is FH_ERR_DIVERGED. FLOPs are counted. */
 int fh_hetero_train_ce(fh_hetero *h, fh_hnet *n, const fh_split *sp, fh_rng *rng, float *mom,

@@ -190,3 +190,10 @@ int fh_local_sgd_adapt(fh_local_sgd *t, fh_model *m, const fh_split *train, int 
   }
   return 0;
 }
+
+int fh_local_sgd_refuse_augment(const fh_dataset *ds, const char *who, const char *why) {
+  if (!fh_augment_active(&ds->augment)) return 0;
+  return FH_FAIL(FH_ERR_CONFIG, "run.algorithm = %s cannot honour data.augment_* (%s does not augment); turn "
+                                "data.augment_crop_pad, data.augment_flip and data.augment_erase_p off",
+                 who, why);
+}

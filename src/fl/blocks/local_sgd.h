@@ -79,6 +79,12 @@ float fh_local_sgd_gradient(fh_local_sgd *t, fh_model *m, const fh_split *sp, co
  * taken in turn from permutations drawn from rng, a new one when the last is
  * used up. Nothing happens for an empty split. FH_ERR_DIVERGED on a
  * non-finite loss. */
+/* FH_ERR_CONFIG (one line) when data.augment_* is on: for the algorithms
+ * whose client training does not go through fh_local_sgd_run or the
+ * heterogeneous gather and so cannot augment (who: the algorithm, why: what
+ * it trains with). 0 otherwise. */
+int fh_local_sgd_refuse_augment(const fh_dataset *ds, const char *who, const char *why);
+
 int fh_local_sgd_adapt(fh_local_sgd *t, fh_model *m, const fh_split *train, int steps, int batch,
                        float lr, fh_rng *rng);
 

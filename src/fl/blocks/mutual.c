@@ -109,6 +109,7 @@ int fh_mutual_train(fh_mutual *m, fh_hetero *h, fh_hnet *own, fh_hnet *shared, c
                        fh_hnet_flops_features(shared, 1, 0) + fh_hnet_flops_features(shared, 1, 1) +
                        fh_hnet_flops_head(shared, 1, 0) + fh_hnet_flops_head(shared, 1, 1);
   double epoch_loss = 0.0;
+  fh_hetero_begin(h, tr, rng);
   for (int e = 0; e < h->tr.epochs; e++) {
     fh_hetero_shuffle(h, tr, rng);
     epoch_loss = 0.0;
