@@ -122,6 +122,10 @@ int fh_hetero_create(fh_hetero *h, fh_run *run) {
   const char *const *names;
   const int n = fh_cfg_strlist(cfg, "hetero.models", &names);
   if (n < 1) return FH_FAIL(FH_ERR_CONFIG, "hetero.models is empty; name at least one architecture");
+  if (fh_cfg_int(cfg, "train.iterations") > 0)
+    return FH_FAIL(FH_ERR_CONFIG, "run.algorithm = %s trains hetero.epochs passes over a client's rows; "
+                                  "train.iterations = %lld is not honoured: remove it",
+                   run->alg->name, fh_cfg_int(cfg, "train.iterations"));
   const fh_dataset *ds = run->data;
   h->C = ds->num_classes;
   h->dim = ds->dim;

@@ -12,7 +12,7 @@ const fh_key_spec fh_train_keys[] = {
     {"train.epochs", FH_T_INT, "1", 1, 100000, NULL, "local epochs E per round (unless train.iterations is set)"},
     {"train.iterations", FH_T_INT, "0", 0, 1e9, NULL,
      "local minibatch steps per round, whatever the client's size (FedGC's authors: 200); 0 = train.epochs "
-     "passes over the client's rows"},
+     "passes over the client's rows. Local-SGD algorithms and Per-FedAvg honour it; the others refuse it"},
     {"train.batch_size", FH_T_INT, "32", 1, 1 << 20, NULL, "local minibatch size"},
     {"train.lr", FH_T_REAL, "0.05", 0, 1e6, NULL, "local learning rate eta"},
     {"train.momentum", FH_T_REAL, "0", 0, 1, NULL, "SGD momentum (PyTorch semantics)"},
