@@ -115,4 +115,7 @@ void fh_generator_sample(const fh_generator *g, const fh_gen_options *o, int c, 
  * back normalised like ds's samples: (x / value_scale - mean[ch]) / std[ch].
  * *x [n, dim] and *y [n] are the caller's to free. FH_ERR_DATA naming the file
  * and what is wrong. */
-int fh_generator_pool_load(const char *path, const fh_dataset *ds, float **x, int32_t **y, int64_t *n);
+/* nhwc: /x is [N, H, W, C] (channels last, as numpy image arrays often are),
+ * transposed to the data set's C x H x W; else [N, D], [N, C, H, W] or, for
+ * one channel, [N, H, W]. A layout that does not match is refused. */
+int fh_generator_pool_load(const char *path, const fh_dataset *ds, int nhwc, float **x, int32_t **y, int64_t *n);

@@ -8,7 +8,36 @@
 #include "data/generator.h"
 #include "io/h5util.h"
 
-static int read_pool(hid_t f, const char *path, const fh_dataset *ds, float **x, int32_t **y, int64_t *n) {
+/* The pool's sample shape against the data set's C x H x W: flat [N, D] with
+ * D = C H W, or (nchw) [N, H, W] for one channel and [N, C, H, W], or (nhwc)
+ * [N, H, W, C], which is transposed after reading. Anything else is refused
+ * with both shapes named, and the key that would read it where one would. */
+static int check_layout(const char *path, const fh_dataset *ds, int nd, const hsize_t *dims, int nhwc) {
+  char got[96];
+  int at = snprintf(got, sizeof got, "[N");
+  for (int i = 1; i < nd && at < (int)sizeof got; i++) at += snprintf(got + at, sizeof got - at, ", %llu", (unsigned long long)dims[i]);
+  if (at < (int)sizeof got) snprintf(got + at, sizeof got - at, "]");
+  const hsize_t c = (hsize_t)ds->c, h = (hsize_t)ds->h, w = (hsize_t)ds->w;
+  const int is_chw = nd == 4 && dims[1] == c && dims[2] == h && dims[3] == w;
+  const int is_hwc = nd == 4 && dims[1] == h && dims[2] == w && dims[3] == c;
+  if (nhwc) {
+    if (is_hwc) return 0;
+    return FH_FAIL(FH_ERR_DATA, "fedgc.pool = %s: /x is %s but fedgc.pool_layout = nhwc needs [N, %d, %d, %d] for "
+                                "the %dx%dx%d samples of %s",
+                   path, got, ds->h, ds->w, ds->c, ds->c, ds->h, ds->w, ds->name);
+  }
+  if (nd == 2 || is_chw || (nd == 3 && c == 1 && dims[1] == h && dims[2] == w)) return 0;
+  if (is_hwc)
+    return FH_FAIL(FH_ERR_DATA, "fedgc.pool = %s: /x is %s, channels last (NHWC), but %s has samples of %dx%dx%d "
+                                "(C, H, W); set fedgc.pool_layout = nhwc to read it channels last",
+                   path, got, ds->name, ds->c, ds->h, ds->w);
+  return FH_FAIL(FH_ERR_DATA, "fedgc.pool = %s: /x is %s, which is not the %dx%dx%d samples of %s ([N, %d, %d, %d] "
+                              "or flat [N, %d])",
+                 path, got, ds->c, ds->h, ds->w, ds->name, ds->c, ds->h, ds->w, ds->dim);
+}
+
+static int read_pool(hid_t f, const char *path, const fh_dataset *ds, int nhwc, float **x, int32_t **y,
+                     int64_t *n) {
   hid_t dx = H5Dopen2(f, "/x", H5P_DEFAULT), dy = H5Dopen2(f, "/y", H5P_DEFAULT);
   hid_t sx = dx >= 0 ? H5Dget_space(dx) : -1, sy = dy >= 0 ? H5Dget_space(dy) : -1;
   int rc = 0;
@@ -30,6 +59,8 @@ static int read_pool(hid_t f, const char *path, const fh_dataset *ds, float **x,
     if (per != (hsize_t)ds->dim)
       rc = FH_FAIL(FH_ERR_DATA, "fedgc.pool = %s: samples of %llu values, but %s has samples of %d x %d x %d = %d",
                    path, (unsigned long long)per, ds->name, ds->c, ds->h, ds->w, ds->dim);
+    else if ((rc = check_layout(path, ds, nd, dims, nhwc)) != 0)
+      ;
     else if (ydims[0] != dims[0])
       rc = FH_FAIL(FH_ERR_DATA, "fedgc.pool = %s: /x has %llu rows but /y %llu", path, (unsigned long long)dims[0],
                    (unsigned long long)ydims[0]);
@@ -57,7 +88,7 @@ static int read_pool(hid_t f, const char *path, const fh_dataset *ds, float **x,
   return rc;
 }
 
-int fh_generator_pool_load(const char *path, const fh_dataset *ds, float **x, int32_t **y, int64_t *n) {
+int fh_generator_pool_load(const char *path, const fh_dataset *ds, int nhwc, float **x, int32_t **y, int64_t *n) {
   *x = NULL, *y = NULL, *n = 0;
   fh_h5_quiet q;
   fh_h5_quiet_begin(&q);
@@ -69,7 +100,7 @@ int fh_generator_pool_load(const char *path, const fh_dataset *ds, float **x, in
                               "(docs/dataset-format.md) or leave fedgc.pool empty for the built-in generator",
                  path, fh_h5_reason(why));
   } else {
-    rc = read_pool(f, path, ds, x, y, n);
+    rc = read_pool(f, path, ds, nhwc, x, y, n);
     H5Fclose(f);
   }
   fh_h5_quiet_end(&q);
@@ -78,8 +109,18 @@ int fh_generator_pool_load(const char *path, const fh_dataset *ds, float **x, in
     *x = NULL, *y = NULL, *n = 0;
     return rc;
   }
-  /* the data set's normalisation, channel by channel */
   const size_t plane = (size_t)ds->h * (size_t)ds->w;
+  if (nhwc && ds->c > 1) { /* [H, W, C] -> [C, H, W], row by row */
+    float *tmp = fh_malloc((size_t)ds->dim * sizeof(float));
+    for (int64_t r = 0; r < *n; r++) {
+      float *p = *x + (size_t)r * ds->dim;
+      for (size_t i = 0; i < plane; i++)
+        for (int ch = 0; ch < ds->c; ch++) tmp[(size_t)ch * plane + i] = p[i * (size_t)ds->c + (size_t)ch];
+      memcpy(p, tmp, (size_t)ds->dim * sizeof(float));
+    }
+    free(tmp);
+  }
+  /* the data set's normalisation, channel by channel */
   for (int64_t r = 0; r < *n; r++)
     for (int ch = 0; ch < ds->c; ch++) {
       float *p = *x + (size_t)r * ds->dim + (size_t)ch * plane;

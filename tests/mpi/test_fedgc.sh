@@ -10,7 +10,13 @@
 #   generated rows it trained with (0 without FedGC);
 # - an external pool of generated samples (fedgc.pool: HDF5 /x, /y made here
 #   from digits rows) replaces the generator: rank-count invariant, needs no
-#   server rows;
+#   server rows; its rows are dealt without replacement by default (a budget
+#   larger than a class's pool rows is refused, naming fedgc.pool_draw, and
+#   runs with fedgc.pool_draw = replace); the generator's keys set beside a
+#   pool are warned about once; a channels-last pool is refused with both
+#   shapes unless fedgc.pool_layout = nhwc, and a 3-channel pool stored
+#   channels last and read with nhwc gives the same run bit for bit as the
+#   same pool stored channels first;
 # - decks that cannot work are refused naming the key or file: no server rows
 #   and no pool (3), a pool of the wrong sample shape (4), a pool label out of
 #   range (4).
@@ -62,14 +68,30 @@ with h5py.File(f"{tmp}/pool.h5", "w") as g:
     g["x"], g["y"] = x, y.astype(np.int32)
 with h5py.File(f"{tmp}/pool_shape.h5", "w") as g:
     g["x"], g["y"] = x.reshape(400, -1)[:, :60], y
+with h5py.File(f"{tmp}/pool_nhwc.h5", "w") as g:
+    g["x"], g["y"] = x.reshape(400, 8, 8, 1), y.astype(np.int32)
+rng = np.random.default_rng(5)
+x3 = rng.random((300, 3, 8, 8), dtype=np.float32)
+y3 = rng.integers(0, 4, 300).astype(np.int32)
+with h5py.File(f"{tmp}/pool3_nchw.h5", "w") as g:
+    g["x"], g["y"] = x3, y3
+with h5py.File(f"{tmp}/pool3_nhwc.h5", "w") as g:
+    g["x"], g["y"] = np.ascontiguousarray(x3.transpose(0, 2, 3, 1)), y3
 with h5py.File(f"{tmp}/pool_label.h5", "w") as g:
     y2 = y.astype(np.int32).copy(); y2[7] = 10
     g["x"], g["y"] = x, y2
 PY
 for np in 1 3; do
   fh_mpirun "$np" run "$deck" "${common[@]}" --set data.server_fraction=0 --set fedgc.pool="$TMP/pool.h5" \
+    --set fedgc.total=200 --set fedgc.design=single \
     --set output.name="pool_np$np" >"$TMP/pool_np$np.log" 2>&1 || { cat "$TMP/pool_np$np.log"; fail "pool on $np ranks"; }
 done
+[[ $(grep -c "built-in generator's keys do nothing: fedgc.design" "$TMP/pool_np1.log") -eq 1 ]] \
+  || { cat "$TMP/pool_np1.log"; fail "fedgc.design beside a pool is not warned about once"; }
+fh_mpirun 2 run "$deck" "${common[@]}" --set data.server_fraction=0 --set fedgc.pool="$TMP/pool.h5" \
+  --set fedgc.pool_draw=replace --set output.name=pool_replace >"$TMP/pool_replace.log" 2>&1 \
+  || { cat "$TMP/pool_replace.log"; fail "pool with replacement"; }
+ok "pool with replacement: 1000 draws from 400 rows"
 grep -q "fedgc: 400 generated samples from the pool" "$TMP/pool_np1.log" || { cat "$TMP/pool_np1.log"; fail "pool not read"; }
 "$PY" "$(dirname "$0")/compare_runs.py" "$TMP" pool_np1 pool_np3 >/dev/null || fail "pool runs differ over rank counts"
 ok "external pool: read, 1 and 3 ranks bitwise"
@@ -84,4 +106,17 @@ expect_fail() { # expect_fail CODE TEXT ARGS...
 expect_fail 3 "data.server_fraction = 0 holds none out" --set data.server_fraction=0
 expect_fail 4 "samples of 60 values, but digits has samples of 1 x 8 x 8 = 64" --set fedgc.pool="$TMP/pool_shape.h5"
 expect_fail 4 "/y[7] = 10 is not a class of digits" --set fedgc.pool="$TMP/pool_label.h5"
+expect_fail 3 "fedgc.pool_draw = disjoint: the clients need" --set data.server_fraction=0 --set fedgc.pool="$TMP/pool.h5"
+expect_fail 4 "channels last (NHWC)" --set data.server_fraction=0 --set fedgc.pool="$TMP/pool_nhwc.h5" --set fedgc.total=200
+expect_fail 4 "fedgc.pool_layout = nhwc needs [N, 8, 8, 1]" --set data.server_fraction=0 --set fedgc.pool="$TMP/pool.h5" \
+  --set fedgc.pool_layout=nhwc --set fedgc.total=200
+img=(--set data.source=synthimg --set data.synthimg_channels=3 --set data.synthimg_height=8 --set data.synthimg_width=8
+  --set data.synthimg_classes=4 --set data.synthimg_train=600 --set data.synthimg_test=200 --set data.server_fraction=0
+  --set fedgc.total=200 --set partition.method=iid)
+fh_mpirun 2 run "$deck" "${common[@]}" "${img[@]}" --set fedgc.pool="$TMP/pool3_nchw.h5" --set output.name=p3c \
+  >"$TMP/p3c.log" 2>&1 || { cat "$TMP/p3c.log"; fail "3-channel pool, channels first"; }
+fh_mpirun 2 run "$deck" "${common[@]}" "${img[@]}" --set fedgc.pool="$TMP/pool3_nhwc.h5" --set fedgc.pool_layout=nhwc \
+  --set output.name=p3l >"$TMP/p3l.log" 2>&1 || { cat "$TMP/p3l.log"; fail "3-channel pool, channels last"; }
+"$PY" "$(dirname "$0")/compare_runs.py" "$TMP" p3c p3l >/dev/null || fail "the channels-last pool read with nhwc differs"
+ok "a 3-channel pool stored channels last and read with fedgc.pool_layout = nhwc equals the channels-first run"
 echo "$NCHECKS passed, 0 failed"

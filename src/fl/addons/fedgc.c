@@ -44,6 +44,12 @@ const fh_key_spec fh_fedgc_keys[] = {
     {"fedgc.pool", FH_T_STRING, "", 0, 0, NULL,
      "HDF5 file of generated samples /x and labels /y used instead of the built-in generator "
      "(docs/dataset-format.md)"},
+    {"fedgc.pool_layout", FH_T_ENUM, "nchw", 0, 0, "nchw|nhwc",
+     "fedgc.pool: /x as [N, C, H, W] (or flat [N, D]), or channels last [N, H, W, C] (numpy image arrays), "
+     "transposed on reading; a layout that does not match the data is refused"},
+    {"fedgc.pool_draw", FH_T_ENUM, "disjoint", 0, 0, "disjoint|replace",
+     "fedgc.pool: each class's rows shuffled once and dealt to the clients without replacement (every pool row "
+     "to one client at most, as the authors split their pool), or drawn with replacement per client"},
     {"fedgc.weights", FH_T_ENUM, "merged", 0, 0, "merged|real",
      "aggregation weight of client k: n_k + M_k, or n_k (algorithms with [sample weights] in "
      "`fedhpc help algorithms`)"},
@@ -211,6 +217,8 @@ typedef struct {
   fh_gen_options opt;
   int mix;
   const double *freq;    /* [C] the pool's class shares            */
+  const int64_t *first;  /* disjoint pool draws: [K, C] client k's first position in class c's shuffled rows; NULL:
+                            with replacement */
 } source;
 
 /* Client k's Mk samples into *x [Mk, dim] and *y [Mk], from the stream
@@ -236,10 +244,11 @@ static void generate_client(const fh_run *run, const source *s, int k, const fh_
   for (int c = 0, j = 0; c < C; c++)
     for (int t = 0; t < cnt[c]; t++, j++) {
       float *xj = *x + (size_t)j * d;
-      if (!s->g) { /* a pool row of class c */
+      if (!s->g) { /* a pool row of class c: the client's next one in the shuffle, or any */
         const int64_t nc = s->pstart[c + 1] - s->pstart[c];
-        const int64_t pick = nc <= 0xffffffffLL ? (int64_t)fh_rng_below(&r, (uint32_t)nc)
-                                                : (int64_t)(fh_rng_u64(&r) % (uint64_t)nc);
+        const int64_t pick = s->first                 ? s->first[(size_t)k * C + c] + t
+                             : nc <= 0xffffffffLL ? (int64_t)fh_rng_below(&r, (uint32_t)nc)
+                                                  : (int64_t)(fh_rng_u64(&r) % (uint64_t)nc);
         const int64_t row = s->prow[s->pstart[c] + pick];
         memcpy(xj, s->px + (size_t)row * d, (size_t)d * sizeof(float));
         (*y)[j] = c;
@@ -275,7 +284,8 @@ static int pool_source(fh_run *run, const char *pool, source *s, float **px, int
                        int64_t **prow, double *freq) {
   const int C = run->data->num_classes;
   int64_t pn = 0;
-  FH_TRY(fh_error_agree(run->comm, fh_generator_pool_load(pool, run->data, px, py, &pn)));
+  const int nhwc = fh_cfg_enum(run->cfg, "fedgc.pool_layout") == 1; /* nchw|nhwc */
+  FH_TRY(fh_error_agree(run->comm, fh_generator_pool_load(pool, run->data, nhwc, px, py, &pn)));
   *pstart = fh_calloc((size_t)C + 1, sizeof(int64_t));
   *prow = fh_malloc((size_t)pn * sizeof(int64_t));
   int64_t *start = *pstart, *row = *prow;
@@ -333,6 +343,66 @@ static void report(const fh_run *run, const source *s, const int *Mk, long long 
             fh_cfg_str(cfg, "fedgc.guidance"), s->opt.strength, s->opt.noise);
 }
 
+/* fedgc.pool_draw = disjoint: each class's pool rows shuffled once (stream
+ * (seed, FH_RNG_GENERATE, none, class), the same on every rank) and dealt in
+ * client order: *first [K, C] gets where client k's rows of class c start.
+ * The class counts are each hosted client's (as generate_client draws them),
+ * summed over ranks. A class asked for more rows than the pool holds is
+ * refused, naming the key that draws with replacement. */
+static int pool_disjoint(fh_run *run, const source *s, const int *Mk, int64_t *prow, int64_t **first) {
+  const fh_dataset *ds = run->data;
+  const int K = run->map.num_clients, C = ds->num_classes;
+  int *need = fh_calloc((size_t)K * C, sizeof(int)), *have = fh_calloc((size_t)C + 1, sizeof(int));
+  for (int i = 0; i < run->nlocal; i++) {
+    const int k = run->first_client + i;
+    const fh_split *tr = &ds->clients[i].train;
+    memset(have, 0, (size_t)C * sizeof(int));
+    for (int j = 0; j < tr->n; j++) have[tr->y[j]]++;
+    fh_fedgc_class_counts(s->mix, Mk[k], C, s->freq, have, need + (size_t)k * C);
+  }
+  MPI_Allreduce(MPI_IN_PLACE, need, K * C, MPI_INT, MPI_SUM, run->comm);
+  *first = fh_malloc((size_t)K * C * sizeof(int64_t));
+  int rc = 0;
+  for (int c = 0; c < C && rc == 0; c++) {
+    const int64_t nc = s->pstart[c + 1] - s->pstart[c];
+    int64_t at = 0;
+    for (int k = 0; k < K; k++) (*first)[(size_t)k * C + c] = at, at += need[(size_t)k * C + c];
+    if (at > nc) {
+      rc = FH_FAIL(FH_ERR_CONFIG, "fedgc.pool_draw = disjoint: the clients need %lld generated rows of class %d but "
+                                  "the pool %s holds %lld; lower fedgc.total, bring a larger pool, or set "
+                                  "fedgc.pool_draw = replace",
+                   (long long)at, c, fh_cfg_str(run->cfg, "fedgc.pool"), (long long)nc);
+      break;
+    }
+    fh_rng r;
+    fh_rng_init(&r, run->seed, FH_RNG_GENERATE, FH_RNG_NONE, (uint32_t)c);
+    int64_t *seg = prow + s->pstart[c];
+    for (int64_t i = nc - 1; i > 0; i--) { /* Fisher-Yates */
+      const int64_t j = i < 0xffffffffLL ? (int64_t)fh_rng_below(&r, (uint32_t)(i + 1))
+                                         : (int64_t)(fh_rng_u64(&r) % (uint64_t)(i + 1));
+      const int64_t tmp = seg[i];
+      seg[i] = seg[j], seg[j] = tmp;
+    }
+  }
+  free(need);
+  free(have);
+  return rc;
+}
+
+/* Keys a pool makes meaningless: the built-in generator's. Warned about once,
+ * by rank 0, when the deck or --set gave them. */
+static void warn_pool_ignores(const fh_run *run) {
+  static const char *const gen_keys[] = {"fedgc.design",   "fedgc.guidance",   "fedgc.strength", "fedgc.noise",
+                                         "fedgc.temp_min", "fedgc.temp_max",   "fedgc.pca_dims", "fedgc.components",
+                                         "fedgc.covariance", "fedgc.em_iters", "fedgc.var_floor"};
+  char set[512] = "";
+  size_t at = 0;
+  for (size_t i = 0; i < sizeof gen_keys / sizeof gen_keys[0]; i++)
+    if (strcmp(fh_cfg_origin(run->cfg, gen_keys[i]), "default") != 0 && at < sizeof set)
+      at += (size_t)snprintf(set + at, sizeof set - at, "%s%s", at ? ", " : "", gen_keys[i]);
+  if (at) fh_warn("fedgc.pool is set, so the built-in generator's keys do nothing: %s", set);
+}
+
 int fh_fedgc_prepare(fh_run *run) {
   const fh_config *cfg = run->cfg;
   if (!fedgc_enabled(cfg)) return 0;
@@ -366,8 +436,15 @@ int fh_fedgc_prepare(fh_run *run) {
   double *freq = fh_calloc((size_t)C, sizeof(double));
   const char *pool = fh_cfg_str(cfg, "fedgc.pool");
   int rc = 0;
+  int64_t *first = NULL;
   if (pool[0]) {
     rc = pool_source(run, pool, &s, &px, &py, &pstart, &prow, freq);
+    s.freq = freq;
+    if (rc == 0 && fh_cfg_enum(cfg, "fedgc.pool_draw") == 0) { /* disjoint|replace */
+      rc = fh_error_agree(run->comm, pool_disjoint(run, &s, Mk, prow, &first));
+      s.first = first;
+    }
+    if (rc == 0) warn_pool_ignores(run);
   } else {
     rc = fit_server(run, &g);
     if (rc == 0) memcpy(freq, g.class_freq, (size_t)C * sizeof(double));
@@ -383,7 +460,7 @@ int fh_fedgc_prepare(fh_run *run) {
     report(run, &s, Mk, level, pool[0] != 0, t_fit, t_gen);
   }
   fh_generator_free(&g);
-  free(px), free(py), free(pstart), free(prow), free(freq), free(n), free(Mk);
+  free(px), free(py), free(pstart), free(prow), free(freq), free(n), free(Mk), free(first);
   return rc;
 }
 
