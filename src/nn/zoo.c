@@ -8,6 +8,7 @@
 #include "nn/conv2d.h"
 #include "nn/flatten.h"
 #include "nn/model_build.h"
+#include "nn/netspec.h"
 #include "nn/pool.h"
 
 #define FH_MLP_MAX_HIDDEN 64
@@ -15,9 +16,14 @@
 const fh_key_spec fh_model_keys[] = {
     {"model.arch", FH_T_ENUM, "mlp", 0, 0,
      "mlp|cnn1|cnn2|cnn3|cnn4|cnn5|resnet4|resnet6|resnet8|resnet10|resnet18|vgg11_bn|"
-     "resnet8x4|resnet32x4",
+     "resnet8x4|resnet32x4|layers|mnist_cnn|mcmahan_cnn|lenet5|augfl_fmnist",
      "network: mlp (model.hidden); pFedAFM cnn1..cnn5 (3x32x32); LIPS resnet4..resnet18 "
-     "and vgg11_bn; distillation resnet8x4, resnet32x4; `fedhpc model` shows its layers"},
+     "and vgg11_bn; distillation resnet8x4, resnet32x4; layers: the layer list model.layers; "
+     "the named layer lists mnist_cnn (PFLlib), mcmahan_cnn, lenet5, augfl_fmnist "
+     "(docs/layer-lists.md); `fedhpc model` shows its layers"},
+    {"model.layers", FH_T_STRING, "", 0, 0, NULL,
+     "layers: the network as a layer list, e.g. conv(32,k=5) relu maxpool(2) flatten linear "
+     "(docs/layer-lists.md); shapes are inferred from the data set"},
     {"model.hidden", FH_T_INTLIST, "200,200", 1, 1000000, NULL,
      "mlp: hidden widths h1,...,hk of Linear(d,h1)-ReLU-...-Linear(hk,C); empty: softmax "
      "regression"},
@@ -332,8 +338,15 @@ int fh_model_create_arch(fh_model **out, const fh_config *cfg, const char *arch,
       return create_resnet(out, &resnet_specs[k], in_c, in_h, in_w, num_classes, max_batch);
   if (strcmp(arch, "vgg11_bn") == 0)
     return create_vgg11_bn(out, in_c, in_h, in_w, num_classes, max_batch);
+  if (strcmp(arch, "layers") == 0)
+    return fh_model_create_layers(out, arch, fh_cfg_str(cfg, "model.layers"), in_c, in_h, in_w,
+                                  num_classes, max_batch);
+  const char *named = fh_netspec_named(arch);
+  if (named)
+    return fh_model_create_layers(out, arch, named, in_c, in_h, in_w, num_classes, max_batch);
   return FH_FAIL(FH_ERR_CONFIG,
                  "model.arch: unknown architecture '%s' (choices: mlp, cnn1..cnn5, resnet4, "
-                 "resnet6, resnet8, resnet10, resnet18, vgg11_bn, resnet8x4, resnet32x4)",
+                 "resnet6, resnet8, resnet10, resnet18, vgg11_bn, resnet8x4, resnet32x4, layers, "
+                 "mnist_cnn, mcmahan_cnn, lenet5, augfl_fmnist)",
                  arch);
 }
