@@ -60,6 +60,7 @@ typedef enum {
                                 weight: N(0, 2 / fan_out), fan_out = the
                                 weight's numel over its input channels; bias
                                 0 (model.c; layer lists' linear)            */
+  FH_INIT_NORMAL,            /* N(0, init_arg[0]^2) weights, bias 0 (model.c) */
 } fh_init_kind;
 
 #define FH_LAYER_MAX_PARAMS 4  /* weight, bias, ...                       */

@@ -280,6 +280,10 @@ static void init_weight_bias(const fh_layer *L, float *params, fh_rng *r) {
       for (size_t i = 0; i < L->param[1].numel; i++)
         b[i] = (float)((2.0 * fh_rng_uniform(r) - 1.0) * bound);
     }
+  } else if (L->init_kind == FH_INIT_NORMAL) {
+    fh_rng_normal_fill(r, params + w->offset, w->numel, 0.0f, L->init_arg[0]);
+    if (L->nparams > 1)
+      memset(params + L->param[1].offset, 0, L->param[1].numel * sizeof(float));
   } else { /* FH_INIT_KAIMING_FAN_OUT_ALL */
     const double fan_out = (double)w->numel / (w->ndim > 1 ? w->shape[1] : 1);
     fh_rng_normal_fill(r, params + w->offset, w->numel, 0.0f, (float)sqrt(2.0 / fan_out));
@@ -293,7 +297,8 @@ void fh_model_init(fh_model *m, fh_rng *r) {
    * element by element: the same stream gives the same model anywhere. */
   for (int i = 0; i < m->nlayers; i++) {
     const fh_layer *L = &m->layers[i];
-    if ((L->init_kind == FH_INIT_TRUNC_NORMAL || L->init_kind == FH_INIT_KAIMING_FAN_OUT_ALL) &&
+    if ((L->init_kind == FH_INIT_TRUNC_NORMAL || L->init_kind == FH_INIT_KAIMING_FAN_OUT_ALL ||
+         L->init_kind == FH_INIT_NORMAL) &&
         L->nparams > 0)
       init_weight_bias(L, m->params, r);
     else if (L->ops->init)

@@ -323,6 +323,14 @@ static int parse_init(const ns_item *it, const ns_init *dflt, ns_init *out) {
       out->init = FH_INIT_TORCH_DEFAULT;
     } else if (strcmp(s, "kaiming") == 0) {
       out->init = FH_INIT_KAIMING_FAN_OUT;
+    } else if (strncmp(s, "normal:", 7) == 0) {
+      double std;
+      char tail;
+      if (sscanf(s + 7, "%lf%c", &std, &tail) != 1 || !(std > 0))
+        return FH_FAIL(FH_ERR_CONFIG, AT(it) "init = '%s': expected normal:STD with STD > 0",
+                       ATA(it), s);
+      out->init = FH_INIT_NORMAL;
+      out->arg[0] = (float)std;
     } else if (strncmp(s, "trunc:", 6) == 0) {
       double std, lo, hi;
       char tail;
@@ -334,7 +342,8 @@ static int parse_init(const ns_item *it, const ns_init *dflt, ns_init *out) {
       out->init = FH_INIT_TRUNC_NORMAL;
       out->arg[0] = (float)std, out->arg[1] = (float)lo, out->arg[2] = (float)hi;
     } else {
-      return FH_FAIL(FH_ERR_CONFIG, AT(it) "init = '%s': choose torch, kaiming or trunc:STD:LO:HI",
+      return FH_FAIL(FH_ERR_CONFIG,
+                     AT(it) "init = '%s': choose torch, kaiming, normal:STD or trunc:STD:LO:HI",
                      ATA(it), s);
     }
   }
@@ -357,16 +366,21 @@ static void apply_init(fh_layer *L, const ns_init *in) {
 }
 
 /* The layer's name: name=..., or the kind's counter, under the block prefix. */
-static void layer_name(char *buf, size_t cap, const ns_item *it, const char *prefix,
-                       const char *stem, int *counter, int numbered) {
+static int layer_name(char *buf, size_t cap, const ns_item *it, const char *prefix,
+                      const char *stem, int *counter, int numbered) {
   const char *given = arg_str(it, "name");
   ++*counter;
+  int n;
   if (given)
-    snprintf(buf, cap, "%s%s", prefix, given);
+    n = snprintf(buf, cap, "%s%s", prefix, given);
   else if (numbered || *counter > 1)
-    snprintf(buf, cap, "%s%s%d", prefix, stem, *counter);
+    n = snprintf(buf, cap, "%s%s%d", prefix, stem, *counter);
   else
-    snprintf(buf, cap, "%s%s", prefix, stem);
+    n = snprintf(buf, cap, "%s%s", prefix, stem);
+  if (n < 0 || (size_t)n >= sizeof(((fh_layer *)0)->name) || (size_t)n >= cap)
+    return FH_FAIL(FH_ERR_CONFIG, AT(it) "its name '%s' is longer than %zu characters", ATA(it), buf,
+                   sizeof(((fh_layer *)0)->name) - 1);
+  return 0;
 }
 
 static int append(ns_state *st, fh_layer L) {
@@ -489,14 +503,18 @@ static int build_linear(ns_state *st, const ns_item *it, const char *name) {
 
 /* res(proj=...)[body]: x -> body -> (+) <- shortcut(x). */
 static int build_res(ns_state *st, const ns_item *it, const char *prefix, int index) {
-  FH_TRY(check_keys(it, "proj", 0));
+  FH_TRY(check_keys(it, "proj,s,stride", 0));
   if (it->nbody == 0) return FH_FAIL(FH_ERR_CONFIG, AT(it) "the block [...] is empty", ATA(it));
-  char p[40];
+  char p[64];
   const char *given = arg_str(it, "name");
+  int np;
   if (given)
-    snprintf(p, sizeof p, "%s%s.", prefix, given);
+    np = snprintf(p, sizeof p, "%s%s.", prefix, given);
   else
-    snprintf(p, sizeof p, "%sres%d.", prefix, index);
+    np = snprintf(p, sizeof p, "%sres%d.", prefix, index);
+  if (np < 0 || (size_t)np + 12 >= sizeof(((fh_layer *)0)->name)) /* room for downsample.0 */
+    return FH_FAIL(FH_ERR_CONFIG, AT(it) "the block's name prefix '%s' leaves no room for its layers' names",
+                   ATA(it), p);
   const int src = st->src;
   int in[3];
   memcpy(in, st->shape, sizeof in);
@@ -512,7 +530,7 @@ static int build_res(ns_state *st, const ns_item *it, const char *prefix, int in
   if (!proj) proj = "auto";
   const int same = in[0] == out[0] && in[1] == out[1] && in[2] == out[2];
   int shortcut = src;
-  char n1[64], n2[64];
+  char n1[96], n2[96];
   if (!strcmp(proj, "identity") || (!strcmp(proj, "auto") && same)) {
     if (!same)
       return FH_FAIL(FH_ERR_CONFIG,
@@ -526,8 +544,8 @@ static int build_res(ns_state *st, const ns_item *it, const char *prefix, int in
                      AT(it) "a 1x1 projection cannot map [%d, %d, %d] onto the block's output "
                             "[%d, %d, %d]",
                      ATA(it), in[0], in[1], in[2], out[0], out[1], out[2]);
-    int stride = (in[1] + out[1] - 1) / out[1];
-    if (stride < 1) stride = 1;
+    int stride;
+    FH_TRY(opt_int(it, "s", "stride", -1, (in[1] + out[1] - 1) / out[1], 1, 1 << 16, &stride));
     fh_conv2d_geom g;
     if (fh_conv2d_geometry(&g, in[0], in[1], in[2], out[0], 1, 1, stride, 0) ||
         g.out_h != out[1] || g.out_w != out[2])
@@ -566,15 +584,15 @@ static int build_item(ns_state *st, const ns_item *it, const char *prefix, ns_co
     return 0;
   }
   if (!strcmp(kd, "conv") || !strcmp(kd, "conv2d")) {
-    layer_name(name, sizeof name, it, prefix, "conv", &cnt->conv, 1);
+    FH_TRY(layer_name(name, sizeof name, it, prefix, "conv", &cnt->conv, 1));
     return build_conv(st, it, name);
   }
   if (!strcmp(kd, "linear") || !strcmp(kd, "fc")) {
-    layer_name(name, sizeof name, it, prefix, "fc", &cnt->fc, 1);
+    FH_TRY(layer_name(name, sizeof name, it, prefix, "fc", &cnt->fc, 1));
     return build_linear(st, it, name);
   }
   if (!strcmp(kd, "maxpool") || !strcmp(kd, "avgpool")) {
-    layer_name(name, sizeof name, it, prefix, "pool", &cnt->pool, 1);
+    FH_TRY(layer_name(name, sizeof name, it, prefix, "pool", &cnt->pool, 1));
     return build_pool(st, it, name, kd[0] == 'a');
   }
   if (!strcmp(kd, "gap") || !strcmp(kd, "adaptiveavgpool")) {
@@ -582,7 +600,7 @@ static int build_item(ns_state *st, const ns_item *it, const char *prefix, ns_co
     const char *o = arg_pos(it, 0);
     if (o && strcmp(o, "1"))
       return FH_FAIL(FH_ERR_CONFIG, AT(it) "only adaptive pooling to 1x1 is supported", ATA(it));
-    layer_name(name, sizeof name, it, prefix, "avgpool", &cnt->pool, 0);
+    FH_TRY(layer_name(name, sizeof name, it, prefix, "avgpool", &cnt->pool, 0));
     append(st, fh_layer_adaptive_avgpool1(name, in[0], in[1], in[2]));
     return 0;
   }
@@ -596,7 +614,7 @@ static int build_item(ns_state *st, const ns_item *it, const char *prefix, ns_co
         return FH_FAIL(FH_ERR_CONFIG, AT(it) "expects %d channels but its input is [%d, %d, %d]",
                        ATA(it), ch, in[0], in[1], in[2]);
     }
-    layer_name(name, sizeof name, it, prefix, "bn", &cnt->bn, 1);
+    FH_TRY(layer_name(name, sizeof name, it, prefix, "bn", &cnt->bn, 1));
     const int one_d = !strcmp(kd, "bn1d") || (!strcmp(kd, "bn") && is_flat(in));
     if (one_d && !is_flat(in))
       return FH_FAIL(FH_ERR_CONFIG, AT(it) "BatchNorm1d needs a flat input, not [%d, %d, %d]",
@@ -607,7 +625,7 @@ static int build_item(ns_state *st, const ns_item *it, const char *prefix, ns_co
   }
   if (!strcmp(kd, "relu")) {
     FH_TRY(check_keys(it, "", 0));
-    layer_name(name, sizeof name, it, prefix, "relu", &cnt->relu, 1);
+    FH_TRY(layer_name(name, sizeof name, it, prefix, "relu", &cnt->relu, 1));
     append(st, fh_layer_relu(name, in[0], in[1], in[2]));
     return 0;
   }
@@ -617,7 +635,7 @@ static int build_item(ns_state *st, const ns_item *it, const char *prefix, ns_co
     const char *a = arg_str(it, "alpha");
     if (!a) a = arg_pos(it, 0);
     if (a) FH_TRY(parse_real(it, "alpha", a, 0, 1e6, &alpha));
-    layer_name(name, sizeof name, it, prefix, "elu", &cnt->elu, 1);
+    FH_TRY(layer_name(name, sizeof name, it, prefix, "elu", &cnt->elu, 1));
     append(st, fh_layer_elu(name, alpha, in[0], in[1], in[2]));
     return 0;
   }
@@ -628,7 +646,7 @@ static int build_item(ns_state *st, const ns_item *it, const char *prefix, ns_co
     if (!a) a = arg_str(it, "negative_slope");
     if (!a) a = arg_pos(it, 0);
     if (a) FH_TRY(parse_real(it, "slope", a, -1e6, 1e6, &slope));
-    layer_name(name, sizeof name, it, prefix, "lrelu", &cnt->lrelu, 1);
+    FH_TRY(layer_name(name, sizeof name, it, prefix, "lrelu", &cnt->lrelu, 1));
     append(st, fh_layer_leakyrelu(name, slope, in[0], in[1], in[2]));
     return 0;
   }
@@ -638,13 +656,13 @@ static int build_item(ns_state *st, const ns_item *it, const char *prefix, ns_co
     const char *a = arg_str(it, "p");
     if (!a) a = arg_pos(it, 0);
     if (a) FH_TRY(parse_real(it, "p", a, 0, 1, &p));
-    layer_name(name, sizeof name, it, prefix, "dropout", &cnt->drop, 1);
+    FH_TRY(layer_name(name, sizeof name, it, prefix, "dropout", &cnt->drop, 1));
     append(st, fh_layer_dropout(name, p, in[0], in[1], in[2]));
     return 0;
   }
   if (!strcmp(kd, "flatten")) {
     FH_TRY(check_keys(it, "", 0));
-    layer_name(name, sizeof name, it, prefix, "flatten", &cnt->flat, 0);
+    FH_TRY(layer_name(name, sizeof name, it, prefix, "flatten", &cnt->flat, 0));
     append(st, fh_layer_flatten(name, in[0], in[1], in[2]));
     return 0;
   }
@@ -659,9 +677,6 @@ static int build_list(ns_state *st, const ns_item *items, int n, const char *pre
   ns_counters cnt;
   memset(&cnt, 0, sizeof cnt);
   for (int i = 0; i < n; i++) {
-    if (strlen(prefix) + 24 > 32) /* fh_layer's name */
-      return FH_FAIL(FH_ERR_CONFIG, AT(&items[i]) "residual blocks nest too deep for layer names",
-                     ATA(&items[i]));
     FH_TRY(build_item(st, &items[i], prefix, &cnt));
   }
   return 0;
