@@ -503,12 +503,14 @@ static int build_linear(ns_state *st, const ns_item *it, const char *name) {
 
 /* res(proj=...)[body]: x -> body -> (+) <- shortcut(x). */
 static int build_res(ns_state *st, const ns_item *it, const char *prefix, int index) {
-  FH_TRY(check_keys(it, "proj,s,stride", 0));
+  FH_TRY(check_keys(it, "proj,s,stride,pconv,pbn", 0));
   if (it->nbody == 0) return FH_FAIL(FH_ERR_CONFIG, AT(it) "the block [...] is empty", ATA(it));
   char p[64];
   const char *given = arg_str(it, "name");
   int np;
-  if (given)
+  if (given && strcmp(given, "_") == 0) /* no prefix of its own */
+    np = snprintf(p, sizeof p, "%s", prefix);
+  else if (given)
     np = snprintf(p, sizeof p, "%s%s.", prefix, given);
   else
     np = snprintf(p, sizeof p, "%sres%d.", prefix, index);
@@ -553,13 +555,18 @@ static int build_res(ns_state *st, const ns_item *it, const char *prefix, int in
                      AT(it) "no 1x1 projection stride maps [%d, %d, %d] onto the block's output "
                             "[%d, %d, %d]",
                      ATA(it), in[0], in[1], in[2], out[0], out[1], out[2]);
-    snprintf(n1, sizeof n1, "%sdownsample.0", p);
+    const char *pconv = arg_str(it, "pconv"), *pbn = arg_str(it, "pbn");
+    snprintf(n1, sizeof n1, "%s%s", p, pconv ? pconv : "downsample.0");
+    if (strlen(n1) >= sizeof(((fh_layer *)0)->name))
+      return FH_FAIL(FH_ERR_CONFIG, AT(it) "the projection's name '%s' is too long", ATA(it), n1);
     fh_layer conv = fh_layer_conv2d(n1, in[0], in[1], in[2], out[0], 1, 1, stride, 0, !with_bn);
     apply_init(&conv, &st->dflt);
     conv.middle = 1;
     shortcut = fh_model_append_from(st->m, conv, src);
     if (with_bn) {
-      snprintf(n2, sizeof n2, "%sdownsample.1", p);
+      snprintf(n2, sizeof n2, "%s%s", p, pbn ? pbn : "downsample.1");
+      if (strlen(n2) >= sizeof(((fh_layer *)0)->name))
+        return FH_FAIL(FH_ERR_CONFIG, AT(it) "the projection's name '%s' is too long", ATA(it), n2);
       shortcut = fh_model_append_from(st->m, fh_layer_batchnorm2d(n2, out[0], out[1], out[2]),
                                       shortcut);
     }

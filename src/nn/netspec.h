@@ -14,17 +14,21 @@
  *   bn  bn1d  bn2d                                   nn.BatchNorm1d/2d (bn: by shape)
  *   relu  elu(alpha=1)  leakyrelu(0.01)  dropout(0.5)  flatten
  *   linear(OUT, bias=1)  linear                      nn.Linear (OUT omitted: classes)
- *   res(proj=auto|identity|conv|convbn)[ ... ]       x + body(x): the shortcut is
+ *   res(proj=auto|identity|conv|convbn, s=S)[ ... ]  x + body(x): the shortcut is
  *                                                    the identity, or a 1x1 conv
+ *                                                    of stride S (inferred)
  *                                                    (+ BatchNorm2d, no bias)
  *   default(init=..., binit=...)                     the initialisation of the
  *                                                    conv and linear layers after it
  *
- * Every conv and linear takes init=torch|kaiming|trunc:STD:LO:HI (PyTorch's
- * default; kaiming_normal_ fan-out with zero bias; trunc_normal_) and
+ * Every conv and linear takes init=torch|kaiming|normal:STD|trunc:STD:LO:HI
+ * (PyTorch's default; kaiming_normal_ fan-out with zero bias; N(0, STD^2)
+ * with zero bias; trunc_normal_) and
  * binit=VALUE (a constant bias); every layer name=NAME (its state_dict
  * prefix; otherwise conv1, conv2, ..., fc1, ..., bn1, ..., and inside the
- * k-th residual block res<k>.conv1, ..., res<k>.downsample.0). */
+ * k-th residual block res<k>.conv1, ..., res<k>.downsample.0; res(name=P)
+ * names them P.conv1, ..., res(name=_) adds no prefix, pconv=NAME and
+ * pbn=NAME rename the projection's conv and BatchNorm). */
 #ifndef FH_NETSPEC_H
 #define FH_NETSPEC_H
 
