@@ -16,7 +16,7 @@ state_dict (its initial one, or --state weights.pt loaded into it) is written
 as a fedhpc model file (analysis/torch_to_h5.py's format, arch 'layers'):
 `fedhpc model --weights model.h5 --set model.layers=...` loads it.
 
-Expressible: Conv2d (square kernel, one stride and padding, groups 1, any
+Expressible: Conv2d (square kernel, one stride and padding, groups, any
 bias), MaxPool2d / AvgPool2d (square, ceil_mode, padding; AvgPool2d with
 count_include_pad=True), AdaptiveAvgPool2d(1), BatchNorm1d/2d (affine,
 tracking, eps 1e-5, momentum 0.1), ReLU, ELU, LeakyReLU, Dropout, Flatten,
@@ -105,8 +105,6 @@ class Tracer:
             m = self.mods[n.target]
             name = n.target
             if isinstance(m, nn.Conv2d):
-                if m.groups != 1:
-                    refuse(n, "Conv2d with groups=%d" % m.groups)
                 if m.padding_mode != "zeros":
                     refuse(n, "Conv2d with padding_mode=%r" % m.padding_mode)
                 if pair(m.dilation) != (1, 1):
@@ -117,9 +115,10 @@ class Tracer:
                     p = m.padding
                 else:
                     p = square(n, "Conv2d padding", m.padding)
-                return "conv(%d,%d,k=%d%s%s%s,name=%s)" % (
+                return "conv(%d,%d,k=%d%s%s%s%s,name=%s)" % (
                     m.in_channels, m.out_channels, k, ",s=%d" % s if s != 1 else "",
                     ",p=%s" % p if p not in (0, "valid") else "",
+                    ",g=%d" % m.groups if m.groups != 1 else "",
                     ",bias=0" if m.bias is None else "", name)
             if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
                 avg = isinstance(m, nn.AvgPool2d)

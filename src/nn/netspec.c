@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "nn/batchnorm.h"
 #include "nn/conv2d.h"
+#include "nn/conv2d_grouped.h"
 #include "nn/dropout.h"
 #include "nn/elu.h"
 #include "nn/flatten.h"
@@ -434,18 +435,17 @@ static int build_conv(ns_state *st, const ns_item *it, const char *name) {
     return FH_FAIL(FH_ERR_CONFIG,
                    AT(it) "groups = %d must divide the input channels %d and the output channels %d",
                    ATA(it), groups, in[0], out_c);
-  if (groups != 1)
-    return FH_FAIL(FH_ERR_CONFIG, AT(it) "groups = %d: grouped convolutions are not supported yet",
-                   ATA(it), groups);
   fh_conv2d_geom g;
-  if (fh_conv2d_geometry(&g, in[0], in[1], in[2], out_c, k, k, s, pad))
+  if (fh_conv2d_geometry(&g, in[0] / groups, in[1], in[2], out_c / groups, k, k, s, pad))
     return FH_FAIL(FH_ERR_CONFIG,
                    AT(it) "a %dx%d kernel with stride %d and padding %d does not fit its input "
                           "[%d, %d, %d]",
                    ATA(it), k, k, s, pad, in[0], in[1], in[2]);
   ns_init init;
   FH_TRY(parse_init(it, &st->dflt, &init));
-  fh_layer L = fh_layer_conv2d(name, in[0], in[1], in[2], out_c, k, k, s, pad, bias);
+  fh_layer L = groups == 1 ? fh_layer_conv2d(name, in[0], in[1], in[2], out_c, k, k, s, pad, bias)
+                           : fh_layer_conv2d_grouped(name, in[0], in[1], in[2], out_c, k, s, pad,
+                                                     groups, bias);
   apply_init(&L, &init);
   L.middle = middle;
   append(st, L);

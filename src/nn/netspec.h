@@ -8,7 +8,8 @@
  * layer given two, conv(1,32) or linear(3136,10), names its input too, which
  * is then checked. docs/layer-lists.md has the full grammar; in short:
  *
- *   conv(OUT, k=K, s=1, p=0|same, g=1, bias=1)       nn.Conv2d (square kernel)
+ *   conv(OUT, k=K, s=1, p=0|same, g=1, bias=1)       nn.Conv2d (square kernel;
+ *                                                    groups: conv2d_grouped.c)
  *   maxpool(K, s=K, p=0, ceil)  avgpool(...)         nn.MaxPool2d / AvgPool2d
  *   gap                                              nn.AdaptiveAvgPool2d(1)
  *   bn  bn1d  bn2d                                   nn.BatchNorm1d/2d (bn: by shape)

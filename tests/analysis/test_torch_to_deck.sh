@@ -1,6 +1,7 @@
 #!/bin/bash
 # analysis/torch_to_deck.py: PyTorch modules (tests/analysis/nets/nets.py: the
-# networks fedhpc ships as named layer lists, and a small ResNet with identity
+# networks fedhpc ships as named layer lists, grouped and depthwise
+# convolutions, and a small ResNet with identity
 # and projection shortcuts, BatchNorm, LeakyReLU, a ceil-mode average pool and
 # dropout) traced to layer lists and written with --weights; fedhpc's
 # evaluation-mode logits on a fixed batch equal PyTorch's (relative 1e-4 of
@@ -44,7 +45,7 @@ def run(*args):
 torch.manual_seed(3)
 cases = [("AugFLMeta", (1, 28, 28), "augfl_fmnist"), ("PFLlibCNN", (1, 28, 28), "mnist_cnn"),
          ("McMahanCNN", (1, 28, 28), "mcmahan_cnn"), ("LeNet5", (1, 28, 28), "lenet5"),
-         ("SmallResNet", (3, 16, 16), None)]
+         ("SmallResNet", (3, 16, 16), None), ("Grouped", (2, 28, 28), None)]
 for cls, shape, named in cases:
     d = os.path.join(tmp, cls)
     os.makedirs(d)
@@ -93,7 +94,7 @@ for cls, shape, named in cases:
               % (cls, named, a, b))
 
 for cls, shape, want in [("Sigmoidal", "1,28,28", r"function sigmoid \(nets\.py:\d+\)"),
-                         ("Grouped", "2,28,28", r"Conv2d with groups=2 \(nets\.py:\d+\)")]:
+                         ("Dilated", "1,28,28", r"Conv2d with dilation \(2, 2\) \(nets\.py:\d+\)")]:
     rc, out, err = run("/usr/bin/python3", tool, nets + ":" + cls, "--input", shape)
     check(rc == 2 and len(err.strip().splitlines()) == 1 and re.search(want, err),
           "%s refused in one line: %s" % (cls, err.strip()))

@@ -52,6 +52,7 @@ static const layer_case cases[] = {
      4, 1e-4},
     {"evalpad", "conv(2,3,k=3,p=1) leakyrelu maxpool(3,s=1,p=1) avgpool(3,s=2,p=1) flatten linear",
      4, 1e-4},
+    {"groups", "conv(4,6,k=3,p=1,g=2) relu conv(6,k=3,groups=6,bias=0) relu flatten linear", 3, 1e-4},
 };
 
 static void check_case(const layer_case *c) {
@@ -130,6 +131,11 @@ static void test_res_matches_torch(void **state) {
 static void test_evalpad_matches_torch(void **state) {
   (void)state;
   check_case(&cases[3]);
+}
+
+static void test_groups_matches_torch(void **state) {
+  (void)state;
+  check_case(&cases[4]);
 }
 
 /* ---- named networks ------------------------------------------------------------ */
@@ -222,7 +228,7 @@ static void test_errors_name_layer_and_shapes(void **state) {
   expect_error("conv(8,k=3", 1, 4, 4, "not closed", NULL);
   expect_error("", 1, 4, 4, "empty", NULL);
   expect_error("conv(8,k=3,init=uniform) flatten linear", 1, 4, 4, "init = 'uniform'", NULL);
-  expect_error("conv(6,k=3,g=4) flatten linear", 4, 4, 4, "groups = 4", NULL);
+  expect_error("conv(6,k=3,g=4) flatten linear", 4, 4, 4, "groups = 4", "must divide");
 }
 
 /* A projection shortcut accepted by res[...] (the res case above has the
@@ -249,6 +255,7 @@ int main(void) {
       cmocka_unit_test(test_pools_matches_torch),
       cmocka_unit_test(test_res_matches_torch),
       cmocka_unit_test(test_evalpad_matches_torch),
+      cmocka_unit_test(test_groups_matches_torch),
       cmocka_unit_test(test_named_networks),
       cmocka_unit_test(test_trunc_normal_and_constant_bias),
       cmocka_unit_test(test_errors_name_layer_and_shapes),

@@ -121,12 +121,25 @@ class Sigmoidal(nn.Module):
 
 
 class Grouped(nn.Module):
-    """Refused: a grouped convolution."""
+    """Grouped and depthwise convolutions."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(2, 4, 3, groups=2)
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False)
         self.fc = nn.Linear(4 * 26 * 26, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.relu(self.dw(self.conv(x))), 1))
+
+
+class Dilated(nn.Module):
+    """Refused: a dilated convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, dilation=2)
+        self.fc = nn.Linear(4 * 24 * 24, 10)
 
     def forward(self, x):
         return self.fc(torch.flatten(self.conv(x), 1))
