@@ -250,7 +250,11 @@ static int npos(const ns_item *it) {
 /* Refuses keys the kind does not take; allowed is "k,s,p" style. */
 static int check_keys(const ns_item *it, const char *allowed, int max_pos) {
   for (int a = 0; a < it->nargs; a++) {
-    if (it->key[a][0] == '\0') continue;
+    if (it->key[a][0] == '\0') {
+      if (strcmp(it->val[a], "ceil") == 0 && !strstr(allowed, "ceil"))
+        return FH_FAIL(FH_ERR_CONFIG, AT(it) "'ceil' applies to maxpool and avgpool only", ATA(it));
+      continue;
+    }
     char pat[24];
     snprintf(pat, sizeof pat, ",%s,", it->key[a]);
     char all[256];

@@ -227,6 +227,7 @@ static void test_errors_name_layer_and_shapes(void **state) {
   expect_error("res[conv(8,k=3,p=1) flatten linear", 1, 4, 4, "not closed", NULL);
   expect_error("conv(8,k=3", 1, 4, 4, "not closed", NULL);
   expect_error("", 1, 4, 4, "empty", NULL);
+  expect_error("conv(8,ceil) flatten linear", 1, 4, 4, "layer 1 conv(8,ceil)", "maxpool and avgpool");
   expect_error("conv(8,k=3,init=uniform) flatten linear", 1, 4, 4, "init = 'uniform'", NULL);
   expect_error("conv(6,k=3,g=4) flatten linear", 4, 4, 4, "groups = 4", "must divide");
 }
