@@ -18,6 +18,9 @@ PACKAGES=(
   libinih-dev libjansson-dev libcmocka-dev
   # analysis scripts (use /usr/bin/python3)
   python3 python3-h5py python3-matplotlib python3-numpy
+  # the real data set every fresh machine has: Fashion-MNIST in
+  # /usr/share/datasets/fashion-mnist (data.source = fmnist)
+  dataset-fashion-mnist
   # job scripts tested on a private single-node Slurm (tests/slurm): the daemons
   # are not started by the packages here, the test starts its own as root
   slurm-wlm munge

@@ -1,14 +1,16 @@
 /* fedhpc model: a model on its own, without a run.
  *
  * Without --forward or --save it prints the layer table of the deck's model
- * (model.arch): per layer its module, what it reads, its output shape and
- * FLOPs; per parameter its state_dict name, shape, offset in the flat buffer
+ * (model.arch, or the layer list model.layers with model.arch = layers, so a
+ * network is checked before a run; docs/layer-lists.md): per layer its
+ * module, what it reads, its output shape and FLOPs; per parameter its state_dict name, shape, offset in the flat buffer
  * and whether LIPS counts it as a middle layer; BatchNorm buffers likewise.
  * The input shape and class count come from the deck's data set (read without
  * loading samples), or from --input C,H,W and --classes N.
  *
  * With --weights MODEL.h5 the model is the file's (its arch, input_shape and
- * num_classes attributes; model.hidden still comes from the deck for an mlp),
+ * num_classes attributes; model.hidden still comes from the deck for an mlp,
+ * model.layers for arch = layers, as analysis/torch_to_deck.py writes),
  * with its parameters and running statistics loaded. Then
  *   --forward X.h5 --out Y.h5   writes the evaluation-mode logits of the
  *                               samples in X.h5's dataset "x" [N, C, H, W]

@@ -25,11 +25,12 @@
 #define GATHER_BYTES ((size_t)8 << 20)
 
 const fh_key_spec fh_data_keys[] = {
-    {"data.source", FH_T_ENUM, "synthetic", 0, 0, "synthetic|hdf5|idx|cifar10|cifar100|leaf|synthimg|features",
-     "where samples come from: the Synthetic(alpha,beta) generator, or a sample pool (docs/datasets.md)"},
+    {"data.source", FH_T_ENUM, "synthetic", 0, 0, "synthetic|hdf5|idx|fmnist|cifar10|cifar100|leaf|synthimg|features",
+     "where samples come from: the Synthetic(alpha,beta) generator, or a sample pool (docs/datasets.md); "
+     "fmnist: Fashion-MNIST as Debian's dataset-fashion-mnist installs it (data.path may be left empty)"},
     {"data.path", FH_T_STRING, "", 0, 0, NULL,
      "hdf5: the dataset file (docs/dataset-format.md); features: the feature file (docs/features.md); idx, "
-     "cifar10, cifar100, leaf: the folder of the files"},
+     "cifar10, cifar100, leaf: the folder of the files; fmnist: empty = /usr/share/datasets/fashion-mnist"},
     {"data.mean", FH_T_STRING, "", 0, 0, NULL,
      "per-channel mean subtracted after dividing by the value scale, 1 or C numbers (empty: the dataset's usual)"},
     {"data.std", FH_T_STRING, "", 0, 0, NULL,

@@ -302,6 +302,15 @@ int fh_idx_open(fh_source *src, const fh_config *cfg) {
   src->value_scale = 255.0f;
   s->buf_len = READ_CHUNK > (size_t)src->dim ? READ_CHUNK : (size_t)src->dim;
   s->buf = fh_malloc(s->buf_len);
+  if (strcmp(fh_cfg_str(cfg, "data.source"), "fmnist") == 0) {
+    if (em != &plain)
+      return FH_FAIL(FH_ERR_CONFIG, "data.source = fmnist reads Fashion-MNIST; data.emnist_split = %s needs data.source = idx",
+                     split);
+    snprintf(src->name, sizeof src->name, "fashion-mnist");
+    const float mean = 0.2860f, std = 0.3530f; /* Fashion-MNIST's training set */
+    fh_source_set_norm(src, &mean, &std, 1);
+    return 0;
+  }
   const float mean = 0.1307f, std = 0.3081f; /* MNIST's, the usual for the family */
   fh_source_set_norm(src, &mean, &std, 1);
   return 0;

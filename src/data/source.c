@@ -18,11 +18,11 @@ int fh_source_open(fh_source **out, const fh_config *cfg) {
   const char *name = fh_cfg_str(cfg, "data.source");
   fh_source *src = fh_calloc(1, sizeof *src);
   src->value_scale = 1.0f;
-  snprintf(src->origin, sizeof src->origin, "%s", fh_cfg_str(cfg, "data.path"));
+  snprintf(src->origin, sizeof src->origin, "%s", fh_source_path(cfg));
   int rc;
   if (strcmp(name, "hdf5") == 0)
     rc = fh_hdf5_open(src, cfg);
-  else if (strcmp(name, "idx") == 0)
+  else if (strcmp(name, "idx") == 0 || strcmp(name, "fmnist") == 0)
     rc = fh_idx_open(src, cfg);
   else if (strcmp(name, "cifar10") == 0)
     rc = fh_cifar_open(src, cfg, 0);
@@ -71,14 +71,23 @@ void fh_source_set_norm(fh_source *src, const float *mean, const float *std, int
   }
 }
 
+const char *fh_source_path(const fh_config *cfg) {
+  const char *path = fh_cfg_str(cfg, "data.path");
+  if (path[0] == '\0' && strcmp(fh_cfg_str(cfg, "data.source"), "fmnist") == 0) return FH_FMNIST_DIR;
+  return path;
+}
+
 int fh_source_folder(const fh_config *cfg, const char *what, const char **dir) {
-  *dir = fh_cfg_str(cfg, "data.path");
+  *dir = fh_source_path(cfg);
   if ((*dir)[0] == '\0')
     return FH_FAIL(FH_ERR_CONFIG, "data.path is empty; data.source = %s needs the folder that holds %s (docs/datasets.md)",
                    fh_cfg_str(cfg, "data.source"), what);
   struct stat st;
   if (stat(*dir, &st) != 0)
-    return FH_FAIL(FH_ERR_DATA, "data.path = '%s': %s", *dir, errno == ENOENT ? "no such folder" : strerror(errno));
+    return FH_FAIL(FH_ERR_DATA, "data.path = '%s': %s%s", *dir, errno == ENOENT ? "no such folder" : strerror(errno),
+                   strcmp(fh_cfg_str(cfg, "data.source"), "fmnist") == 0 && strcmp(*dir, FH_FMNIST_DIR) == 0
+                       ? " (install Debian's dataset-fashion-mnist: scripts/install-deps.sh)"
+                       : "");
   if (!S_ISDIR(st.st_mode))
     return FH_FAIL(FH_ERR_DATA, "data.path = '%s': is a file; data.source = %s needs the folder that holds %s", *dir,
                    fh_cfg_str(cfg, "data.source"), what);

@@ -27,6 +27,12 @@ void fh_source_set_norm(fh_source *src, const float *mean, const float *std, int
  * "is a file, not a folder"; FH_ERR_CONFIG when empty). */
 int fh_source_folder(const fh_config *cfg, const char *what, const char **dir);
 
+/* Where Debian's dataset-fashion-mnist installs Fashion-MNIST (MNIST's file
+ * names, gzipped): data.source = fmnist reads it when data.path is empty. */
+#define FH_FMNIST_DIR "/usr/share/datasets/fashion-mnist"
+/* data.path, or FH_FMNIST_DIR for data.source = fmnist with an empty path. */
+const char *fh_source_path(const fh_config *cfg);
+
 /* "dir/name" into out [len]; 0, or -1 when it does not fit. */
 int fh_path_join(char *out, size_t len, const char *dir, const char *name);
 int fh_file_exists(const char *path);

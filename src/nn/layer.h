@@ -39,6 +39,7 @@ typedef enum {
   FH_LAYER_ELU,
   FH_LAYER_DROPOUT,
   FH_LAYER_ADD,
+  FH_LAYER_LEAKYRELU,
 } fh_layer_kind;
 
 /* input / input2 values that are not a layer index. */
@@ -52,6 +53,14 @@ typedef enum {
                                 nonlinearity='relu'), N(0, 2 / (O kh kw)); a
                                 bias is 0 (torchvision ResNet and VGG)       */
   FH_INIT_NORMAL_001,        /* linear: N(0, 0.01^2), bias 0 (torchvision VGG) */
+  FH_INIT_TRUNC_NORMAL,      /* conv, linear: nn.init.trunc_normal_(std=
+                                init_arg[0], a=init_arg[1], b=init_arg[2]),
+                                bias as PyTorch's default (model.c)        */
+  FH_INIT_KAIMING_FAN_OUT_ALL, /* kaiming_normal_(mode='fan_out') on any
+                                weight: N(0, 2 / fan_out), fan_out = the
+                                weight's numel over its input channels; bias
+                                0 (model.c; layer lists' linear)            */
+  FH_INIT_NORMAL,            /* N(0, init_arg[0]^2) weights, bias 0 (model.c) */
 } fh_init_kind;
 
 #define FH_LAYER_MAX_PARAMS 4  /* weight, bias, ...                       */
@@ -112,6 +121,10 @@ struct fh_layer {
   size_t scratch_per_sample; /* and per batch row (masks, im2col columns)      */
   int fan_in;                /* for the default initialisation bound           */
   fh_init_kind init_kind;    /* how init draws the weights (builder's choice)  */
+  float init_arg[3];         /* FH_INIT_TRUNC_NORMAL: std, lower, upper bound  */
+  int bias_const;            /* 1: the bias (param[1]) is set to bias_value
+                                after the weights are drawn                   */
+  float bias_value;
   int middle;                /* a LIPS "middle" layer: its weight is
                                 sparsified (fh_model_view_is_middle)          */
   int iarg[6];               /* kind-specific: kernel, stride, padding, ...    */
@@ -142,6 +155,8 @@ void fh_linear_backward(float *dx, float *dW, float *db, const float *dy, const 
                         const float *W, int B, int in, int out);
 /* Linear(in, out) with bias: views "<name>.weight" [out, in], "<name>.bias" [out]. */
 fh_layer fh_layer_linear(const char *name, int in, int out);
+/* The same with or without the bias (bias = 0: the weight view alone). */
+fh_layer fh_layer_linear_bias(const char *name, int in, int out, int bias);
 
 /* ---- ReLU (relu.c) -------------------------------------------------------- */
 

@@ -32,14 +32,15 @@ void fh_linear_backward(float *dx, float *dW, float *db, const float *dy, const 
 
 static void linear_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
                            int B) {
-  fh_linear_forward(y, x, c->params + L->param[0].offset, c->params + L->param[1].offset, B,
+  fh_linear_forward(y, x, c->params + L->param[0].offset,
+                    L->nparams > 1 ? c->params + L->param[1].offset : NULL, B,
                     (int)L->in_size, (int)L->out_size);
 }
 
 static void linear_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
                             const float *y, const float *dy, float *dx, int B) {
   (void)y;
-  fh_linear_backward(dx, c->grads + L->param[0].offset, c->grads + L->param[1].offset, dy, x,
+  fh_linear_backward(dx, c->grads + L->param[0].offset, L->nparams > 1 ? c->grads + L->param[1].offset : NULL, dy, x,
                      c->params + L->param[0].offset, B, (int)L->in_size, (int)L->out_size);
 }
 
@@ -50,7 +51,7 @@ static void linear_init(const fh_layer *L, float *params, float *buffers, fh_rng
   (void)buffers;
   if (L->init_kind == FH_INIT_NORMAL_001) {
     fh_rng_normal_fill(r, params + L->param[0].offset, L->param[0].numel, 0.0f, 0.01f);
-    memset(params + L->param[1].offset, 0, L->param[1].numel * sizeof(float));
+    if (L->nparams > 1) memset(params + L->param[1].offset, 0, L->param[1].numel * sizeof(float));
     return;
   }
   const double bound = 1.0 / sqrt((double)L->fan_in);
@@ -71,7 +72,8 @@ static double linear_flops_backward(const fh_layer *L, int B) {
 }
 
 static void linear_describe(const fh_layer *L, char *buf, size_t cap) {
-  snprintf(buf, cap, "Linear(%zu, %zu)", L->in_size, L->out_size);
+  snprintf(buf, cap, "Linear(%zu, %zu%s)", L->in_size, L->out_size,
+           L->nparams > 1 ? "" : ", bias=False");
 }
 
 static const fh_layer_ops linear_ops = {
@@ -85,6 +87,10 @@ static const fh_layer_ops linear_ops = {
 };
 
 fh_layer fh_layer_linear(const char *name, int in, int out) {
+  return fh_layer_linear_bias(name, in, out, 1);
+}
+
+fh_layer fh_layer_linear_bias(const char *name, int in, int out, int bias) {
   fh_layer L;
   memset(&L, 0, sizeof L);
   L.kind = FH_LAYER_LINEAR;
@@ -95,9 +101,9 @@ fh_layer fh_layer_linear(const char *name, int in, int out) {
   L.out_shape[0] = out, L.out_shape[1] = 1, L.out_shape[2] = 1;
   L.in_size = (size_t)in;
   L.out_size = (size_t)out;
-  L.nparams = 2;
+  L.nparams = bias ? 2 : 1;
   fh_view_set(&L.param[0], name, "weight", 2, (const int[]){out, in});
-  fh_view_set(&L.param[1], name, "bias", 1, (const int[]){out});
+  if (bias) fh_view_set(&L.param[1], name, "bias", 1, (const int[]){out});
   L.fan_in = in;
   return L;
 }

@@ -4,6 +4,7 @@
  * architectures themselves are assembled in zoo.c. */
 #include <assert.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -254,12 +255,58 @@ void fh_model_free(fh_model *m) {
 
 /* ---- initialisation and accessors ------------------------------------------ */
 
+/* nn.init.trunc_normal_(std, a, b): N(0, std^2) redrawn until it falls in
+ * [a, b] (the bounds are absolute, as PyTorch's). */
+static void trunc_normal_fill(float *p, size_t n, float std, float lo, float hi, fh_rng *r) {
+  for (size_t i = 0; i < n; i++) {
+    double v;
+    int tries = 0;
+    do v = fh_rng_normal(r) * std;
+    while ((v < lo || v > hi) && ++tries < 1000);
+    p[i] = (float)(v < lo ? lo : v > hi ? hi : v);
+  }
+}
+
+/* The weight (param[0]) and bias (param[1], if any) of a conv or linear layer
+ * initialised by the kinds the layer's own init op does not know. */
+static void init_weight_bias(const fh_layer *L, float *params, fh_rng *r) {
+  const fh_param_view *w = &L->param[0];
+  if (L->init_kind == FH_INIT_TRUNC_NORMAL) {
+    trunc_normal_fill(params + w->offset, w->numel, L->init_arg[0], L->init_arg[1],
+                      L->init_arg[2], r);
+    if (L->nparams > 1) { /* PyTorch's default bias: U(-1/sqrt(fan_in), +) */
+      const double bound = 1.0 / sqrt((double)L->fan_in);
+      float *b = params + L->param[1].offset;
+      for (size_t i = 0; i < L->param[1].numel; i++)
+        b[i] = (float)((2.0 * fh_rng_uniform(r) - 1.0) * bound);
+    }
+  } else if (L->init_kind == FH_INIT_NORMAL) {
+    fh_rng_normal_fill(r, params + w->offset, w->numel, 0.0f, L->init_arg[0]);
+    if (L->nparams > 1)
+      memset(params + L->param[1].offset, 0, L->param[1].numel * sizeof(float));
+  } else { /* FH_INIT_KAIMING_FAN_OUT_ALL */
+    const double fan_out = (double)w->numel / (w->ndim > 1 ? w->shape[1] : 1);
+    fh_rng_normal_fill(r, params + w->offset, w->numel, 0.0f, (float)sqrt(2.0 / fan_out));
+    if (L->nparams > 1)
+      memset(params + L->param[1].offset, 0, L->param[1].numel * sizeof(float));
+  }
+}
+
 void fh_model_init(fh_model *m, fh_rng *r) {
   /* Layer order = view order, and each layer draws its tensors in view order,
    * element by element: the same stream gives the same model anywhere. */
   for (int i = 0; i < m->nlayers; i++) {
     const fh_layer *L = &m->layers[i];
-    if (L->ops->init) L->ops->init(L, m->params, m->buffers, r);
+    if ((L->init_kind == FH_INIT_TRUNC_NORMAL || L->init_kind == FH_INIT_KAIMING_FAN_OUT_ALL ||
+         L->init_kind == FH_INIT_NORMAL) &&
+        L->nparams > 0)
+      init_weight_bias(L, m->params, r);
+    else if (L->ops->init)
+      L->ops->init(L, m->params, m->buffers, r);
+    if (L->bias_const && L->nparams > 1) {
+      float *b = m->params + L->param[1].offset;
+      for (size_t k = 0; k < L->param[1].numel; k++) b[k] = L->bias_value;
+    }
   }
 }
 

@@ -9,17 +9,41 @@
 /* The max pool's argmax lives in the float scratch, one int32 per output. */
 _Static_assert(sizeof(int32_t) == sizeof(float), "argmax shares the float scratch");
 
-int fh_pool2d_geometry(fh_pool2d_geom *g, int c, int h, int w, int kernel, int stride,
-                       int padding) {
+/* PyTorch's pooling_output_shape (dilation 1). */
+static int out_size(int in, int kernel, int stride, int padding, int ceil_mode) {
+  const int span = in + 2 * padding - kernel;
+  int o = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  if (ceil_mode && (o - 1) * stride >= in + padding) o--; /* the last window starts in the input */
+  return o;
+}
+
+int fh_pool2d_geometry_ceil(fh_pool2d_geom *g, int c, int h, int w, int kernel, int stride,
+                            int padding, int ceil_mode) {
   memset(g, 0, sizeof *g);
   g->c = c, g->h = h, g->w = w;
   g->kernel = kernel, g->stride = stride, g->padding = padding;
+  g->ceil_mode = ceil_mode != 0;
   if (c < 1 || h < 1 || w < 1 || kernel < 1 || stride < 1 || padding < 0) return -1;
   if (2 * padding > kernel) return -1;
   if (h + 2 * padding < kernel || w + 2 * padding < kernel) return -1;
-  g->out_h = (h + 2 * padding - kernel) / stride + 1;
-  g->out_w = (w + 2 * padding - kernel) / stride + 1;
+  g->out_h = out_size(h, kernel, stride, padding, g->ceil_mode);
+  g->out_w = out_size(w, kernel, stride, padding, g->ceil_mode);
   return 0;
+}
+
+int fh_pool2d_geometry(fh_pool2d_geom *g, int c, int h, int w, int kernel, int stride,
+                       int padding) {
+  return fh_pool2d_geometry_ceil(g, c, h, w, kernel, stride, padding, 0);
+}
+
+/* AvgPool2d's divisor for output (oh, ow) (count_include_pad=True): the
+ * window's extent clipped to the padded input, as PyTorch's avg_pool2d. */
+static double avg_area(const fh_pool2d_geom *g, int oh, int ow) {
+  const int hs = oh * g->stride - g->padding, ws = ow * g->stride - g->padding;
+  int he = hs + g->kernel, we = ws + g->kernel;
+  if (he > g->h + g->padding) he = g->h + g->padding;
+  if (we > g->w + g->padding) we = g->w + g->padding;
+  return (double)(he - hs) * (double)(we - ws);
 }
 
 /* The in-range part [*lo, *hi) of the window starting at o stride - padding. */
@@ -132,7 +156,7 @@ void fh_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int B,
   }
   const int H = g->h, W = g->w, OH = g->out_h, OW = g->out_w, k = g->kernel;
   const size_t plane = (size_t)H * W, oplane = (size_t)OH * OW;
-  const int fast2 = k == 2 && g->stride == 2 && g->padding == 0;
+  const int fast2 = k == 2 && g->stride == 2 && g->padding == 0 && 2 * OH <= H && 2 * OW <= W;
   for (size_t pl = 0; pl < (size_t)B * g->c; pl++) {
     const float *xp = x + pl * plane;
     float *yp = y + pl * oplane;
@@ -192,8 +216,6 @@ void fh_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, in
 
 void fh_avgpool2d_forward(float *y, const float *x, int B, const fh_pool2d_geom *g) {
   const size_t plane = (size_t)g->h * g->w, oplane = (size_t)g->out_h * g->out_w;
-  /* Floor mode keeps every window inside the padded input: always kernel^2. */
-  const double area = (double)g->kernel * g->kernel;
   for (size_t pl = 0; pl < (size_t)B * g->c; pl++) {
     const float *xp = x + pl * plane;
     float *yp = y + pl * oplane;
@@ -206,7 +228,7 @@ void fh_avgpool2d_forward(float *y, const float *x, int B, const fh_pool2d_geom 
         double sum = 0.0;
         for (int ih = h0; ih < h1; ih++)
           for (int iw = w0; iw < w1; iw++) sum += xp[ih * g->w + iw];
-        yp[oh * g->out_w + ow] = (float)(sum / area);
+        yp[oh * g->out_w + ow] = (float)(sum / avg_area(g, oh, ow));
       }
     }
   }
@@ -214,7 +236,6 @@ void fh_avgpool2d_forward(float *y, const float *x, int B, const fh_pool2d_geom 
 
 void fh_avgpool2d_backward(float *dx, const float *dy, int B, const fh_pool2d_geom *g) {
   const size_t plane = (size_t)g->h * g->w, oplane = (size_t)g->out_h * g->out_w;
-  const float inv_area = 1.0f / ((float)g->kernel * (float)g->kernel);
   memset(dx, 0, (size_t)B * g->c * plane * sizeof(float));
   for (size_t pl = 0; pl < (size_t)B * g->c; pl++) {
     float *dxp = dx + pl * plane;
@@ -225,7 +246,7 @@ void fh_avgpool2d_backward(float *dx, const float *dy, int B, const fh_pool2d_ge
       for (int ow = 0; ow < g->out_w; ow++) {
         int w0, w1;
         window(g, ow, g->w, &w0, &w1);
-        const float d = dyp[oh * g->out_w + ow] * inv_area;
+        const float d = dyp[oh * g->out_w + ow] * (1.0f / (float)avg_area(g, oh, ow));
         for (int ih = h0; ih < h1; ih++)
           for (int iw = w0; iw < w1; iw++) dxp[ih * g->w + iw] += d;
       }
@@ -252,11 +273,11 @@ void fh_global_avgpool_backward(float *dx, const float *dy, int B, int C, int HW
 
 /* ---- the layers ---------------------------------------------------------------- */
 
-/* iarg: kernel, stride, padding. */
+/* iarg: kernel, stride, padding, ceil_mode. */
 static fh_pool2d_geom layer_geom(const fh_layer *L) {
   fh_pool2d_geom g;
-  fh_pool2d_geometry(&g, L->in_shape[0], L->in_shape[1], L->in_shape[2], L->iarg[0], L->iarg[1],
-                     L->iarg[2]);
+  fh_pool2d_geometry_ceil(&g, L->in_shape[0], L->in_shape[1], L->in_shape[2], L->iarg[0],
+                          L->iarg[1], L->iarg[2], L->iarg[3]);
   return g;
 }
 
@@ -308,13 +329,13 @@ static double no_flops(const fh_layer *L, int B) {
 
 /* As PyTorch prints the modules. */
 static void maxpool_describe(const fh_layer *L, char *buf, size_t cap) {
-  snprintf(buf, cap, "MaxPool2d(kernel_size=%d, stride=%d, padding=%d, dilation=1, ceil_mode=False)",
-           L->iarg[0], L->iarg[1], L->iarg[2]);
+  snprintf(buf, cap, "MaxPool2d(kernel_size=%d, stride=%d, padding=%d, dilation=1, ceil_mode=%s)",
+           L->iarg[0], L->iarg[1], L->iarg[2], L->iarg[3] ? "True" : "False");
 }
 
 static void avgpool_describe(const fh_layer *L, char *buf, size_t cap) {
-  snprintf(buf, cap, "AvgPool2d(kernel_size=%d, stride=%d, padding=%d)", L->iarg[0], L->iarg[1],
-           L->iarg[2]);
+  snprintf(buf, cap, "AvgPool2d(kernel_size=%d, stride=%d, padding=%d%s)", L->iarg[0], L->iarg[1],
+           L->iarg[2], L->iarg[3] ? ", ceil_mode=True" : "");
 }
 
 static void global_describe(const fh_layer *L, char *buf, size_t cap) {
@@ -368,9 +389,9 @@ static fh_layer pool_layer(const char *name, const fh_layer_ops *ops, fh_layer_k
 }
 
 static fh_layer windowed(const char *name, const fh_layer_ops *ops, fh_layer_kind kind, int c, int h,
-                         int w, int kernel, int stride, int padding) {
+                         int w, int kernel, int stride, int padding, int ceil_mode) {
   fh_pool2d_geom g;
-  if (fh_pool2d_geometry(&g, c, h, w, kernel, stride, padding)) {
+  if (fh_pool2d_geometry_ceil(&g, c, h, w, kernel, stride, padding, ceil_mode)) {
     fprintf(stderr,
             "fedhpc: internal error: %s layer '%s': kernel %d, stride %d, padding %d cannot "
             "apply to input [%d, %d, %d]\n",
@@ -378,20 +399,32 @@ static fh_layer windowed(const char *name, const fh_layer_ops *ops, fh_layer_kin
     abort();
   }
   fh_layer L = pool_layer(name, ops, kind, c, h, w, g.out_h, g.out_w);
-  L.iarg[0] = kernel, L.iarg[1] = stride, L.iarg[2] = padding;
+  L.iarg[0] = kernel, L.iarg[1] = stride, L.iarg[2] = padding, L.iarg[3] = g.ceil_mode;
   return L;
 }
 
-fh_layer fh_layer_maxpool2d(const char *name, int c, int h, int w, int kernel, int stride,
-                            int padding) {
-  fh_layer L = windowed(name, &maxpool_ops, FH_LAYER_MAXPOOL2D, c, h, w, kernel, stride, padding);
+fh_layer fh_layer_maxpool2d_ceil(const char *name, int c, int h, int w, int kernel, int stride,
+                                 int padding, int ceil_mode) {
+  fh_layer L = windowed(name, &maxpool_ops, FH_LAYER_MAXPOOL2D, c, h, w, kernel, stride, padding,
+                        ceil_mode);
   L.scratch_per_sample = L.out_size; /* argmax */
   return L;
 }
 
+fh_layer fh_layer_avgpool2d_ceil(const char *name, int c, int h, int w, int kernel, int stride,
+                                 int padding, int ceil_mode) {
+  return windowed(name, &avgpool_ops, FH_LAYER_AVGPOOL2D, c, h, w, kernel, stride, padding,
+                  ceil_mode);
+}
+
+fh_layer fh_layer_maxpool2d(const char *name, int c, int h, int w, int kernel, int stride,
+                            int padding) {
+  return fh_layer_maxpool2d_ceil(name, c, h, w, kernel, stride, padding, 0);
+}
+
 fh_layer fh_layer_avgpool2d(const char *name, int c, int h, int w, int kernel, int stride,
                             int padding) {
-  return windowed(name, &avgpool_ops, FH_LAYER_AVGPOOL2D, c, h, w, kernel, stride, padding);
+  return fh_layer_avgpool2d_ceil(name, c, h, w, kernel, stride, padding, 0);
 }
 
 fh_layer fh_layer_adaptive_avgpool1(const char *name, int c, int h, int w) {

@@ -8,6 +8,7 @@
 #include "nn/conv2d.h"
 #include "nn/flatten.h"
 #include "nn/model_build.h"
+#include "nn/netspec.h"
 #include "nn/pool.h"
 
 #define FH_MLP_MAX_HIDDEN 64
@@ -15,9 +16,15 @@
 const fh_key_spec fh_model_keys[] = {
     {"model.arch", FH_T_ENUM, "mlp", 0, 0,
      "mlp|cnn1|cnn2|cnn3|cnn4|cnn5|resnet4|resnet6|resnet8|resnet10|resnet18|vgg11_bn|vgg11_lips|"
-     "resnet8x4|resnet32x4",
-     "network: mlp (model.hidden); pFedAFM cnn1..cnn5 (3x32x32); LIPS resnet4..resnet18 "
-     "vgg11_bn (torchvision's configuration A, 8 convs) and vgg11_lips (the LIPS code's 'A', 5 convs); distillation resnet8x4, resnet32x4; `fedhpc model` shows its layers"},
+     "resnet8x4|resnet32x4|layers|mnist_cnn|mcmahan_cnn|lenet5|augfl_fmnist",
+     "network: mlp (model.hidden); pFedAFM cnn1..cnn5 (3x32x32); LIPS resnet4..resnet18, "
+     "vgg11_bn (torchvision's configuration A, 8 convs) and vgg11_lips (the LIPS code's 'A', 5 convs); "
+     "distillation resnet8x4, resnet32x4; layers: the layer list model.layers; "
+     "the named layer lists mnist_cnn (PFLlib), mcmahan_cnn, lenet5, augfl_fmnist "
+     "(docs/layer-lists.md); `fedhpc model` shows its layers"},
+    {"model.layers", FH_T_STRING, "", 0, 0, NULL,
+     "layers: the network as a layer list, e.g. conv(32,k=5) relu maxpool(2) flatten linear "
+     "(docs/layer-lists.md); shapes are inferred from the data set"},
     {"model.hidden", FH_T_INTLIST, "200,200", 1, 1000000, NULL,
      "mlp: hidden widths h1,...,hk of Linear(d,h1)-ReLU-...-Linear(hk,C); empty: softmax "
      "regression"},
@@ -30,27 +37,20 @@ int fh_model_create_mlp(fh_model **out, int d, const int *hidden, int nhidden, i
     return FH_FAIL(FH_ERR_CONFIG,
                    "mlp: input size %d, classes %d and batch size %d must all be at least 1", d,
                    num_classes, max_batch);
-  fh_model *m = fh_model_begin("mlp", d, 1, 1, num_classes, max_batch);
-  int width = d;
-  for (int k = 0; k <= nhidden; k++) {
-    const int next = k < nhidden ? hidden[k] : num_classes;
-    if (next < 1) {
-      fh_model_free(m);
+  /* As a layer list: linear(h1) relu ... linear(hk) relu linear on [d, 1, 1]. */
+  char spec[64 * (FH_MLP_MAX_HIDDEN + 1) + 16];
+  size_t used = 0;
+  if (nhidden > FH_MLP_MAX_HIDDEN)
+    return FH_FAIL(FH_ERR_CONFIG, "mlp: %d hidden layers; at most %d are supported", nhidden,
+                   FH_MLP_MAX_HIDDEN);
+  for (int k = 0; k < nhidden; k++) {
+    if (hidden[k] < 1)
       return FH_FAIL(FH_ERR_CONFIG, "model.hidden: width %d of hidden layer %d must be at least 1",
-                     next, k + 1);
-    }
-    char name[16];
-    snprintf(name, sizeof name, "fc%d", k + 1);
-    fh_model_append(m, fh_layer_linear(name, width, next));
-    if (k < nhidden) {
-      snprintf(name, sizeof name, "relu%d", k + 1);
-      fh_model_append(m, fh_layer_relu(name, next, 1, 1));
-    }
-    width = next;
+                     hidden[k], k + 1);
+    used += (size_t)snprintf(spec + used, sizeof spec - used, "linear(%d) relu ", hidden[k]);
   }
-  FH_TRY(fh_model_finish(m));
-  *out = m;
-  return 0;
+  snprintf(spec + used, sizeof spec - used, "linear");
+  return fh_model_create_layers(out, "mlp", spec, d, 1, 1, num_classes, max_batch);
 }
 
 /* The pFedAFM CNNs (ALGORITHMS.md): conv1 5x5 3->16, ReLU, maxpool 2, conv2
@@ -78,53 +78,15 @@ static int create_cnn(fh_model **out, const cnn_spec *s, int in_c, int in_h, int
   if (num_classes < 1 || max_batch < 1)
     return FH_FAIL(FH_ERR_CONFIG, "model.arch = %s: classes %d and batch size %d must be at least 1",
                    s->arch, num_classes, max_batch);
-  /* The layer constructors abort on an impossible geometry: check it first. */
-  fh_conv2d_geom c1, c2;
-  fh_pool2d_geom p1, p2;
-  if (fh_conv2d_geometry(&c1, in_c, in_h, in_w, 16, 5, 5, 1, 0) ||
-      fh_pool2d_geometry(&p1, 16, c1.out_h, c1.out_w, 2, 2, 0) ||
-      fh_conv2d_geometry(&c2, 16, p1.out_h, p1.out_w, s->conv2_out, 5, 5, 1, 0) ||
-      fh_pool2d_geometry(&p2, s->conv2_out, c2.out_h, c2.out_w, 2, 2, 0))
-    return FH_FAIL(FH_ERR_CONFIG,
-                   "model.arch = %s: the convolutions do not fit %dx%dx%d samples", s->arch,
-                   in_c, in_h, in_w);
-  const int flat = s->conv2_out * p2.out_h * p2.out_w;
-
-  fh_model *m = fh_model_begin(s->arch, in_c, in_h, in_w, num_classes, max_batch);
-  fh_model_append(m, fh_layer_conv2d("conv1", in_c, in_h, in_w, 16, 5, 5, 1, 0, 1));
-  fh_model_append(m, fh_layer_relu("relu1", 16, c1.out_h, c1.out_w));
-  fh_model_append(m, fh_layer_maxpool2d("pool1", 16, c1.out_h, c1.out_w, 2, 2, 0));
-  fh_model_append(m, fh_layer_conv2d("conv2", 16, p1.out_h, p1.out_w, s->conv2_out, 5, 5, 1, 0, 1));
-  fh_model_append(m, fh_layer_relu("relu2", s->conv2_out, c2.out_h, c2.out_w));
-  fh_model_append(m, fh_layer_maxpool2d("pool2", s->conv2_out, c2.out_h, c2.out_w, 2, 2, 0));
-  fh_model_append(m, fh_layer_flatten("flatten", s->conv2_out, p2.out_h, p2.out_w));
-  fh_model_append(m, fh_layer_linear("fc1", flat, s->fc1_out));
-  fh_model_append(m, fh_layer_relu("relu3", s->fc1_out, 1, 1));
-  fh_model_append(m, fh_layer_linear("fc2", s->fc1_out, FH_CNN_FEATURES));
-  fh_model_append(m, fh_layer_relu("relu4", FH_CNN_FEATURES, 1, 1));
-  fh_model_append(m, fh_layer_linear("fc3", FH_CNN_FEATURES, num_classes));
-  FH_TRY(fh_model_finish(m));
-  *out = m;
-  return 0;
+  char spec[256];
+  snprintf(spec, sizeof spec,
+           "conv(16,k=5) relu maxpool(2) conv(%d,k=5) relu maxpool(2) flatten linear(%d) relu "
+           "linear(%d) relu linear",
+           s->conv2_out, s->fc1_out, FH_CNN_FEATURES);
+  return fh_model_create_layers(out, s->arch, spec, in_c, in_h, in_w, num_classes, max_batch);
 }
 
 /* ---- residual networks ------------------------------------------------------- */
-
-/* Appends conv (no bias, Kaiming fan-out init) + BatchNorm2d reading src;
- * returns the BatchNorm's index. */
-static int conv_bn(fh_model *m, int src, const char *conv_name, const char *bn_name, int out_c,
-                   int kernel, int stride, int padding, int middle) {
-  const int *in = src == FH_LAYER_MODEL_INPUT ? NULL : fh_model_layer(m, src)->out_shape;
-  int shape[3];
-  if (!in) fh_model_out_shape(m, shape), in = shape; /* only before the first layer */
-  fh_layer conv = fh_layer_conv2d(conv_name, in[0], in[1], in[2], out_c, kernel, kernel, stride,
-                                  padding, 0);
-  conv.init_kind = FH_INIT_KAIMING_FAN_OUT;
-  conv.middle = middle;
-  const int c = fh_model_append_from(m, conv, src);
-  const int *o = fh_model_layer(m, c)->out_shape;
-  return fh_model_append_from(m, fh_layer_batchnorm2d(bn_name, o[0], o[1], o[2]), c);
-}
 
 /* The BasicBlock of torchvision, LIPS and RepDistiller, named "<p>.conv1",
  * "<p>.bn1", ..., "<p>.downsample.0" / ".1" as their state_dicts:
@@ -132,29 +94,13 @@ static int conv_bn(fh_model *m, int src, const char *conv_name, const char *bn_n
  *   x -> conv1 3x3/stride -> bn1 -> relu -> conv2 3x3 -> bn2 --(+)-> relu
  *   x -> [downsample: 1x1 conv/stride -> bn, when the shape changes] --^
  *
- * Reads layer src; returns the index of its final ReLU. Its three convs are
- * LIPS middle layers. */
-static int basic_block(fh_model *m, const char *p, int src, int planes, int stride) {
-  /* p is "layer<s>.<b>": a few characters, so every name fits the 32 of a
-   * layer. Shapes are copied: appending may move the layer table. */
-  char n1[64], n2[64];
-  const int in_c = fh_model_layer(m, src)->out_shape[0];
-  snprintf(n1, sizeof n1, "%s.conv1", p), snprintf(n2, sizeof n2, "%s.bn1", p);
-  int a = conv_bn(m, src, n1, n2, planes, 3, stride, 1, 1);
-  const int h = fh_model_layer(m, a)->out_shape[1], w = fh_model_layer(m, a)->out_shape[2];
-  snprintf(n1, sizeof n1, "%s.relu1", p);
-  a = fh_model_append_from(m, fh_layer_relu(n1, planes, h, w), a);
-  snprintf(n1, sizeof n1, "%s.conv2", p), snprintf(n2, sizeof n2, "%s.bn2", p);
-  a = conv_bn(m, a, n1, n2, planes, 3, 1, 1, 1);
-  int shortcut = src;
-  if (stride != 1 || in_c != planes) {
-    snprintf(n1, sizeof n1, "%s.downsample.0", p), snprintf(n2, sizeof n2, "%s.downsample.1", p);
-    shortcut = conv_bn(m, src, n1, n2, planes, 1, stride, 0, 1);
-  }
-  snprintf(n1, sizeof n1, "%s.add", p);
-  a = fh_model_append_join(m, fh_layer_add(n1, planes, h, w), a, shortcut);
-  snprintf(n1, sizeof n1, "%s.relu2", p);
-  return fh_model_append_from(m, fh_layer_relu(n1, planes, h, w), a);
+ * as a residual block of a layer list (convs Kaiming fan-out, no bias; its
+ * three convs are LIPS middle layers). */
+static size_t basic_block(char *buf, size_t cap, const char *p, int planes, int stride) {
+  return (size_t)snprintf(buf, cap,
+                          " res(name=%s,s=%d)[conv(%d,k=3,s=%d,p=1,bias=0) bn relu "
+                          "conv(%d,k=3,p=1,bias=0) bn] relu(name=%s.relu2)",
+                          p, stride, planes, stride, planes, p);
 }
 
 /* Two families share the builder.
@@ -212,33 +158,23 @@ static int create_resnet(fh_model **out, const resnet_spec *s, int in_c, int in_
    * 7x7 stem has padding 3, the maxpool padding 1). */
   FH_TRY(need_image(s->arch, in_c, in_h, in_w, 2, num_classes, max_batch));
   static const int lips_widths[4] = {64, 128, 256, 512}, cifar_widths[3] = {64, 128, 256};
-  fh_model *m = fh_model_begin(s->arch, in_c, in_h, in_w, num_classes, max_batch);
-  int x;
-  if (s->cifar) {
-    x = conv_bn(m, FH_LAYER_MODEL_INPUT, "conv1", "bn1", 32, 3, 1, 1, 0);
-  } else {
-    x = conv_bn(m, FH_LAYER_MODEL_INPUT, "conv1", "bn1", 64, 7, 2, 3, 0);
-  }
-  /* A copy: appending may move the layer table. */
-  const int c = fh_model_layer(m, x)->out_shape[0], h = fh_model_layer(m, x)->out_shape[1],
-            w = fh_model_layer(m, x)->out_shape[2];
-  x = fh_model_append_from(m, fh_layer_relu("relu", c, h, w), x);
-  if (!s->cifar) x = fh_model_append_from(m, fh_layer_maxpool2d("maxpool", c, h, w, 3, 2, 1), x);
-  int width = 0;
+  char spec[4096];
+  size_t used = (size_t)snprintf(
+      spec, sizeof spec, "%s",
+      s->cifar ? "default(init=kaiming) conv(32,k=3,p=1,bias=0,name=conv1) bn(name=bn1) "
+                 "relu(name=relu)"
+               : "default(init=kaiming) conv(64,k=7,s=2,p=3,bias=0,name=conv1) bn(name=bn1) "
+                 "relu(name=relu) maxpool(3,s=2,p=1,name=maxpool)");
   for (int st = 0; st < s->nstages; st++) {
-    width = s->cifar ? cifar_widths[st] : lips_widths[st];
+    const int width = s->cifar ? cifar_widths[st] : lips_widths[st];
     for (int b = 0; b < s->blocks[st]; b++) {
       char p[32];
       snprintf(p, sizeof p, "layer%d.%d", st + 1, b);
-      x = basic_block(m, p, x, width, b == 0 && st > 0 ? 2 : 1);
+      used += basic_block(spec + used, sizeof spec - used, p, width, b == 0 && st > 0 ? 2 : 1);
     }
   }
-  const int *o = fh_model_layer(m, x)->out_shape;
-  x = fh_model_append_from(m, fh_layer_adaptive_avgpool1("avgpool", o[0], o[1], o[2]), x);
-  fh_model_append_from(m, fh_layer_linear("fc", width, num_classes), x);
-  FH_TRY(fh_model_finish(m));
-  *out = m;
-  return 0;
+  snprintf(spec + used, sizeof spec - used, " gap(name=avgpool) linear(name=fc,init=torch)");
+  return fh_model_create_layers(out, s->arch, spec, in_c, in_h, in_w, num_classes, max_batch);
 }
 
 /* ---- VGG-11 with BatchNorm -------------------------------------------------- */
@@ -270,35 +206,23 @@ static const int vgg11_lips_cfg[] = {64, 0, 128, 0, 256, 0, 512, 0, 512, 0};
 static int create_vgg(fh_model **out, const char *arch, const int *cfg, size_t ncfg, int in_c, int in_h, int in_w,
                       int num_classes, int max_batch) {
   FH_TRY(need_image(arch, in_c, in_h, in_w, 32, num_classes, max_batch));
-  fh_model *m = fh_model_begin(arch, in_c, in_h, in_w, num_classes, max_batch);
-  int c = in_c, h = in_h, w = in_w, index = 0, nconv = 0;
+  char spec[2048];
+  size_t used = (size_t)snprintf(spec, sizeof spec, "default(init=kaiming)");
+  int index = 0, nconv = 0;
   for (size_t k = 0; k < ncfg; k++) {
-    char name[32];
     if (cfg[k] == 0) {
-      snprintf(name, sizeof name, "features.%d", index++);
-      fh_layer pool = fh_layer_maxpool2d(name, c, h, w, 2, 2, 0);
-      h = pool.out_shape[1], w = pool.out_shape[2];
-      fh_model_append(m, pool);
+      used += (size_t)snprintf(spec + used, sizeof spec - used, " maxpool(2,name=features.%d)",
+                               index++);
       continue;
     }
-    snprintf(name, sizeof name, "features.%d", index++);
-    fh_layer conv = fh_layer_conv2d(name, c, h, w, cfg[k], 3, 3, 1, 1, 1);
-    conv.init_kind = FH_INIT_KAIMING_FAN_OUT;
-    conv.middle = nconv++ > 0;
-    fh_model_append(m, conv);
-    c = cfg[k];
-    snprintf(name, sizeof name, "features.%d", index++);
-    fh_model_append(m, fh_layer_batchnorm2d(name, c, h, w));
-    snprintf(name, sizeof name, "features.%d", index++);
-    fh_model_append(m, fh_layer_relu(name, c, h, w));
+    used += (size_t)snprintf(spec + used, sizeof spec - used,
+                             " conv(%d,k=3,p=1,middle=%d,name=features.%d) bn(name=features.%d) "
+                             "relu(name=features.%d)",
+                             cfg[k], nconv++ > 0, index, index + 1, index + 2);
+    index += 3;
   }
-  fh_model_append(m, fh_layer_flatten("flatten", c, h, w));
-  fh_layer fc = fh_layer_linear("classifier.0", c * h * w, num_classes);
-  fc.init_kind = FH_INIT_NORMAL_001;
-  fh_model_append(m, fc);
-  FH_TRY(fh_model_finish(m));
-  *out = m;
-  return 0;
+  snprintf(spec + used, sizeof spec - used, " flatten linear(name=classifier.0,init=normal:0.01)");
+  return fh_model_create_layers(out, arch, spec, in_c, in_h, in_w, num_classes, max_batch);
 }
 
 int fh_model_header_first_view(const fh_model *m) {
@@ -345,8 +269,15 @@ int fh_model_create_arch(fh_model **out, const fh_config *cfg, const char *arch,
   if (strcmp(arch, "vgg11_lips") == 0)
     return create_vgg(out, arch, vgg11_lips_cfg, sizeof vgg11_lips_cfg / sizeof vgg11_lips_cfg[0], in_c, in_h, in_w,
                       num_classes, max_batch);
+  if (strcmp(arch, "layers") == 0)
+    return fh_model_create_layers(out, arch, fh_cfg_str(cfg, "model.layers"), in_c, in_h, in_w,
+                                  num_classes, max_batch);
+  const char *named = fh_netspec_named(arch);
+  if (named)
+    return fh_model_create_layers(out, arch, named, in_c, in_h, in_w, num_classes, max_batch);
   return FH_FAIL(FH_ERR_CONFIG,
                  "model.arch: unknown architecture '%s' (choices: mlp, cnn1..cnn5, resnet4, "
-                 "resnet6, resnet8, resnet10, resnet18, vgg11_bn, vgg11_lips, resnet8x4, resnet32x4)",
+                 "resnet6, resnet8, resnet10, resnet18, vgg11_bn, vgg11_lips, resnet8x4, resnet32x4, layers, "
+                 "mnist_cnn, mcmahan_cnn, lenet5, augfl_fmnist)",
                  arch);
 }

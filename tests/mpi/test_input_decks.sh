@@ -2,7 +2,8 @@
 # Every deck in input/ is valid: decks whose data is here (generated, or a file
 # in the source tree) run two rounds (or encode, for the decks of `fedhpc
 # encode`, and after a one-epoch `fedhpc pretrain` for decks with a pretrained
-# model); decks that expect the user's files (MNIST, CIFAR, LEAF, feature
+# model; Fashion-MNIST from Debian's dataset-fashion-mnist counts as here); decks
+# that expect the user's files (MNIST, CIFAR, LEAF, feature
 # files, ...) get past the deck check and stop at the missing data with exit
 # code 4. Then every case of the registry's deck check (fh_cases, lib.sh):
 # its algorithm is named by a deck here, or it runs two rounds from
@@ -18,7 +19,8 @@ for deck in "${decks[@]}"; do
   # data file the samples are generated.
   here=1
   for f in $(sed -n 's/^\(path\|model\) *= *\([^ ;]*\).*/\2/p' "$deck"); do [[ -e $f ]] || here=0; done
-  grep -qE '^path *=' "$deck" || grep -qE '^source = (synthetic|synthimg)' "$deck" || here=0
+  grep -qE '^path *=' "$deck" || grep -qE '^source = (synthetic|synthimg)' "$deck" ||
+    { grep -qE '^source = fmnist' "$deck" && [[ -d /usr/share/datasets/fashion-mnist ]]; } || here=0
   rc=0
   if [[ $here == 1 ]] && grep -q "build/fedhpc pretrain" "$deck"; then # its pretrained model first (one epoch)
     fh_mpirun 2 pretrain "$deck" --set pretrain.epochs=1 --set output.dir="$TMP" >"$TMP/$name.pm.log" 2>&1 ||

@@ -5,6 +5,7 @@
  * with FH_ERR_DATA and a message that names the file and the fault. */
 #define _GNU_SOURCE /* nftw */
 #include <ftw.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -698,13 +699,41 @@ static void test_norm_keys(void **state) {
   }
 }
 
+/* data.source = fmnist with no data.path reads Debian's dataset-fashion-mnist
+ * (scripts/install-deps.sh installs it); skipped where it is not installed. */
+static void test_fmnist_debian(void **state) {
+  (void)state;
+  struct stat st;
+  if (stat("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", &st) != 0) {
+    fprintf(stderr, "dataset-fashion-mnist is not installed: skipped\n");
+    skip();
+  }
+  const char *sets[1] = {"data.source=fmnist"};
+  fh_config *cfg = make_cfg(sets, 1);
+  fh_source *src = NULL;
+  fh_error_clear();
+  if (fh_source_open(&src, cfg) != 0) fail_msg("fmnist: %s", fh_error_msg());
+  assert_int_equal(src->n[0], 60000);
+  assert_int_equal(src->n[1], 10000);
+  assert_int_equal(src->c, 1);
+  assert_int_equal(src->h, 28);
+  assert_int_equal(src->w, 28);
+  assert_int_equal(src->num_classes, 10);
+  assert_string_equal(src->name, "fashion-mnist");
+  assert_true(fabsf(src->mean[0] - 0.2860f) < 1e-6f && fabsf(src->std[0] - 0.3530f) < 1e-6f);
+  fh_source_close(src);
+  fh_config_free(cfg);
+  /* Another folder is still a data.path away. */
+  expect_error("fmnist", "no-such-folder", NULL, FH_ERR_DATA, "no such folder", NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_idx_plain_and_gzip), cmocka_unit_test(test_idx_emnist),
       cmocka_unit_test(test_idx_errors),         cmocka_unit_test(test_cifar),
       cmocka_unit_test(test_cifar_errors),       cmocka_unit_test(test_leaf), cmocka_unit_test(test_dataset_from_leaf),
       cmocka_unit_test(test_leaf_errors),        cmocka_unit_test(test_dataset_from_idx),
-      cmocka_unit_test(test_norm_keys),
+      cmocka_unit_test(test_norm_keys),         cmocka_unit_test(test_fmnist_debian),
   };
   return cmocka_run_group_tests(tests, setup_dir, remove_dir);
 }
