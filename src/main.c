@@ -6,10 +6,12 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/commands.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "io/h5util.h"
 
 static const char *usage =
     "usage: fedhpc COMMAND [ARGS]   (launch with mpirun -np P or srun)\n"
@@ -191,6 +193,14 @@ int main(int argc, char **argv) {
     rc = FH_FAIL(FH_ERR_USAGE, "unknown command '%s' (commands: run, pretrain, info, bench, partition, model, encode, help)", cmd);
   }
   if (rc != 0 && fh_error_msg()[0]) fh_report_error();
+  /* A file left open after a failed write (io/h5util.h) would crash HDF5's
+   * shutdown inside MPI_Finalize: then every rank ends here with the code. */
+  int left = fh_h5_files_left_open(), any = 0;
+  MPI_Allreduce(&left, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (any) {
+    fflush(NULL);
+    _exit(rc ? rc : FH_ERR_OUTPUT);
+  }
   MPI_Finalize();
   return rc;
 }

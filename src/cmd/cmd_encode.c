@@ -39,6 +39,7 @@
 
 #include "cmd/commands.h"
 #include "core/error.h"
+#include "core/paths.h"
 #include "core/log.h"
 #include "data/features.h"
 #include "data/partition.h"
@@ -376,27 +377,11 @@ static int out_path(const fh_config *cfg, char *path, size_t len) {
     snprintf(path, len, "%s", out);
     return 0;
   }
-  const char *name = fh_cfg_str(cfg, "output.name");
-  char base[256] = "encode";
-  if (name[0]) {
-    snprintf(base, sizeof base, "%s", name);
-  } else if (fh_cfg_deck_path(cfg)) {
-    const char *deck = fh_cfg_deck_path(cfg), *slash = strrchr(deck, '/');
-    snprintf(base, sizeof base, "%s", slash ? slash + 1 : deck);
-    char *dot = strrchr(base, '.');
-    if (dot && dot != base) *dot = '\0';
-  }
+  char base[256];
+  FH_TRY(fh_run_name(cfg, "encode", base, sizeof base));
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/%s", fh_cfg_str(cfg, "output.dir"), base);
-  char part[4096];
-  snprintf(part, sizeof part, "%s", dir);
-  for (char *p = part + 1; *p; p++)
-    if (*p == '/') {
-      *p = '\0';
-      mkdir(part, 0775);
-      *p = '/';
-    }
-  if (mkdir(dir, 0775) != 0 && errno != EEXIST)
+  if (fh_mkdir_p(dir) != 0)
     return FH_FAIL(FH_ERR_OUTPUT, "output.dir = '%s': cannot create '%s': %s; set output.dir or encode.out",
                    fh_cfg_str(cfg, "output.dir"), dir, strerror(errno));
   snprintf(path, len, "%s/features.h5", dir);

@@ -74,22 +74,8 @@ static void h5_close(fh_source *src) {
   src->impl = NULL;
 }
 
-/* Whether every link of an absolute path like "/train/x" exists. */
-static int path_exists(hid_t file, const char *path) {
-  char prefix[256];
-  size_t len = strlen(path);
-  if (len >= sizeof prefix) return 0;
-  for (size_t i = 1; i <= len; i++) {
-    if (path[i] != '/' && path[i] != '\0') continue;
-    memcpy(prefix, path, i);
-    prefix[i] = '\0';
-    if (H5Lexists(file, prefix, H5P_DEFAULT) <= 0) return 0;
-  }
-  return 1;
-}
-
 static int open_dataset(const h5_source *s, const char *path, hid_t *out) {
-  if (!path_exists(s->file, path))
+  if (!fh_h5_path_exists(s->file, path))
     return FH_FAIL(FH_ERR_DATA, "%s: no dataset %s; see docs/dataset-format.md", s->path, path);
   *out = H5Dopen2(s->file, path, H5P_DEFAULT);
   if (*out < 0)
@@ -325,8 +311,8 @@ static int open_source(h5_source *s) {
   FH_TRY(open_split(s, TRAIN));
   FH_TRY(open_split(s, TEST));
 
-  int has_train = path_exists(s->file, "/train/client_offsets");
-  int has_test = path_exists(s->file, "/test/client_offsets");
+  int has_train = fh_h5_path_exists(s->file, "/train/client_offsets");
+  int has_test = fh_h5_path_exists(s->file, "/test/client_offsets");
   if (has_train != has_test)
     return FH_FAIL(FH_ERR_DATA, "%s: has %s/client_offsets but no %s/client_offsets; give both or neither",
                    s->path, has_train ? "/train" : "/test", has_train ? "/test" : "/train");

@@ -471,7 +471,7 @@ static int read_field(fh_run *run, hid_t f, const char *path, int k, size_t buff
   char dname[160];
   snprintf(dname, sizeof dname, "state/%.63s", name);
   int rc = 0;
-  hid_t gk = H5Lexists(f, "state", H5P_DEFAULT) > 0 && H5Lexists(f, dname, H5P_DEFAULT) > 0
+  hid_t gk = fh_h5_path_exists(f, dname)
                  ? H5Gopen2(f, dname, H5P_DEFAULT)
                  : -1;
   hid_t dv = -1, di = -1;
@@ -519,7 +519,7 @@ static int read_field(fh_run *run, hid_t f, const char *path, int k, size_t buff
 static int read_metrics(hid_t f, const char *path, int rank, fh_round_metrics **rows, int *nrows) {
   const fh_metric_column *cols;
   const int ncols = fh_metric_columns(&cols);
-  hid_t d = H5Lexists(f, "metrics", H5P_DEFAULT) > 0 && H5Lexists(f, "metrics/round", H5P_DEFAULT) > 0
+  hid_t d = fh_h5_path_exists(f, "metrics/round")
                 ? H5Dopen2(f, "metrics/round", H5P_DEFAULT)
                 : -1;
   if (d < 0) return FH_FAIL(FH_ERR_DATA, "%s: no /metrics/round", path);
@@ -532,7 +532,7 @@ static int read_metrics(hid_t f, const char *path, int rank, fh_round_metrics **
   for (int c = 0; c < ncols; c++) {
     char name[64];
     snprintf(name, sizeof name, "metrics/%.47s", cols[c].path);
-    d = H5Lexists(f, name, H5P_DEFAULT) > 0 ? H5Dopen2(f, name, H5P_DEFAULT) : -1; /* (its groups: as "round") */
+    d = fh_h5_path_exists(f, name) ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
     hid_t t = cols[c].is_int ? H5T_NATIVE_INT : H5T_NATIVE_DOUBLE;
     int bad = d < 0 || npoints(d) != (hsize_t)nr;
     if (!bad && rank == 0 && nr > 0)
@@ -600,7 +600,7 @@ int fh_checkpoint_read(fh_run *run, const char *run_dir, fh_profile_history *his
       fh_server_vec *v = &run->server[i];
       char name[96];
       snprintf(name, sizeof name, "server/%.63s", v->name);
-      d = H5Lexists(f, name, H5P_DEFAULT) > 0 ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
+      d = fh_h5_path_exists(f, name) ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
       char *tn = d >= 0 ? attr_str_read(d, "type") : NULL;
       if (d < 0 || !tn || strcmp(tn, type_name(v->type)) != 0 || npoints(d) != v->n)
         keep(&rc, FH_FAIL(FH_ERR_CONFIG, "%s: server vector '%s' is missing or not %s[%zu]", path, v->name,

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/paths.h"
 #include "core/log.h"
 
 const fh_key_spec fh_state_keys[] = {
@@ -102,20 +103,6 @@ hid_t fh_client_store_h5type(fh_state_type t) {
   return -1;
 }
 
-static int mkdir_p(const char *path) {
-  char buf[4200];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, 0775) != 0 && errno != EEXIST) return -1;
-    *p = '/';
-  }
-  if (mkdir(buf, 0775) != 0 && errno != EEXIST) return -1;
-  struct stat st;
-  return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
-}
-
 /* 8 hex digits of FNV-1a over the run folder's absolute path (the working
  * directory joined in front of a relative one): runs in folders of the same
  * name sharing state.dir get files of their own. */
@@ -154,7 +141,7 @@ int fh_client_store_create(fh_client_store **out, const fh_config *cfg, MPI_Comm
       dir = run_dir;
       snprintf(s->path, sizeof s->path, "%s/state.rank%d.h5", dir, s->rank);
     }
-    if (mkdir_p(dir) != 0)
+    if (fh_mkdir_p(dir) != 0)
       rc = FH_FAIL(FH_ERR_OUTPUT, "state.dir = '%s': cannot create the folder: %s; set state.dir to a writable folder",
                    dir, strerror(errno));
     else if ((s->file = H5Fcreate(s->path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0)
