@@ -42,6 +42,9 @@ static const char *usage =
     "        a trained model.h5 (encode.model) as a frozen encoder: writes the\n"
     "        deck's data set as a feature file (docs/features.md) with class\n"
     "        embeddings from the encoder's training data (run.algorithm = fstcbdg)\n"
+    "  check RUN_DIR\n"
+    "        verify RUN_DIR/checkpoint.h5 without resuming: every dataset\n"
+    "        against its checksum, the global model for non-finite values\n"
     "  help [COMMAND | keys]\n"
     "        this text, one command's help, or every deck key with its type,\n"
     "        default and valid range\n"
@@ -187,10 +190,12 @@ int main(int argc, char **argv) {
     rc = fh_cmd_pretrain(argc - 2, argv + 2);
   } else if (strcmp(cmd, "model") == 0) {
     rc = fh_cmd_model(argc - 2, argv + 2);
+  } else if (strcmp(cmd, "check") == 0) {
+    rc = fh_cmd_check(argc - 2, argv + 2);
   } else if (strcmp(cmd, "encode") == 0) {
     rc = fh_cmd_encode(argc - 2, argv + 2);
   } else {
-    rc = FH_FAIL(FH_ERR_USAGE, "unknown command '%s' (commands: run, pretrain, info, bench, partition, model, encode, help)", cmd);
+    rc = FH_FAIL(FH_ERR_USAGE, "unknown command '%s' (commands: run, pretrain, info, bench, partition, model, encode, check, help)", cmd);
   }
   if (rc != 0 && fh_error_msg()[0]) fh_report_error();
   /* A file left open after a failed write (io/h5util.h) would crash HDF5's

@@ -115,9 +115,12 @@ static int read_num_classes(h5_source *s) {
   if (a >= 0) H5Aclose(a);
   if (!ok) return FH_FAIL(FH_ERR_DATA, "%s: root attribute num_classes must be one integer", s->path);
   if (st < 0) return FH_FAIL(FH_ERR_DATA, "%s: cannot read attribute num_classes: %s", s->path, fh_h5_reason(why));
-  if (v < 2 || v > 0x7fffffff)
+  if (v < 2)
     return FH_FAIL(FH_ERR_DATA, "%s: num_classes = %lld; a classification dataset needs at least 2 classes",
                    s->path, v);
+  if (v > 1000000)
+    return FH_FAIL(FH_ERR_DATA, "%s: root attribute num_classes = %lld: more than 1000000 classes; the attribute "
+                                "is wrong (set it to the number of classes of the labels)", s->path, v);
   s->num_classes = (int)v;
   return 0;
 }
@@ -400,12 +403,22 @@ static int read_labels(const h5_source *s, int which, int32_t **out) {
   char why[256];
   int32_t *y = fh_malloc(sizeof(int32_t) * (size_t)(sp->rows ? sp->rows : 1));
   *out = y;
-  if (sp->rows > 0 && H5Dread(sp->y, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) < 0)
+  /* read as 64-bit: a label beyond int32 is reported as it is, not clipped */
+  int64_t *y64 = fh_malloc(sizeof(int64_t) * (size_t)(sp->rows ? sp->rows : 1));
+  if (sp->rows > 0 && H5Dread(sp->y, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y64) < 0) {
+    free(y64);
     return FH_FAIL(FH_ERR_DATA, "%s: cannot read %s/y: %s", s->path, sp->group, fh_h5_reason(why));
-  for (hsize_t i = 0; i < sp->rows; i++)
-    if (y[i] < 0 || y[i] >= s->num_classes)
-      return FH_FAIL(FH_ERR_DATA, "%s: %s/y[%llu] = %d is outside [0, %d) (num_classes = %d)", s->path, sp->group,
-                     (unsigned long long)i, (int)y[i], s->num_classes, s->num_classes);
+  }
+  for (hsize_t i = 0; i < sp->rows; i++) {
+    if (y64[i] < 0 || y64[i] >= s->num_classes) {
+      long long bad = (long long)y64[i];
+      free(y64);
+      return FH_FAIL(FH_ERR_DATA, "%s: %s/y[%llu] = %lld is outside [0, %d) (num_classes = %d)", s->path,
+                     sp->group, (unsigned long long)i, bad, s->num_classes, s->num_classes);
+    }
+    y[i] = (int32_t)y64[i];
+  }
+  free(y64);
   return 0;
 }
 

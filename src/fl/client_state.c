@@ -103,6 +103,12 @@ hid_t fh_client_store_h5type(fh_state_type t) {
   return -1;
 }
 
+/* Why a write of the scratch file failed, in words. */
+static const char *write_cause(const char *path) {
+  const char *c = fh_write_cause(path, errno);
+  return c[0] ? c : "is the disk of state.dir full?";
+}
+
 /* 8 hex digits of FNV-1a over the run folder's absolute path (the working
  * directory joined in front of a relative one): runs in folders of the same
  * name sharing state.dir get files of their own. */
@@ -286,8 +292,8 @@ int fh_client_store_release(fh_client_store *s, int field, int client, int dirty
   int rc = 0;
   if (s->hdf5) {
     if ((dirty || s->held[h].fresh) && rows_io(f, client - s->first, 1, s->held[h].buf, 1) < 0)
-      rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write field '%s' of client %d; is the disk of state.dir full?", s->path,
-                   f->name, client);
+      rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write field '%s' of client %d: %s", s->path, f->name, client,
+                   write_cause(s->path));
     free(s->held[h].buf);
   }
   s->held[h] = s->held[--s->nheld];
@@ -386,8 +392,8 @@ int fh_client_store_put_rows(fh_client_store *s, int field, int first, int count
     return 0;
   }
   if (rows_io(f, i0, count, (void *)buf, 1) < 0)
-    return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write field '%s' of clients %d..%d; is the disk of state.dir full?",
-                   s->path, f->name, first, first + count - 1);
+    return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write field '%s' of clients %d..%d: %s", s->path, f->name, first,
+                   first + count - 1, write_cause(s->path));
   for (int i = 0; i < count; i++) {
     f->nset += (size_t)((init[i] != 0) - (f->init[i0 + i] != 0));
     f->init[i0 + i] = init[i] != 0;

@@ -82,6 +82,7 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
   /* FedGC's generated samples join the train splits before anything reads them */
   FH_TRY(fh_error_agree(comm, fh_fedgc_prepare(run)));
 
+  FH_TRY(fh_error_agree(comm, fh_run_memory_check(run)));
   int maxb = (int)fh_cfg_int(cfg, "train.batch_size");
   int evb = (int)fh_cfg_int(cfg, "run.eval_batch");
   rc = fh_model_create(&run->model, cfg, run->data->c, run->data->h, run->data->w,

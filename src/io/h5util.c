@@ -117,9 +117,20 @@ static herr_t innermost_cb(unsigned n, const H5E_error2_t *e, void *data) {
 }
 
 const char *fh_h5_reason(char buf[256]) {
-  buf[0] = '\0';
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, buf);
-  if (buf[0] == '\0') snprintf(buf, 256, "HDF5 call failed");
+  char inner[256] = "";
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, inner);
+  /* Reads past the end of the file, bad signatures or checksums, an unknown
+   * object header version: a truncated or damaged file. */
+  static const char *const damaged[] = {"truncated", "addr overflow", "eoa", "EOF", "file read failed",
+                                        "signature", "checksum", "version number", "bad object header"};
+  int is_damaged = inner[0] == '\0';
+  for (size_t i = 0; i < sizeof damaged / sizeof damaged[0]; i++)
+    if (strstr(inner, damaged[i])) is_damaged = 1;
+  if (is_damaged)
+    snprintf(buf, 256, "the file is truncated or damaged (%.120s); copy or create it again",
+             inner[0] ? inner : "an HDF5 read failed");
+  else
+    snprintf(buf, 256, "%s", inner);
   return buf;
 }
 
