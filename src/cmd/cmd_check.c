@@ -21,23 +21,14 @@ typedef struct {
   int checked, unchecked, rc;
 } check_ctx;
 
-static long long attr_ll(hid_t obj, const char *name, long long dflt) {
-  long long v = dflt;
-  if (H5Aexists(obj, name) <= 0) return dflt;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  if (a < 0 || H5Aread(a, H5T_NATIVE_LLONG, &v) < 0) v = dflt;
-  if (a >= 0) H5Aclose(a);
-  return v;
-}
-
 /* One dataset: its rows (or the whole of it) hashed as the writer did. */
 static int check_dataset(hid_t d, const char *name, check_ctx *c) {
   if (H5Aexists(d, "checksum") <= 0) {
     c->unchecked++;
     return 0;
   }
-  const unsigned long long want = (unsigned long long)attr_ll(d, "checksum", 0);
-  const size_t row_bytes = (size_t)attr_ll(d, "checksum_row_bytes", 0);
+  const unsigned long long want = (unsigned long long)fh_h5_attr_int_get(d, "checksum", 0);
+  const size_t row_bytes = (size_t)fh_h5_attr_int_get(d, "checksum_row_bytes", 0);
   hid_t t = H5Dget_type(d), fsp = H5Dget_space(d);
   const size_t esize = H5Tget_size(t);
   int nd = H5Sget_simple_extent_ndims(fsp);
@@ -104,7 +95,7 @@ static int check_file(const char *path) {
     return rc;
   }
   char alg[128] = "";
-  long long round = attr_ll(f, "round", -1), K = attr_ll(f, "num_clients", -1), R = attr_ll(f, "rounds", -1);
+  long long round = fh_h5_attr_int_get(f, "round", -1), K = fh_h5_attr_int_get(f, "num_clients", -1), R = fh_h5_attr_int_get(f, "rounds", -1);
   hid_t a = H5Aexists(f, "algorithm") > 0 ? H5Aopen(f, "algorithm", H5P_DEFAULT) : -1;
   if (a >= 0) {
     hid_t t = H5Aget_type(a);

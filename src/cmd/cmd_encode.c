@@ -39,8 +39,8 @@
 
 #include "cmd/commands.h"
 #include "core/error.h"
-#include "core/paths.h"
 #include "core/log.h"
+#include "core/paths.h"
 #include "data/features.h"
 #include "data/partition.h"
 #include "data/source.h"
@@ -306,6 +306,12 @@ static hid_t create_ds(hid_t f, const char *name, hid_t type, int rank, hsize_t 
   return d;
 }
 
+/* Why a write of path failed, in words. */
+static const char *write_cause(const char *path) {
+  const char *c = fh_write_cause(path, errno);
+  return c[0] ? c : "HDF5 write failed";
+}
+
 /* Rank 0: the file with every dataset sized, the labels, class embeddings,
  * names and attributes written; the feature rows follow from each rank. */
 static int write_layout(const char *path, const fh_source *src, int64_t skip, int64_t ntr, int64_t nte, int F,
@@ -339,7 +345,7 @@ static int write_layout(const char *path, const fh_source *src, int64_t skip, in
   for (int c = 0; c < C; c++) free(names[c]);
   free(names);
   H5Tclose(vs);
-  int rc = ok ? 0 : FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write the datasets (disk full?)", path);
+  int rc = ok ? 0 : FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write the datasets: %s", path, write_cause(path));
   char name[128];
   snprintf(name, sizeof name, "%s-features", src->name);
   if (rc == 0) rc = fh_h5_attr_str(f, "name", name);
@@ -348,7 +354,7 @@ static int write_layout(const char *path, const fh_source *src, int64_t skip, in
   if (rc == 0) rc = fh_h5_attr_int(f, "num_classes", C);
   if (rc == 0) rc = fh_h5_attr_int(f, "skip_train", skip);
   if (rc == 0) rc = fh_h5_attr_str(f, "config", ini);
-  if (H5Fclose(f) < 0 && rc == 0) rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot close", path);
+  if (rc == 0) return fh_h5_close(f, path); /* on failure, left open (io/h5util.h) */
   return rc;
 }
 
@@ -365,8 +371,10 @@ static int write_rows(const char *path, const char *name, int64_t first, int64_t
   H5Sclose(ms);
   H5Sclose(fs);
   H5Dclose(d);
-  ok &= H5Fclose(f) >= 0;
-  return ok ? 0 : FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write rows %lld.. of %s", path, (long long)first, name);
+  if (!ok) /* left open: a failed write cannot be closed (io/h5util.h) */
+    return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write rows %lld.. of %s: %s", path, (long long)first, name,
+                   write_cause(path));
+  return fh_h5_close(f, path);
 }
 
 /* ---- the command ------------------------------------------------------------------ */

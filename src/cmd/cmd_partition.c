@@ -18,8 +18,8 @@
 
 #include "cmd/commands.h"
 #include "core/error.h"
-#include "core/paths.h"
 #include "core/log.h"
+#include "core/paths.h"
 #include "core/rng.h"
 #include "data/partition.h"
 #include "data/server_split.h"

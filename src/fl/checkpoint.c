@@ -181,15 +181,6 @@ static herr_t profile_xfer(hid_t d, hid_t type, int rank, void *buf, hid_t dxpl,
   return st;
 }
 
-static long long attr_int_read(hid_t obj, const char *name, long long dflt) {
-  long long v = dflt;
-  if (H5Aexists(obj, name) <= 0) return dflt;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  if (a < 0 || H5Aread(a, H5T_NATIVE_LLONG, &v) < 0) v = dflt;
-  if (a >= 0) H5Aclose(a);
-  return v;
-}
-
 /* A fixed-length string attribute, malloc'ed; NULL when missing. */
 static char *attr_str_read(hid_t obj, const char *name) {
   if (H5Aexists(obj, name) <= 0) return NULL;
@@ -600,7 +591,7 @@ static int verify_checksum(hid_t d, uint64_t mine, const char *path, const char 
   uint64_t all = 0;
   MPI_Allreduce(&mine, &all, 1, MPI_UINT64_T, MPI_SUM, comm);
   if (d < 0 || H5Aexists(d, "checksum") <= 0) return 0;
-  long long want = attr_int_read(d, "checksum", 0);
+  long long want = fh_h5_attr_int_get(d, "checksum", 0);
   if ((uint64_t)want == all) return 0;
   return FH_FAIL(FH_ERR_DATA, "%s: /%s is damaged (its checksum does not match its data); resume from an intact "
                               "copy of the checkpoint or start the run afresh", path, name);
@@ -632,7 +623,7 @@ static int read_field(fh_run *run, hid_t f, const char *path, int k, size_t buff
                                 "version of fedhpc?", path, name, run->alg->name);
   } else {
     char *tn = attr_str_read(gk, "type");
-    long long cn = attr_int_read(gk, "n", -1);
+    long long cn = fh_h5_attr_int_get(gk, "n", -1);
     if (!tn || strcmp(tn, type_name(type)) != 0 || cn != (long long)n)
       rc = FH_FAIL(FH_ERR_CONFIG, "%s: client-state field '%s' is %s[%lld] there, %s[%zu] in this run", path, name,
                    tn ? tn : "?", cn, type_name(type), n);
@@ -722,8 +713,8 @@ static int read_metrics(hid_t f, const char *path, int rank, MPI_Comm comm, fh_r
  * rank reads the same attributes (collective metadata) and decides alike. */
 static int read_header(hid_t f, const fh_run *run, const char *path, int *round) {
   char *alg = attr_str_read(f, "algorithm");
-  long long K = attr_int_read(f, "num_clients", -1), pn = attr_int_read(f, "payload_n", -1);
-  *round = (int)attr_int_read(f, "round", -1);
+  long long K = fh_h5_attr_int_get(f, "num_clients", -1), pn = fh_h5_attr_int_get(f, "payload_n", -1);
+  *round = (int)fh_h5_attr_int_get(f, "round", -1);
   hsize_t nstate = links_in(f, "state"), nserver = links_in(f, "server");
   int rc = 0;
   if (*round < 0 || !alg)
@@ -802,8 +793,8 @@ static int read_profile(hid_t f, const fh_run *run, const char *path, int rc, in
   hid_t g = H5Lexists(f, "profile", H5P_DEFAULT) > 0 ? H5Gopen2(f, "profile", H5P_DEFAULT) : -1;
   if (g >= 0) {
     ck_events = attr_str_read(g, "events");
-    *ck_nranks = attr_int_read(g, "nranks", -1);
-    ck_first = attr_int_read(g, "first_round", 1);
+    *ck_nranks = fh_h5_attr_int_get(g, "nranks", -1);
+    ck_first = fh_h5_attr_int_get(g, "first_round", 1);
   }
   hid_t dt = g >= 0 && H5Lexists(g, "time", H5P_DEFAULT) > 0 ? H5Dopen2(g, "time", H5P_DEFAULT) : -1;
   hsize_t pd[4] = {0};
@@ -924,7 +915,7 @@ static int check_on_root(const fh_config *cfg, const char *run_dir, int *round) 
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) return FH_FAIL(FH_ERR_DATA, "%s: cannot open the checkpoint (not an HDF5 file?)", path);
   char *format = attr_str_read(f, "format"), *ck_ini = attr_str_read(f, "config");
-  *round = (int)attr_int_read(f, "round", -1);
+  *round = (int)fh_h5_attr_int_get(f, "round", -1);
   H5Fclose(f);
   int rc = 0;
   if (!format || strcmp(format, CK_FORMAT) != 0 || !ck_ini || *round < 0)

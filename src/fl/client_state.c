@@ -26,8 +26,8 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "core/paths.h"
 #include "core/log.h"
+#include "core/paths.h"
 
 const fh_key_spec fh_state_keys[] = {
     {"state.backend", FH_T_ENUM, "memory", 0, 0, "memory|hdf5",

@@ -141,6 +141,15 @@ void fh_h5_quiet_begin(fh_h5_quiet *q) {
 
 void fh_h5_quiet_end(const fh_h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
 
+long long fh_h5_attr_int_get(hid_t obj, const char *name, long long dflt) {
+  long long v = dflt;
+  if (H5Aexists(obj, name) <= 0) return dflt;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0 || H5Aread(a, H5T_NATIVE_LLONG, &v) < 0) v = dflt;
+  if (a >= 0) H5Aclose(a);
+  return v;
+}
+
 int fh_h5_path_exists(hid_t loc, const char *path) {
   char prefix[256];
   size_t len = strlen(path);

@@ -48,6 +48,9 @@ const char *fh_h5_reason(char buf[256]);
 
 #endif
 
+/* An integer attribute of obj, or dflt when it is missing or unreadable. */
+long long fh_h5_attr_int_get(hid_t obj, const char *name, long long dflt);
+
 /* Whether every link of a path like "/train/x" or "metrics/round" exists. */
 int fh_h5_path_exists(hid_t loc, const char *path);
 

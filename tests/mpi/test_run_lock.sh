@@ -7,21 +7,6 @@ source "$(dirname "$0")/lib.sh"
 DECK="$SRC_DIR/input/quickstart.ini"
 common=(--set output.dir="$TMP" --set output.name=shared --set train.epochs=1)
 RUN=$TMP/shared
-NCASES=0
-
-# expect_refused NAME NP PATTERN ARGS...: exit 5 within 60 s, one error line matching PATTERN
-expect_refused() {
-  local name=$1 np=$2 pat=$3 rc=0 t0=$SECONDS
-  shift 3
-  timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS=1 "$FEDHPC" "$@" \
-    >"$TMP/$name.log" 2>&1 || rc=$?
-  [[ $rc -ne 124 ]] || fail "$name: still running after 60 s"
-  [[ $rc -eq 5 ]] || { cat "$TMP/$name.log"; fail "$name: exit $rc, expected 5"; }
-  [[ $(grep -c "^fedhpc: error:" "$TMP/$name.log") -eq 1 ]] || { cat "$TMP/$name.log"; fail "$name: not one error line"; }
-  grep -q "^fedhpc: error: .*$pat" "$TMP/$name.log" || { cat "$TMP/$name.log"; fail "$name: the line does not match '$pat'"; }
-  NCASES=$((NCASES + 1))
-  ok "$name: exit 5 in $((SECONDS - t0)) s: $(grep '^fedhpc: error:' "$TMP/$name.log" | cut -c1-160)"
-}
 
 # the first run: long enough to be running while the others start
 timeout 300 "$MPIEXEC" --allow-run-as-root --oversubscribe -np 1 -x OPENBLAS_NUM_THREADS=1 "$FEDHPC" run "$DECK" \
@@ -35,7 +20,7 @@ done
 read -r host pid <"$RUN/fedhpc.lock"
 [[ $host == $(hostname) ]] || fail "the lock names host '$host', not $(hostname)"
 for np in 1 3; do
-  expect_refused "second-$np" $np "in use by the run of process $pid on host $host" run "$DECK" "${common[@]}" \
+  fh_expect "second-$np" 5 "in use by the run of process $pid on host $host" $np run "$DECK" "${common[@]}" \
     --set run.rounds=2
   [[ -f $RUN/config.ini && -f $RUN/metrics.h5.partial && -f $RUN/fedhpc.lock ]] \
     || fail "second-$np: the first run's files were touched"
@@ -53,12 +38,12 @@ fh_mpirun 3 run "$DECK" "${common[@]}" --set run.rounds=2 >"$TMP/takeover.log" 2
 grep -q "taking over the lock of process $pid on $host, which is no longer running" "$TMP/takeover.log" \
   || { cat "$TMP/takeover.log"; fail "no warning about the stale lock"; }
 [[ -f $RUN/metrics.h5 && ! -e $RUN/fedhpc.lock ]] || fail "takeover: no metrics.h5, or the lock was not released"
-NCASES=$((NCASES + 1))
+FAULT_CASES=$((FAULT_CASES + 1))
 ok "stale lock of killed process $pid taken over with a warning; the run completes and releases it"
 
 # a lock from another host: its process cannot be checked from here
 echo "node-elsewhere 4242" >"$RUN/fedhpc.lock"
-expect_refused "other-host" 1 "process 4242 on host node-elsewhere.*remove the lock" run "$DECK" "${common[@]}" \
+fh_expect "other-host" 5 "process 4242 on host node-elsewhere.*remove the lock" 1 run "$DECK" "${common[@]}" \
   --set run.rounds=2
 [[ -f $RUN/metrics.h5 ]] || fail "other-host: the earlier run's metrics.h5 was removed"
-echo "$NCHECKS passed, 0 failed ($NCASES fault cases)"
+echo "$NCHECKS passed, 0 failed ($FAULT_CASES fault cases)"

@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/paths.h"
 #include "core/log.h"
+#include "core/paths.h"
 #include "core/rng.h"
 #include "core/signals.h"
 #include "data/dataset.h"
