@@ -6,11 +6,13 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/commands.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "fl/algorithm.h"
+#include "io/h5util.h"
 
 static const char *usage =
     "usage: fedhpc COMMAND [ARGS]   (launch with mpirun -np P or srun)\n"
@@ -41,6 +43,9 @@ static const char *usage =
     "        a trained model.h5 (encode.model) as a frozen encoder: writes the\n"
     "        deck's data set as a feature file (docs/features.md) with class\n"
     "        embeddings from the encoder's training data (run.algorithm = fstcbdg)\n"
+    "  check RUN_DIR\n"
+    "        verify RUN_DIR/checkpoint.h5 without resuming: every dataset\n"
+    "        against its checksum, the global model for non-finite values\n"
     "  help [COMMAND | keys | algorithms [--tests]]\n"
     "        this text, one command's help, every deck key with its type,\n"
     "        default and valid range, or the registered algorithms and add-ons\n"
@@ -195,12 +200,22 @@ int main(int argc, char **argv) {
     rc = fh_cmd_pretrain(argc - 2, argv + 2);
   } else if (strcmp(cmd, "model") == 0) {
     rc = fh_cmd_model(argc - 2, argv + 2);
+  } else if (strcmp(cmd, "check") == 0) {
+    rc = fh_cmd_check(argc - 2, argv + 2);
   } else if (strcmp(cmd, "encode") == 0) {
     rc = fh_cmd_encode(argc - 2, argv + 2);
   } else {
-    rc = FH_FAIL(FH_ERR_USAGE, "unknown command '%s' (commands: run, pretrain, info, bench, partition, model, encode, help)", cmd);
+    rc = FH_FAIL(FH_ERR_USAGE, "unknown command '%s' (commands: run, pretrain, info, bench, partition, model, encode, check, help)", cmd);
   }
   if (rc != 0 && fh_error_msg()[0]) fh_report_error();
+  /* A file left open after a failed write (io/h5util.h) would crash HDF5's
+   * shutdown inside MPI_Finalize: then every rank ends here with the code. */
+  int left = fh_h5_files_left_open(), any = 0;
+  MPI_Allreduce(&left, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (any) {
+    fflush(NULL);
+    _exit(rc ? rc : FH_ERR_OUTPUT);
+  }
   MPI_Finalize();
   return rc;
 }

@@ -40,6 +40,7 @@
 #include "cmd/commands.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/paths.h"
 #include "data/features.h"
 #include "data/partition.h"
 #include "data/source.h"
@@ -305,6 +306,12 @@ static hid_t create_ds(hid_t f, const char *name, hid_t type, int rank, hsize_t 
   return d;
 }
 
+/* Why a write of path failed, in words. */
+static const char *write_cause(const char *path) {
+  const char *c = fh_write_cause(path, errno);
+  return c[0] ? c : "HDF5 write failed";
+}
+
 /* Rank 0: the file with every dataset sized, the labels, class embeddings,
  * names and attributes written; the feature rows follow from each rank. */
 static int write_layout(const char *path, const fh_source *src, int64_t skip, int64_t ntr, int64_t nte, int F,
@@ -338,7 +345,7 @@ static int write_layout(const char *path, const fh_source *src, int64_t skip, in
   for (int c = 0; c < C; c++) free(names[c]);
   free(names);
   H5Tclose(vs);
-  int rc = ok ? 0 : FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write the datasets (disk full?)", path);
+  int rc = ok ? 0 : FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write the datasets: %s", path, write_cause(path));
   char name[128];
   snprintf(name, sizeof name, "%s-features", src->name);
   if (rc == 0) rc = fh_h5_attr_str(f, "name", name);
@@ -347,7 +354,7 @@ static int write_layout(const char *path, const fh_source *src, int64_t skip, in
   if (rc == 0) rc = fh_h5_attr_int(f, "num_classes", C);
   if (rc == 0) rc = fh_h5_attr_int(f, "skip_train", skip);
   if (rc == 0) rc = fh_h5_attr_str(f, "config", ini);
-  if (H5Fclose(f) < 0 && rc == 0) rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot close", path);
+  if (rc == 0) return fh_h5_close(f, path); /* on failure, left open (io/h5util.h) */
   return rc;
 }
 
@@ -364,8 +371,10 @@ static int write_rows(const char *path, const char *name, int64_t first, int64_t
   H5Sclose(ms);
   H5Sclose(fs);
   H5Dclose(d);
-  ok &= H5Fclose(f) >= 0;
-  return ok ? 0 : FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write rows %lld.. of %s", path, (long long)first, name);
+  if (!ok) /* left open: a failed write cannot be closed (io/h5util.h) */
+    return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write rows %lld.. of %s: %s", path, (long long)first, name,
+                   write_cause(path));
+  return fh_h5_close(f, path);
 }
 
 /* ---- the command ------------------------------------------------------------------ */
@@ -376,27 +385,11 @@ static int out_path(const fh_config *cfg, char *path, size_t len) {
     snprintf(path, len, "%s", out);
     return 0;
   }
-  const char *name = fh_cfg_str(cfg, "output.name");
-  char base[256] = "encode";
-  if (name[0]) {
-    snprintf(base, sizeof base, "%s", name);
-  } else if (fh_cfg_deck_path(cfg)) {
-    const char *deck = fh_cfg_deck_path(cfg), *slash = strrchr(deck, '/');
-    snprintf(base, sizeof base, "%s", slash ? slash + 1 : deck);
-    char *dot = strrchr(base, '.');
-    if (dot && dot != base) *dot = '\0';
-  }
+  char base[256];
+  FH_TRY(fh_run_name(cfg, "encode", base, sizeof base));
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/%s", fh_cfg_str(cfg, "output.dir"), base);
-  char part[4096];
-  snprintf(part, sizeof part, "%s", dir);
-  for (char *p = part + 1; *p; p++)
-    if (*p == '/') {
-      *p = '\0';
-      mkdir(part, 0775);
-      *p = '/';
-    }
-  if (mkdir(dir, 0775) != 0 && errno != EEXIST)
+  if (fh_mkdir_p(dir) != 0)
     return FH_FAIL(FH_ERR_OUTPUT, "output.dir = '%s': cannot create '%s': %s; set output.dir or encode.out",
                    fh_cfg_str(cfg, "output.dir"), dir, strerror(errno));
   snprintf(path, len, "%s/features.h5", dir);

@@ -19,6 +19,7 @@
 #include "cmd/commands.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/paths.h"
 #include "core/rng.h"
 #include "data/partition.h"
 #include "data/server_split.h"
@@ -32,33 +33,13 @@ static int open_labels(fh_source **out, const fh_config *cfg) { return fh_source
 
 /* ---- output path ---------------------------------------------------------------- */
 
-static int mkdir_p(const char *dir) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", dir);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
-    *p = '/';
-  }
-  return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* output.dir/NAME/partition.h5, NAME = output.name or the deck's base name. */
 static int default_out(const fh_config *cfg, char *path, size_t len) {
-  const char *name = fh_cfg_str(cfg, "output.name");
-  char base[256] = "partition";
-  if (name[0]) {
-    snprintf(base, sizeof base, "%s", name);
-  } else if (fh_cfg_deck_path(cfg)) {
-    const char *deck = fh_cfg_deck_path(cfg), *slash = strrchr(deck, '/');
-    snprintf(base, sizeof base, "%s", slash ? slash + 1 : deck);
-    char *dot = strrchr(base, '.');
-    if (dot && dot != base) *dot = '\0';
-  }
+  char base[256];
+  FH_TRY(fh_run_name(cfg, "partition", base, sizeof base));
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/%s", fh_cfg_str(cfg, "output.dir"), base);
-  if (mkdir_p(dir) != 0)
+  if (fh_mkdir_p(dir) != 0)
     return FH_FAIL(FH_ERR_OUTPUT, "output.dir = '%s': cannot create '%s': %s; set output.dir or give --out FILE",
                    fh_cfg_str(cfg, "output.dir"), dir, strerror(errno));
   snprintf(path, len, "%s/partition.h5", dir);

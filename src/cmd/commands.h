@@ -13,6 +13,7 @@ int fh_cmd_model(int argc, char **argv);
 int fh_cmd_pretrain(int argc, char **argv);
 int fh_cmd_help_keys(int argc, char **argv);
 int fh_cmd_encode(int argc, char **argv);
+int fh_cmd_check(int argc, char **argv);
 
 /* Deck keys of fedhpc encode (src/cmd/cmd_encode.c). */
 extern const fh_key_spec fh_encode_keys[];

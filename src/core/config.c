@@ -576,6 +576,7 @@ typedef struct {
   int lineno;       /* the physical line libinih is working on */
   int err_line;     /* 0: no error yet */
   char err[MSG_MAX];
+  char section[128]; /* the last [section] header: for the lines read here */
 } deck_parse;
 
 static void deck_fail(deck_parse *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -603,6 +604,7 @@ static void deck_check_header(deck_parse *d, const char *line) {
   }
   if (*end != ']') return;
   char *name = dup_trimmed(s + 1, (size_t)(end - s - 1));
+  snprintf(d->section, sizeof d->section, "%s", name);
   if (!is_known_section(d->cfg, name)) {
     char sb[SHOWN_MAX + 4];
     const char *near = nearest_section(d->cfg, name);
@@ -612,6 +614,42 @@ static void deck_check_header(deck_parse *d, const char *line) {
       deck_fail(d, "unknown section [%s]", shown(name, sb));
   }
   free(name);
+}
+
+static int deck_on_key(void *user, const char *section_raw, const char *name, const char *value);
+
+/* A line too long for libinih's buffer, read as libinih reads one: a comment
+ * (';' or '#' first), or "name = value" (or "name: value") with an inline
+ * comment after " ;" dropped, under the last [section]. */
+static void deck_long_line(deck_parse *d, const char *start, size_t len) {
+  char *line = dup_trimmed(start, len);
+  if (line[0] == ';' || line[0] == '#' || line[0] == '\0') {
+    free(line);
+    return;
+  }
+  if (line[0] == '[') {
+    free(line);
+    deck_fail(d, "section header is %zu characters long: too long", len);
+    return;
+  }
+  for (char *c = line + 1; *c; c++)
+    if (*c == ';' && isspace((unsigned char)c[-1])) {
+      *c = '\0';
+      break;
+    }
+  char *eq = line + strcspn(line, "=:");
+  if (!*eq) {
+    char sb[SHOWN_MAX + 4];
+    deck_fail(d, "expected 'key = value' or '[section]', found '%s'", shown(line, sb));
+    free(line);
+    return;
+  }
+  *eq = '\0';
+  char *name = dup_trimmed(line, strlen(line)), *value = dup_trimmed(eq + 1, strlen(eq + 1));
+  deck_on_key(d, d->section, name, value);
+  free(name);
+  free(value);
+  free(line);
 }
 
 /* ini_reader: hands libinih one physical line per call, so that lineno is the
@@ -630,12 +668,16 @@ static char *deck_read_line(char *str, int num, void *stream) {
     deck_fail(d, "line contains a NUL byte (is the deck a text file?)");
     return NULL;
   }
-  /* libinih needs room for "\r\n\0" after the text. */
+  /* libinih needs room for "\r\n\0" after the text: a longer line (a long
+   * value, such as a deep data.path in a run's own config.ini, or a long
+   * comment) is read here, and libinih sees an empty line in its place. */
   size_t limit = num > 3 ? (size_t)num - 3 : 0;
   if (len > limit) {
-    deck_fail(d, "line is %zu characters long, a deck line may have at most %zu "
-                 "(give a longer value with --set)", len, limit);
-    return NULL;
+    deck_long_line(d, start, len);
+    if (d->err_line) return NULL;
+    str[0] = '\n';
+    str[1] = '\0';
+    return str;
   }
   memcpy(str, start, len);
   str[len] = '\n';
@@ -783,11 +825,12 @@ static int apply_set(fh_config *cfg, const char *set) {
   int rc = 0;
   if (!eq || !dot || dot == name || !dot[1]) {
     const cfg_entry *near = eq && *name ? nearest_key(cfg, NULL, name) : NULL;
+    /* not a --set at all: a bad command line (exit 2), not a bad deck */
     if (near)
-      rc = FH_FAIL(FH_ERR_CONFIG, "--set %s: expected section.key=value (did you mean '%s'?)", shown(set, sb),
+      rc = FH_FAIL(FH_ERR_USAGE, "--set %s: expected section.key=value (did you mean '%s'?)", shown(set, sb),
                    near->spec->name);
     else
-      rc = FH_FAIL(FH_ERR_CONFIG, "--set %s: expected section.key=value", shown(set, sb));
+      rc = FH_FAIL(FH_ERR_USAGE, "--set %s: expected section.key=value", shown(set, sb));
   } else {
     cfg_entry *e = find_entry(cfg, name);
     if (!e) {
@@ -962,4 +1005,63 @@ void fh_config_write_help(FILE *out, const fh_key_spec *const *tables, int ntabl
 
 void fh_config_print_help(const fh_key_spec *const *tables, int ntables) {
   fh_config_write_help(stdout, tables, ntables);
+}
+
+/* ---- the pairs of a dumped config ----------------------------------------------- */
+
+int fh_config_pairs(const char *text, fh_cfg_pair **out) {
+  int n = 0, cap = 64;
+  fh_cfg_pair *kv = fh_malloc((size_t)cap * sizeof *kv);
+  char section[128] = "";
+  const char *p = text;
+  while (*p) {
+    const char *end = strchr(p, '\n');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    char *line = fh_malloc(len + 1); /* any length: a value may be long */
+    memcpy(line, p, len);
+    line[len] = '\0';
+    p += len + (end ? 1 : 0);
+    if (line[0] == '[') {
+      char *close = strchr(line, ']');
+      if (close) *close = '\0';
+      snprintf(section, sizeof section, "%.127s", line + 1);
+      free(line);
+      continue;
+    }
+    char *eq = strstr(line, " =");
+    if (!eq || !line[0]) {
+      free(line);
+      continue;
+    }
+    *eq = '\0';
+    const char *val = eq + 2;
+    while (*val == ' ') val++;
+    if (n == cap) {
+      cap *= 2;
+      fh_cfg_pair *grown = fh_malloc((size_t)cap * sizeof *grown);
+      memcpy(grown, kv, (size_t)n * sizeof *kv);
+      free(kv);
+      kv = grown;
+    }
+    size_t klen = strlen(section) + strlen(line) + 2;
+    kv[n].key = fh_malloc(klen);
+    snprintf(kv[n].key, klen, "%s.%s", section, line);
+    kv[n].val = fh_malloc(strlen(val) + 1);
+    memcpy(kv[n].val, val, strlen(val) + 1);
+    n++;
+    free(line);
+  }
+  *out = kv;
+  return n;
+}
+
+void fh_config_pairs_free(fh_cfg_pair *kv, int n) {
+  for (int i = 0; i < n; i++) free(kv[i].key), free(kv[i].val);
+  free(kv);
+}
+
+const char *fh_config_pairs_get(const fh_cfg_pair *kv, int n, const char *key) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(kv[i].key, key) == 0) return kv[i].val;
+  return NULL;
 }

@@ -76,6 +76,17 @@ const char *fh_cfg_deck_path(const fh_config *cfg); /* NULL when no deck */
  * order), newly allocated; written into the run's outputs. */
 char *fh_config_dump(const fh_config *cfg);
 
+/* The "section.key" = value pairs of a text fh_config_dump wrote (a run's
+ * config.ini, a checkpoint's config attribute), in order; returns how many.
+ * fh_config_pairs_get: the value of key, NULL when absent. */
+typedef struct {
+  char *key; /* "section.key" */
+  char *val;
+} fh_cfg_pair;
+int fh_config_pairs(const char *text, fh_cfg_pair **out);
+void fh_config_pairs_free(fh_cfg_pair *pairs, int n);
+const char *fh_config_pairs_get(const fh_cfg_pair *pairs, int n, const char *key);
+
 /* `fedhpc help keys`: every key with type, default, range and help, on stdout. */
 void fh_config_print_help(const fh_key_spec *const *tables, int ntables);
 /* The same text, to any stream. */

@@ -33,6 +33,14 @@ void fh_error_prefix(const char *fmt, ...) {
   snprintf(tail, sizeof tail, "%.*s", (int)sizeof tail - 1, g_msg); /* keeps the message's start if it is long */
   snprintf(g_msg, sizeof g_msg, "%s%s", head, tail);
 }
+void fh_error_suffix(const char *fmt, ...) {
+  if (g_code == 0) return;
+  size_t n = strlen(g_msg);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_msg + n, sizeof g_msg - n, fmt, ap);
+  va_end(ap);
+}
 const char *fh_error_where(void) { return g_where; }
 int fh_error_code(void) { return g_code; }
 

@@ -31,6 +31,8 @@ int fh_error_set(int code, const char *src_file, int src_line, const char *fmt, 
 const char *fh_error_msg(void);      /* "" when none */
 /* Prepends context (e.g. "round 3, client 17: ") to the recorded message. */
 void fh_error_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Appends to the recorded message (e.g. its cause); nothing when none. */
+void fh_error_suffix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *fh_error_where(void);    /* "src/x.c:12" of the first failure */
 int fh_error_code(void);
 void fh_error_clear(void);

@@ -74,22 +74,8 @@ static void h5_close(fh_source *src) {
   src->impl = NULL;
 }
 
-/* Whether every link of an absolute path like "/train/x" exists. */
-static int path_exists(hid_t file, const char *path) {
-  char prefix[256];
-  size_t len = strlen(path);
-  if (len >= sizeof prefix) return 0;
-  for (size_t i = 1; i <= len; i++) {
-    if (path[i] != '/' && path[i] != '\0') continue;
-    memcpy(prefix, path, i);
-    prefix[i] = '\0';
-    if (H5Lexists(file, prefix, H5P_DEFAULT) <= 0) return 0;
-  }
-  return 1;
-}
-
 static int open_dataset(const h5_source *s, const char *path, hid_t *out) {
-  if (!path_exists(s->file, path))
+  if (!fh_h5_path_exists(s->file, path))
     return FH_FAIL(FH_ERR_DATA, "%s: no dataset %s; see docs/dataset-format.md", s->path, path);
   *out = H5Dopen2(s->file, path, H5P_DEFAULT);
   if (*out < 0)
@@ -129,9 +115,12 @@ static int read_num_classes(h5_source *s) {
   if (a >= 0) H5Aclose(a);
   if (!ok) return FH_FAIL(FH_ERR_DATA, "%s: root attribute num_classes must be one integer", s->path);
   if (st < 0) return FH_FAIL(FH_ERR_DATA, "%s: cannot read attribute num_classes: %s", s->path, fh_h5_reason(why));
-  if (v < 2 || v > 0x7fffffff)
+  if (v < 2)
     return FH_FAIL(FH_ERR_DATA, "%s: num_classes = %lld; a classification dataset needs at least 2 classes",
                    s->path, v);
+  if (v > 1000000)
+    return FH_FAIL(FH_ERR_DATA, "%s: root attribute num_classes = %lld: more than 1000000 classes; the attribute "
+                                "is wrong (set it to the number of classes of the labels)", s->path, v);
   s->num_classes = (int)v;
   return 0;
 }
@@ -248,7 +237,7 @@ static int read_offsets(h5_source *s, int which) {
   h5_split *sp = &s->split[which];
   char path[64], why[256];
   snprintf(path, sizeof path, "%s/client_offsets", sp->group);
-  hid_t d;
+  hid_t d = H5I_INVALID_HID;
   FH_TRY(open_dataset(s, path, &d));
   int r;
   hsize_t dims[4];
@@ -325,8 +314,8 @@ static int open_source(h5_source *s) {
   FH_TRY(open_split(s, TRAIN));
   FH_TRY(open_split(s, TEST));
 
-  int has_train = path_exists(s->file, "/train/client_offsets");
-  int has_test = path_exists(s->file, "/test/client_offsets");
+  int has_train = fh_h5_path_exists(s->file, "/train/client_offsets");
+  int has_test = fh_h5_path_exists(s->file, "/test/client_offsets");
   if (has_train != has_test)
     return FH_FAIL(FH_ERR_DATA, "%s: has %s/client_offsets but no %s/client_offsets; give both or neither",
                    s->path, has_train ? "/train" : "/test", has_train ? "/test" : "/train");
@@ -414,12 +403,22 @@ static int read_labels(const h5_source *s, int which, int32_t **out) {
   char why[256];
   int32_t *y = fh_malloc(sizeof(int32_t) * (size_t)(sp->rows ? sp->rows : 1));
   *out = y;
-  if (sp->rows > 0 && H5Dread(sp->y, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) < 0)
+  /* read as 64-bit: a label beyond int32 is reported as it is, not clipped */
+  int64_t *y64 = fh_malloc(sizeof(int64_t) * (size_t)(sp->rows ? sp->rows : 1));
+  if (sp->rows > 0 && H5Dread(sp->y, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y64) < 0) {
+    free(y64);
     return FH_FAIL(FH_ERR_DATA, "%s: cannot read %s/y: %s", s->path, sp->group, fh_h5_reason(why));
-  for (hsize_t i = 0; i < sp->rows; i++)
-    if (y[i] < 0 || y[i] >= s->num_classes)
-      return FH_FAIL(FH_ERR_DATA, "%s: %s/y[%llu] = %d is outside [0, %d) (num_classes = %d)", s->path, sp->group,
-                     (unsigned long long)i, (int)y[i], s->num_classes, s->num_classes);
+  }
+  for (hsize_t i = 0; i < sp->rows; i++) {
+    if (y64[i] < 0 || y64[i] >= s->num_classes) {
+      long long bad = (long long)y64[i];
+      free(y64);
+      return FH_FAIL(FH_ERR_DATA, "%s: %s/y[%llu] = %lld is outside [0, %d) (num_classes = %d)", s->path,
+                     sp->group, (unsigned long long)i, bad, s->num_classes, s->num_classes);
+    }
+    y[i] = (int32_t)y64[i];
+  }
+  free(y64);
   return 0;
 }
 

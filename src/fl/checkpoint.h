@@ -20,6 +20,8 @@
 #define FH_CHECKPOINT_H
 
 #include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "core/config.h"
 #include "fl/run.h"
@@ -59,5 +61,9 @@ int fh_checkpoint_write(fh_run *run, const char *run_dir, int round, const fh_ro
  * broadcasts them; each rank reads its own clients' rows. */
 int fh_checkpoint_read(fh_run *run, const char *run_dir, fh_profile_history *hist, const fh_profiler *prof,
                        fh_round_metrics **rows, int *nrows, int *round);
+
+/* The hash of one row of a checkpoint dataset (see checkpoint.c: a dataset's
+ * checksum is the sum of its rows' hashes, modulo 2^64). */
+uint64_t fh_checkpoint_row_hash(const void *row, size_t bytes, uint64_t index);
 
 #endif

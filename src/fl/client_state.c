@@ -27,6 +27,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/paths.h"
 
 const fh_key_spec fh_state_keys[] = {
     {"state.backend", FH_T_ENUM, "memory", 0, 0, "memory|hdf5",
@@ -102,18 +103,10 @@ hid_t fh_client_store_h5type(fh_state_type t) {
   return -1;
 }
 
-static int mkdir_p(const char *path) {
-  char buf[4200];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, 0775) != 0 && errno != EEXIST) return -1;
-    *p = '/';
-  }
-  if (mkdir(buf, 0775) != 0 && errno != EEXIST) return -1;
-  struct stat st;
-  return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+/* Why a write of the scratch file failed, in words. */
+static const char *write_cause(const char *path) {
+  const char *c = fh_write_cause(path, errno);
+  return c[0] ? c : "is the disk of state.dir full?";
 }
 
 /* 8 hex digits of FNV-1a over the run folder's absolute path (the working
@@ -154,7 +147,7 @@ int fh_client_store_create(fh_client_store **out, const fh_config *cfg, MPI_Comm
       dir = run_dir;
       snprintf(s->path, sizeof s->path, "%s/state.rank%d.h5", dir, s->rank);
     }
-    if (mkdir_p(dir) != 0)
+    if (fh_mkdir_p(dir) != 0)
       rc = FH_FAIL(FH_ERR_OUTPUT, "state.dir = '%s': cannot create the folder: %s; set state.dir to a writable folder",
                    dir, strerror(errno));
     else if ((s->file = H5Fcreate(s->path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT)) < 0)
@@ -299,8 +292,8 @@ int fh_client_store_release(fh_client_store *s, int field, int client, int dirty
   int rc = 0;
   if (s->hdf5) {
     if ((dirty || s->held[h].fresh) && rows_io(f, client - s->first, 1, s->held[h].buf, 1) < 0)
-      rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write field '%s' of client %d; is the disk of state.dir full?", s->path,
-                   f->name, client);
+      rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write field '%s' of client %d: %s", s->path, f->name, client,
+                   write_cause(s->path));
     free(s->held[h].buf);
   }
   s->held[h] = s->held[--s->nheld];
@@ -399,8 +392,8 @@ int fh_client_store_put_rows(fh_client_store *s, int field, int first, int count
     return 0;
   }
   if (rows_io(f, i0, count, (void *)buf, 1) < 0)
-    return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write field '%s' of clients %d..%d; is the disk of state.dir full?",
-                   s->path, f->name, first, first + count - 1);
+    return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write field '%s' of clients %d..%d: %s", s->path, f->name, first,
+                   first + count - 1, write_cause(s->path));
   for (int i = 0; i < count; i++) {
     f->nset += (size_t)((init[i] != 0) - (f->init[i0 + i] != 0));
     f->init[i0 + i] = init[i] != 0;

@@ -19,6 +19,7 @@
 #include "fl/checkpoint.h"
 #include "fl/evaluate.h"
 #include "fl/run.h"
+#include "fl/run_folder.h"
 #include "io/metrics.h"
 #include "io/model_file.h"
 #include "io/profile_file.h"
@@ -30,68 +31,6 @@ static void bcast_floats(float *buf, size_t n, MPI_Comm comm) {
   const size_t chunk = (size_t)1 << 28;
   for (size_t off = 0; off < n; off += chunk)
     MPI_Bcast(buf + off, (int)(n - off < chunk ? n - off : chunk), MPI_FLOAT, 0, comm);
-}
-
-static int mkdir_p(const char *path) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
-    *p = '\0';
-    if (mkdir(buf, 0775) != 0 && errno != EEXIST) return -1;
-    *p = '/';
-  }
-  if (mkdir(buf, 0775) != 0 && errno != EEXIST) return -1;
-  struct stat st;
-  if (stat(buf, &st) != 0) return -1;
-  if (!S_ISDIR(st.st_mode)) {
-    errno = ENOTDIR;
-    return -1;
-  }
-  return 0;
-}
-
-/* Rank 0: make RUN/ and write RUN/config.ini (the resolved deck). A resumed
- * run keeps RUN/checkpoint.h5 (its outputs are rebuilt from it). */
-static int prepare_run_dir(const fh_config *cfg, const char *dir, const char *ini, int resume) {
-  if (mkdir_p(dir) != 0)
-    return FH_FAIL(FH_ERR_OUTPUT, "output.dir = '%s': cannot create the run folder '%s': %s; "
-                                  "set output.dir to a writable directory",
-                   fh_cfg_str(cfg, "output.dir"), dir, strerror(errno));
-  /* An earlier run's outputs in the same folder must not pass for this run's. */
-  static const char *const stale[] = {"metrics.h5", "profile.h5", "model.h5", "metrics.h5.partial",
-                                      "profile.h5.partial", "model.h5.partial", "profile.h5.tmp",
-                                      "model.h5.partial.tmp", "config.ini.tmp", "checkpoint.h5.tmp", "membership.h5",
-                                      "checkpoint.h5"};
-  char path[4200];
-  size_t nstale = sizeof stale / sizeof stale[0] - (resume ? 1 : 0);
-  for (size_t i = 0; i < nstale; i++) {
-    snprintf(path, sizeof path, "%s/%s", dir, stale[i]);
-    if (remove(path) != 0 && errno != ENOENT)
-      return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot remove an earlier run's file: %s; choose another output.name",
-                     path, strerror(errno));
-  }
-  /* config.ini: written whole under a temporary name, synced, then renamed,
-   * so that a run killed here (a resumed one rewrites it) never leaves a
-   * truncated deck behind. */
-  char tmp[4300];
-  snprintf(path, sizeof path, "%s/config.ini", dir);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  int ok = f && fputs(ini, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  int e = errno;
-  if (f && fclose(f) != 0 && ok) ok = 0, e = errno;
-  if (ok && rename(tmp, path) != 0) ok = 0, e = errno;
-  if (!ok) {
-    remove(tmp);
-    return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write: %s; set output.dir to a writable directory", path, strerror(e));
-  }
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) { /* the rename itself reaches the disk */
-    fsync(dfd);
-    close(dfd);
-  }
-  return 0;
 }
 
 /* A restored metrics row off the evaluation schedule (round % eval_every != 0)
@@ -413,13 +352,16 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   memset(&mf, 0, sizeof mf);
   int rc = 0;
   if (is_root) {
-    rc = prepare_run_dir(cfg, run_dir, ini, run->resume);
+    rc = fh_run_folder_prepare(cfg, run_dir, ini, run->resume);
     if (rc == 0) rc = fh_metrics_open(&mf, run_dir, ini, versions, run->nranks, run->alg->name);
   }
   rc = fh_error_agree(comm, rc);
   if (rc) {
     free(ini);
-    if (is_root) fh_metrics_close(&mf, "failed");
+    if (is_root) {
+      fh_metrics_close(&mf, "failed");
+      fh_run_folder_unlock(run_dir);
+    }
     fh_profiler_finalize(&run->prof);
     return rc;
   }
@@ -456,47 +398,11 @@ int fh_run_execute(fh_run *run, const char *run_dir_override) {
   }
   const int interrupted = rc == 0 && stop_sig;
 
-  /* Finishing: every file is first written under a temporary or .partial
-   * name; only when all of them are whole do they get their final names, the
-   * model first and metrics.h5 last, so a metrics.h5 means a complete run. */
+  /* Finishing: the final files (fl/run_folder.h). */
   double wall = MPI_Wtime() - t_start;
-  char model_path[4200], model_tmp[4200];
-  snprintf(model_path, sizeof model_path, "%s/model.h5", run_dir);
-  snprintf(model_tmp, sizeof model_tmp, "%s/model.h5.partial", run_dir);
   if (rc == 0 && !interrupted) rc = fh_addons_finish(run, run_dir); /* collective */
-  if (rc == 0 && !interrupted && is_root && fh_cfg_bool(cfg, "output.save_model")) {
-    int shape[3] = {run->data->c, run->data->h, run->data->w};
-    const size_t in = fh_model_input_size(run->model);
-    if (in != (size_t)shape[0] * shape[1] * shape[2]) /* a model on features (a header): [d, 1, 1] */
-      shape[0] = (int)in, shape[1] = shape[2] = 1;
-    const float *g = run->alg->global_model ? run->alg->global_model(run) : run->global;
-    rc = g ? fh_model_save_state(model_tmp, run->model, g, g + fh_model_nparams(run->model), shape, ini)
-           : FH_ERR_RUNTIME;
-  }
   rc = fh_error_agree(comm, rc);
-  char status[9400];
-  if (interrupted)
-    snprintf(status, sizeof status, "interrupted: %s after round %d of %d; resume with: fedhpc run %s/config.ini --resume %s",
-             fh_signal_name(stop_sig), done, R, run_dir, run_dir);
-  else
-    snprintf(status, sizeof status, rc == 0 ? "complete" : "failed: %s", fh_error_msg());
-  int rc_p = fh_profile_write(run_dir, &hist, &run->prof, status, comm);
-  if (rc == 0) rc = fh_error_agree(comm, rc_p);
-  if (is_root) {
-    if (rc != 0) snprintf(status, sizeof status, "failed: %s", fh_error_msg());
-    if (rc == 0 && !interrupted && fh_cfg_bool(cfg, "output.save_model") && rename(model_tmp, model_path) != 0)
-      rc = FH_FAIL(FH_ERR_OUTPUT, "cannot rename %s to %s: %s", model_tmp, model_path, strerror(errno));
-    if (rc != 0) {
-      remove(model_tmp);
-      snprintf(status, sizeof status, "failed: %s", fh_error_msg());
-    }
-    int rc_m = fh_metrics_close(&mf, status);
-    if (rc == 0 && rc_m != 0) { /* nothing may look complete without metrics.h5 */
-      rc = rc_m;
-      remove(model_path);
-    }
-  }
-  rc = fh_error_agree(comm, rc);
+  rc = fh_run_folder_finish(run, run_dir, &mf, &hist, rc, interrupted, stop_sig, done, ini);
   if (rc == 0 && interrupted) { /* every rank: exit FH_EXIT_REQUEUE, no error message */
     fh_info("fedhpc: stopped by %s after round %d of %d; checkpoint %s/checkpoint.h5; resume with: "
             "fedhpc run %s/config.ini --resume %s (exit code %d)",

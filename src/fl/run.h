@@ -73,6 +73,11 @@ struct fh_run {
 int fh_run_create(fh_run **out, const fh_config *cfg, MPI_Comm comm);
 /* The same with the run folder given (run_dir NULL: as fh_run_create). */
 int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const char *run_dir);
+/* Collective over the ranks of a node, before the model is allocated: the
+ * memory each rank needs for an MLP (parameters, gradients, optimiser,
+ * payload, accumulator) against MemAvailable and the cgroup's limit; a model
+ * that cannot fit is FH_ERR_CONFIG with the estimate and what is available. */
+int fh_run_memory_check(const fh_run *run);
 /* The round loop: writes the run folder (collective; errors agreed by all).
  * out_dir NULL: run->dir. */
 int fh_run_execute(fh_run *run, const char *out_dir);

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/paths.h"
 #include "core/rng.h"
 #include "fl/addon.h"
 #include "fl/evaluate.h"
@@ -38,19 +39,11 @@ const fh_key_spec *const fh_run_keys = fh_run_keys_table;
 void fh_run_keys_prepare(void) { fh_run_keys_table[0].choices = fh_algorithm_choices(); }
 
 /* RUN = output.dir / (output.name or the deck's file name without .ini). */
-static void run_dir_path(const fh_config *cfg, char *out, size_t len) {
-  const char *name = fh_cfg_str(cfg, "output.name");
-  char base[256] = "run";
-  if (name[0]) {
-    snprintf(base, sizeof base, "%s", name);
-  } else if (fh_cfg_deck_path(cfg)) {
-    const char *deck = fh_cfg_deck_path(cfg);
-    const char *slash = strrchr(deck, '/');
-    snprintf(base, sizeof base, "%s", slash ? slash + 1 : deck);
-    char *dot = strrchr(base, '.');
-    if (dot && dot != base) *dot = '\0';
-  }
+static int run_dir_path(const fh_config *cfg, char *out, size_t len) {
+  char base[256];
+  FH_TRY(fh_run_name(cfg, "run", base, sizeof base));
   snprintf(out, len, "%s/%s", fh_cfg_str(cfg, "output.dir"), base);
+  return 0;
 }
 
 int fh_run_create(fh_run **out, const fh_config *cfg, MPI_Comm comm) {
@@ -63,7 +56,7 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
   if (run_dir)
     snprintf(run->dir, sizeof run->dir, "%s", run_dir);
   else
-    run_dir_path(cfg, run->dir, sizeof run->dir);
+    FH_TRY(run_dir_path(cfg, run->dir, sizeof run->dir));
   run->comm = comm;
   MPI_Comm_rank(comm, &run->rank);
   MPI_Comm_size(comm, &run->nranks);
@@ -89,6 +82,7 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
   FH_TRY(fh_addons_enable(run));
   FH_TRY(fh_addons_data_ready(run));
 
+  FH_TRY(fh_error_agree(comm, fh_run_memory_check(run)));
   int maxb = (int)fh_cfg_int(cfg, "train.batch_size");
   int evb = (int)fh_cfg_int(cfg, "run.eval_batch");
   rc = fh_model_create(&run->model, cfg, run->data->c, run->data->h, run->data->w,

@@ -1,8 +1,13 @@
 #include "io/h5util.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
+#include "core/paths.h"
 
 int fh_h5_attr_str(hid_t obj, const char *name, const char *value) {
   hid_t t = H5Tcopy(H5T_C_S1);
@@ -112,9 +117,20 @@ static herr_t innermost_cb(unsigned n, const H5E_error2_t *e, void *data) {
 }
 
 const char *fh_h5_reason(char buf[256]) {
-  buf[0] = '\0';
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, buf);
-  if (buf[0] == '\0') snprintf(buf, 256, "HDF5 call failed");
+  char inner[256] = "";
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, inner);
+  /* Reads past the end of the file, bad signatures or checksums, an unknown
+   * object header version: a truncated or damaged file. */
+  static const char *const damaged[] = {"truncated", "addr overflow", "eoa", "EOF", "file read failed",
+                                        "signature", "checksum", "version number", "bad object header"};
+  int is_damaged = inner[0] == '\0';
+  for (size_t i = 0; i < sizeof damaged / sizeof damaged[0]; i++)
+    if (strstr(inner, damaged[i])) is_damaged = 1;
+  if (is_damaged)
+    snprintf(buf, 256, "the file is truncated or damaged (%.120s); copy or create it again",
+             inner[0] ? inner : "an HDF5 read failed");
+  else
+    snprintf(buf, 256, "%s", inner);
   return buf;
 }
 
@@ -124,3 +140,69 @@ void fh_h5_quiet_begin(fh_h5_quiet *q) {
 }
 
 void fh_h5_quiet_end(const fh_h5_quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+long long fh_h5_attr_int_get(hid_t obj, const char *name, long long dflt) {
+  long long v = dflt;
+  if (H5Aexists(obj, name) <= 0) return dflt;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0 || H5Aread(a, H5T_NATIVE_LLONG, &v) < 0) v = dflt;
+  if (a >= 0) H5Aclose(a);
+  return v;
+}
+
+int fh_h5_path_exists(hid_t loc, const char *path) {
+  char prefix[256];
+  size_t len = strlen(path);
+  if (len >= sizeof prefix) return 0;
+  for (size_t i = 1; i <= len; i++) {
+    if (path[i] != '/' && path[i] != '\0') continue;
+    memcpy(prefix, path, i);
+    prefix[i] = '\0';
+    if (H5Lexists(loc, prefix, H5P_DEFAULT) <= 0) return 0;
+  }
+  return 1;
+}
+
+hid_t fh_h5_mem_create(void) {
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_fapl_core(fapl, (size_t)1 << 20, 0);
+  hid_t f = H5Fcreate("fedhpc-in-memory.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
+  return f;
+}
+
+int fh_h5_mem_commit(hid_t f, const char *path) {
+  ssize_t n = H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 ? -1 : H5Fget_file_image(f, NULL, 0);
+  char *img = n > 0 ? malloc((size_t)n) : NULL;
+  if (img && H5Fget_file_image(f, img, (size_t)n) != n) n = -1;
+  H5Fclose(f); /* in memory: nothing to fail */
+  if (n <= 0 || !img) {
+    free(img);
+    return FH_FAIL(FH_ERR_RUNTIME, "%s: cannot build the file in memory (%lld bytes)", path, (long long)n);
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = 0;
+  if (fd < 0) e = errno;
+  for (size_t off = 0; fd >= 0 && e == 0 && off < (size_t)n;) {
+    ssize_t w = write(fd, img + off, (size_t)n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) e = w < 0 ? errno : ENOSPC;
+    else off += (size_t)w;
+  }
+  if (fd >= 0 && e == 0 && fsync(fd) != 0) e = errno;
+  if (fd >= 0 && close(fd) != 0 && e == 0) e = errno;
+  free(img);
+  if (e == 0) return 0;
+  if (fd >= 0) unlink(path);
+  const char *cause = fh_write_cause(path, e);
+  return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write %lld bytes: %s; free space or set output.dir to another file system",
+                 path, (long long)n, cause[0] ? cause : strerror(e));
+}
+
+int fh_h5_close(hid_t f, const char *path) {
+  if (f < 0) return 0;
+  if (H5Fclose(f) >= 0) return 0;
+  const char *cause = fh_write_cause(path, errno);
+  return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write the file's last data%s%s", path, cause[0] ? ": " : "", cause);
+}
+
+int fh_h5_files_left_open(void) { return H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_FILE) > 0; }

@@ -47,3 +47,28 @@ void fh_h5_quiet_end(const fh_h5_quiet *q);
 const char *fh_h5_reason(char buf[256]);
 
 #endif
+
+/* An integer attribute of obj, or dflt when it is missing or unreadable. */
+long long fh_h5_attr_int_get(hid_t obj, const char *name, long long dflt);
+
+/* Whether every link of a path like "/train/x" or "metrics/round" exists. */
+int fh_h5_path_exists(hid_t loc, const char *path);
+
+/* Files rank 0 writes whole (model, profile, partition, features): built in
+ * memory (HDF5's core driver, no backing store) and written to disk by
+ * fh_h5_mem_commit with plain write() calls, so that a full disk is one
+ * failed write with its cause, never an HDF5 file that cannot be closed. */
+hid_t fh_h5_mem_create(void);
+/* Writes f's image to path (created or truncated, then fsynced) and closes f,
+ * also on failure. 0, or FH_ERR_OUTPUT naming path and the cause ("no space
+ * left on device"); a failed write removes path. */
+int fh_h5_mem_commit(hid_t f, const char *path);
+
+/* A file that cannot be closed (a write to it failed: HDF5 1.10 would flush
+ * it again at close, fail, and leave a half-closed file that crashes the
+ * library's shutdown in MPI_Finalize): left open. Closes f when its data are
+ * whole (H5Fclose succeeds), else leaves it open; 0 or FH_ERR_OUTPUT. */
+int fh_h5_close(hid_t f, const char *path);
+/* Whether any HDF5 file is still open (left open after a failed write): the
+ * process must then end without shutting the HDF5 library down. */
+int fh_h5_files_left_open(void);

@@ -5,7 +5,14 @@
  * a finished run. A failed run leaves metrics.h5.partial with status
  * "failed: <message>", a run stopped by a signal "interrupted: <how to resume>".
  * Every row written is also kept in mf->rows (phase[FH_PH_IO] included once
- * the row is finished), so a checkpoint can carry the history. */
+ * the row is finished), so a checkpoint can carry the history.
+ *
+ * A full disk: every finished row is first appended as one line to the text
+ * file RUN/metrics.rows.csv (header: the column paths), which an append that
+ * fails cannot damage beyond its own last line; then it goes to the HDF5
+ * file. When an HDF5 write fails the file is left as it was last flushed (a
+ * failed HDF5 flush can leave it unreadable) and the error names the rows
+ * kept in the CSV. A complete run removes the CSV. */
 #ifndef FH_METRICS_H
 #define FH_METRICS_H
 
@@ -68,6 +75,9 @@ typedef struct {
   int nrows, cap;
   int ncols;
   fh_h5_series col[FH_METRIC_MAX_COLUMNS]; /* one per fh_metric_columns entry */
+  char csv_path[4096];
+  int csv_fd;  /* metrics.rows.csv, or -1 */
+  int broken;  /* an HDF5 write failed: the file is left open, never written again */
 } fh_metrics_file;
 
 /* attrs: resolved config (INI text), library versions, ranks, revision. */

@@ -2,6 +2,7 @@
 #include "io/model_file.h"
 
 #include <hdf5.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +27,8 @@ int fh_model_save_state(const char *path, const fh_model *m, const float *params
                         const float *buffers, const int in_shape[3], const char *config_ini) {
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create file; check that output.dir is writable and not full", tmp);
+  hid_t f = fh_h5_mem_create(); /* written to disk whole by fh_h5_mem_commit */
+  if (f < 0) return FH_FAIL(FH_ERR_RUNTIME, "%s: cannot create the file in memory", tmp);
   if (!buffers) buffers = fh_model_buffers_ro(m);
   hid_t g = fh_h5_group(f, "params");
   int rc = write_views(g, fh_model_view, fh_model_nviews(m), m, params);
@@ -47,12 +48,16 @@ int fh_model_save_state(const char *path, const fh_model *m, const float *params
     H5Sclose(sp);
   }
   if (rc == 0 && config_ini) rc = fh_h5_attr_str(f, "config", config_ini);
-  if (H5Fclose(f) < 0 && rc == 0) rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot close file", tmp);
   if (rc != 0) {
-    remove(tmp);
+    H5Fclose(f);
     return rc;
   }
-  if (rename(tmp, path) != 0) return FH_FAIL(FH_ERR_OUTPUT, "cannot rename %s to %s", tmp, path);
+  FH_TRY(fh_h5_mem_commit(f, tmp));
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    remove(tmp);
+    return FH_FAIL(FH_ERR_OUTPUT, "cannot rename %s to %s: %s", tmp, path, strerror(e));
+  }
   return 0;
 }
 

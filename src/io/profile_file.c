@@ -95,7 +95,7 @@ int fh_profile_write(const char *run_dir, const fh_profile_history *h, const fh_
   snprintf(tmp, sizeof tmp, "%s/profile.h5.tmp", run_dir);
   remove(final);
   remove(partial);
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t f = fh_h5_mem_create(); /* written to disk whole by fh_h5_mem_commit */
   int go = f >= 0;
   MPI_Bcast(&go, 1, MPI_INT, 0, comm);
   if (!go) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create file; check that output.dir is writable and not full", tmp);
@@ -153,11 +153,11 @@ int fh_profile_write(const char *run_dir, const fh_profile_history *h, const fh_
   if (dt >= 0) H5Dclose(dt);
   if (df >= 0) H5Dclose(df);
   if (dc >= 0) H5Dclose(dc);
-  if (H5Fclose(f) < 0 && rc == 0) rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot close file", tmp);
   if (rc != 0) {
-    remove(tmp);
+    H5Fclose(f);
     return rc;
   }
+  FH_TRY(fh_h5_mem_commit(f, tmp));
   if (rename(tmp, complete ? final : partial) != 0)
     return FH_FAIL(FH_ERR_OUTPUT, "cannot rename %s to %s", tmp, complete ? final : partial);
   return 0;

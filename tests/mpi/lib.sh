@@ -58,3 +58,28 @@ fh_cases() {
     echo "$name|$alg|${sets# }|$measured"
   done <<<"$listing"
 }
+
+# fh_expect NAME CODE PATTERN NP [VAR=VALUE ...] -- ARGS...: the binary on NP
+# ranks (with those environment variables) ends within 60 s with exit CODE, no
+# rank killed by a signal, and exactly one error line, matching PATTERN (grep
+# -E); counts the case in FAULT_CASES. The output is in $TMP/NAME.log.
+FAULT_CASES=0
+fh_expect() {
+  local name=$1 code=$2 pat=$3 np=$4 envs=() rc=0 t0=$SECONDS
+  shift 4
+  while [[ $# -gt 0 && $1 =~ ^[A-Z_][A-Z0-9_]*= ]]; do envs+=(-x "$1"); shift; done
+  [[ ${1:-} != -- ]] || shift
+  timeout 60 "$MPIEXEC" --allow-run-as-root --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS=1 "${envs[@]}" \
+    "$FEDHPC" "$@" >"$TMP/$name.log" 2>&1 || rc=$?
+  [[ $rc -ne 124 ]] || { tail -20 "$TMP/$name.log"; fail "$name: still running after 60 s (a hang)"; }
+  [[ $rc -eq $code ]] || { tail -30 "$TMP/$name.log"; fail "$name: exit $rc, expected $code"; }
+  ! grep -qiE "exited on signal|segmentation fault" "$TMP/$name.log" \
+    || { cat "$TMP/$name.log"; fail "$name: a rank died of a signal"; }
+  local nerr
+  nerr=$(grep -c "^fedhpc: error:" "$TMP/$name.log" || true)
+  [[ $nerr -eq 1 ]] || { cat "$TMP/$name.log"; fail "$name: $nerr error lines, expected 1"; }
+  grep "^fedhpc: error:" "$TMP/$name.log" | grep -qE -- "$pat" \
+    || { grep "^fedhpc: error:" "$TMP/$name.log"; fail "$name: the error line does not match /$pat/"; }
+  FAULT_CASES=$((FAULT_CASES + 1))
+  ok "$name: exit $rc in $((SECONDS - t0)) s: $(grep '^fedhpc: error:' "$TMP/$name.log" | cut -c1-170)"
+}

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/paths.h"
 #include "core/rng.h"
 #include "core/signals.h"
 #include "data/dataset.h"
@@ -48,14 +49,8 @@ void fh_pm_path(const fh_config *cfg, char *out, size_t len) {
     snprintf(out, len, "%s", p);
     return;
   }
-  char base[256] = "run";
-  const char *deck = fh_cfg_deck_path(cfg);
-  if (deck) {
-    const char *slash = strrchr(deck, '/');
-    snprintf(base, sizeof base, "%s", slash ? slash + 1 : deck);
-    char *dot = strrchr(base, '.');
-    if (dot && dot != base) *dot = '\0';
-  }
+  char base[256];
+  fh_deck_name(cfg, "run", base, sizeof base);
   snprintf(out, len, "%s/%s.pm.h5", fh_cfg_str(cfg, "output.dir"), base);
 }
 
