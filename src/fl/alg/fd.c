@@ -206,7 +206,7 @@ static void fd_destroy(fh_run *run) {
 
 /* Tests: heterogeneous MLPs ending in 16 features take the deck's vectors. */
 static const fh_test_case fd_tests[] = {
-    {"fd", FH_TEST_RESUME_SHORT | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2", "", NULL},
+    {"fd", FH_TEST_RESUME_SHORT | FH_TEST_DECK, FH_HETERO_TEST_SETTINGS, "", NULL},
     {NULL, 0, NULL, NULL, NULL}};
 
 const fh_algorithm fh_alg_fd = {

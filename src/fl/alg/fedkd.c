@@ -257,7 +257,7 @@ static void fedkd_destroy(fh_run *run) {
  * factors of rank 4 at most (factors, not dense matrices, travel) and the
  * energy schedule over the 6 rounds of the longest run. */
 static const fh_test_case fedkd_tests[] = {
-    {"fedkd", FH_TEST_RESUME_SHORT | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2 model.hidden=16 fedkd.max_rank=4 fedkd.energy_rounds=6", "", NULL},
+    {"fedkd", FH_TEST_RESUME_SHORT | FH_TEST_DECK, FH_HETERO_TEST_SETTINGS " model.hidden=16 fedkd.max_rank=4 fedkd.energy_rounds=6", "", NULL},
     {NULL, 0, NULL, NULL, NULL}};
 
 const fh_algorithm fh_alg_fedkd = {

@@ -64,7 +64,7 @@ static void fml_destroy(fh_run *run) {
 
 /* Tests: heterogeneous MLPs; the shared meme model an mlp-16 too. */
 static const fh_test_case fml_tests[] = {
-    {"fml", FH_TEST_RESUME_SHORT | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2 model.hidden=16", "", NULL},
+    {"fml", FH_TEST_RESUME_SHORT | FH_TEST_DECK, FH_HETERO_TEST_SETTINGS " model.hidden=16", "", NULL},
     {NULL, 0, NULL, NULL, NULL}};
 
 const fh_algorithm fh_alg_fml = {

@@ -60,7 +60,7 @@ static void standalone_destroy(fh_run *run) {
 }
 
 static const fh_test_case standalone_tests[] = {
-    {"standalone", FH_TEST_RESUME_SHORT | FH_TEST_DECK, "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2", "", NULL},
+    {"standalone", FH_TEST_RESUME_SHORT | FH_TEST_DECK, FH_HETERO_TEST_SETTINGS, "", NULL},
     {NULL, 0, NULL, NULL, NULL}};
 
 const fh_algorithm fh_alg_standalone = {

@@ -231,4 +231,9 @@ double fh_hetero_client_bytes(const fh_hetero *h, const fh_hetero_fields *f);
 int fh_hetero_train_ce(fh_hetero *h, fh_hnet *n, const fh_split *sp, fh_rng *rng, float *mom,
                        long long *steps, double *last_loss);
 
+/* The registry-driven tests' settings for a model-heterogeneous method on
+ * their deck's 60-feature vectors: heterogeneous MLPs ending in 16 features,
+ * two epochs (src/fl/algorithm.h, fh_test_case). */
+#define FH_HETERO_TEST_SETTINGS "hetero.models=mlp-32-16,mlp-24-16,mlp-20-16 hetero.epochs=2"
+
 #endif
