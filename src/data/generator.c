@@ -51,28 +51,9 @@ static void factor(const double *cov, const double *floor_, int q, double *chol)
   for (int j = 0; j < q; j++) chol[j * q + j] = sqrt(floor_[j] > 0 ? floor_[j] : 1e-12);
 }
 
-int fh_gmm_fit(const double *z, int n, int q, int K, int iters, double var_floor, int full, fh_rng *r, double *w,
-               double *mu, double *cov) {
-  if (n <= 0 || K <= 0) return 0;
-  const int k = K < n ? K : n;
-  const size_t qq = (size_t)q * q;
-  double *dmean = fh_calloc((size_t)q, sizeof(double)), *floor_ = fh_calloc((size_t)q, sizeof(double));
-  for (int i = 0; i < n; i++)
-    for (int j = 0; j < q; j++) dmean[j] += z[(size_t)i * q + j];
-  for (int j = 0; j < q; j++) dmean[j] /= n;
-  for (int i = 0; i < n; i++)
-    for (int j = 0; j < q; j++) {
-      const double e = z[(size_t)i * q + j] - dmean[j];
-      floor_[j] += e * e;
-    }
-  memset(cov, 0, (size_t)k * qq * sizeof(double));
-  for (int j = 0; j < q; j++) {
-    const double v = floor_[j] / n;
-    floor_[j] = var_floor * v > 1e-12 ? var_floor * v : 1e-12;
-    for (int c = 0; c < k; c++) cov[c * qq + (size_t)j * q + j] = v > floor_[j] ? v : floor_[j];
-  }
-  /* k-means++ seeding: each next center drawn with probability ~ squared
-   * distance to the nearest center chosen so far */
+/* k-means++ seeding of the k means mu [k, q]: each next center drawn with
+ * probability ~ squared distance to the nearest center chosen so far. */
+static void kmeanspp_seed(const double *z, int n, int q, int k, fh_rng *r, double *mu) {
   double *d2 = fh_malloc((size_t)n * sizeof(double));
   int first = (int)fh_rng_below(r, (uint32_t)n);
   memcpy(mu, z + (size_t)first * q, (size_t)q * sizeof(double));
@@ -104,68 +85,107 @@ int fh_gmm_fit(const double *z, int n, int q, int K, int iters, double var_floor
     }
     memcpy(mu + (size_t)c * q, z + (size_t)pick * q, (size_t)q * sizeof(double));
   }
-  for (int c = 0; c < k; c++) w[c] = 1.0 / k;
+  free(d2);
+}
 
-  /* EM: log N(z; mu, L L^T) = -(q log 2 pi + 2 sum log L_jj + |L^-1 (z - mu)|^2) / 2 */
+/* EM's E step: resp [n, k] the responsibilities of the k components (weights
+ * w, means mu, covariances cov [k, q, q] factored into chol with floor_) for
+ * every row. log N(z; mu, L L^T) = -(q log 2 pi + 2 sum log L_jj + |L^-1 (z - mu)|^2) / 2.
+ * Scratch: logc [k], e [q]. */
+static void gmm_e_step(const double *z, int n, int q, int k, const double *w, const double *mu, const double *cov,
+                       const double *floor_, double *chol, double *logc, double *e, double *resp) {
+  const size_t qq = (size_t)q * q;
+  for (int c = 0; c < k; c++) {
+    factor(cov + c * qq, floor_, q, chol + c * qq);
+    double s = q * log(2 * M_PI);
+    for (int j = 0; j < q; j++) s += 2 * log(chol[c * qq + (size_t)j * q + j]);
+    logc[c] = (w[c] > 0 ? log(w[c]) : -INFINITY) - 0.5 * s;
+  }
+  for (int i = 0; i < n; i++) {
+    double *ri = resp + (size_t)i * k, best = -INFINITY;
+    for (int c = 0; c < k; c++) {
+      const double *L = chol + c * qq;
+      double s = 0;
+      for (int j = 0; j < q; j++) { /* forward substitution L e = z - mu */
+        double t = z[(size_t)i * q + j] - mu[(size_t)c * q + j];
+        for (int l = 0; l < j; l++) t -= L[(size_t)j * q + l] * e[l];
+        e[j] = t / L[(size_t)j * q + j];
+        s += e[j] * e[j];
+      }
+      ri[c] = logc[c] - 0.5 * s;
+      if (ri[c] > best) best = ri[c];
+    }
+    double tot = 0;
+    for (int c = 0; c < k; c++) tot += ri[c] = exp(ri[c] - best);
+    for (int c = 0; c < k; c++) ri[c] /= tot;
+  }
+}
+
+/* EM's M step: weights, means and (full or diagonal) covariances from resp,
+ * each variance at least floor_; an empty component keeps its place. */
+static void gmm_m_step(const double *z, int n, int q, int k, int full, const double *resp, const double *floor_,
+                       double *w, double *mu, double *cov, double *e) {
+  const size_t qq = (size_t)q * q;
+  for (int c = 0; c < k; c++) {
+    double nc = 0;
+    for (int i = 0; i < n; i++) nc += resp[(size_t)i * k + c];
+    w[c] = nc / n;
+    if (nc < 1e-10) continue;
+    double *m = mu + (size_t)c * q, *v = cov + c * qq;
+    for (int j = 0; j < q; j++) m[j] = 0;
+    for (int i = 0; i < n; i++) {
+      const double a = resp[(size_t)i * k + c];
+      for (int j = 0; j < q; j++) m[j] += a * z[(size_t)i * q + j];
+    }
+    for (int j = 0; j < q; j++) m[j] /= nc;
+    memset(v, 0, qq * sizeof(double));
+    for (int i = 0; i < n; i++) {
+      const double a = resp[(size_t)i * k + c];
+      for (int j = 0; j < q; j++) e[j] = z[(size_t)i * q + j] - m[j];
+      for (int j = 0; j < q; j++)
+        for (int l = full ? 0 : j; l <= j; l++) v[(size_t)j * q + l] += a * e[j] * e[l];
+    }
+    for (int j = 0; j < q; j++) {
+      for (int l = 0; l <= j; l++) v[(size_t)j * q + l] /= nc;
+      for (int l = 0; l < j; l++) v[(size_t)l * q + j] = v[(size_t)j * q + l];
+      if (v[(size_t)j * q + j] < floor_[j]) v[(size_t)j * q + j] = floor_[j];
+    }
+  }
+}
+
+int fh_gmm_fit(const double *z, int n, int q, int K, int iters, double var_floor, int full, fh_rng *r, double *w,
+               double *mu, double *cov) {
+  if (n <= 0 || K <= 0) return 0;
+  const int k = K < n ? K : n;
+  const size_t qq = (size_t)q * q;
+  double *dmean = fh_calloc((size_t)q, sizeof(double)), *floor_ = fh_calloc((size_t)q, sizeof(double));
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < q; j++) dmean[j] += z[(size_t)i * q + j];
+  for (int j = 0; j < q; j++) dmean[j] /= n;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < q; j++) {
+      const double e = z[(size_t)i * q + j] - dmean[j];
+      floor_[j] += e * e;
+    }
+  memset(cov, 0, (size_t)k * qq * sizeof(double));
+  for (int j = 0; j < q; j++) {
+    const double v = floor_[j] / n;
+    floor_[j] = var_floor * v > 1e-12 ? var_floor * v : 1e-12;
+    for (int c = 0; c < k; c++) cov[c * qq + (size_t)j * q + j] = v > floor_[j] ? v : floor_[j];
+  }
+  kmeanspp_seed(z, n, q, k, r, mu);
+  for (int c = 0; c < k; c++) w[c] = 1.0 / k;
   double *resp = fh_malloc((size_t)n * (size_t)k * sizeof(double));
   double *logc = fh_malloc((size_t)k * sizeof(double)), *chol = fh_malloc((size_t)k * qq * sizeof(double));
   double *e = fh_malloc((size_t)q * sizeof(double));
   for (int it = 0; it < iters; it++) {
-    for (int c = 0; c < k; c++) {
-      factor(cov + c * qq, floor_, q, chol + c * qq);
-      double s = q * log(2 * M_PI);
-      for (int j = 0; j < q; j++) s += 2 * log(chol[c * qq + (size_t)j * q + j]);
-      logc[c] = (w[c] > 0 ? log(w[c]) : -INFINITY) - 0.5 * s;
-    }
-    for (int i = 0; i < n; i++) {
-      double *ri = resp + (size_t)i * k, best = -INFINITY;
-      for (int c = 0; c < k; c++) {
-        const double *L = chol + c * qq;
-        double s = 0;
-        for (int j = 0; j < q; j++) { /* forward substitution L e = z - mu */
-          double t = z[(size_t)i * q + j] - mu[(size_t)c * q + j];
-          for (int l = 0; l < j; l++) t -= L[(size_t)j * q + l] * e[l];
-          e[j] = t / L[(size_t)j * q + j];
-          s += e[j] * e[j];
-        }
-        ri[c] = logc[c] - 0.5 * s;
-        if (ri[c] > best) best = ri[c];
-      }
-      double tot = 0;
-      for (int c = 0; c < k; c++) tot += ri[c] = exp(ri[c] - best);
-      for (int c = 0; c < k; c++) ri[c] /= tot;
-    }
-    for (int c = 0; c < k; c++) {
-      double nc = 0;
-      for (int i = 0; i < n; i++) nc += resp[(size_t)i * k + c];
-      w[c] = nc / n;
-      if (nc < 1e-10) continue; /* an empty component keeps its place */
-      double *m = mu + (size_t)c * q, *v = cov + c * qq;
-      for (int j = 0; j < q; j++) m[j] = 0;
-      for (int i = 0; i < n; i++) {
-        const double a = resp[(size_t)i * k + c];
-        for (int j = 0; j < q; j++) m[j] += a * z[(size_t)i * q + j];
-      }
-      for (int j = 0; j < q; j++) m[j] /= nc;
-      memset(v, 0, qq * sizeof(double));
-      for (int i = 0; i < n; i++) {
-        const double a = resp[(size_t)i * k + c];
-        for (int j = 0; j < q; j++) e[j] = z[(size_t)i * q + j] - m[j];
-        for (int j = 0; j < q; j++)
-          for (int l = full ? 0 : j; l <= j; l++) v[(size_t)j * q + l] += a * e[j] * e[l];
-      }
-      for (int j = 0; j < q; j++) {
-        for (int l = 0; l <= j; l++) v[(size_t)j * q + l] /= nc;
-        for (int l = 0; l < j; l++) v[(size_t)l * q + j] = v[(size_t)j * q + l];
-        if (v[(size_t)j * q + j] < floor_[j]) v[(size_t)j * q + j] = floor_[j];
-      }
-    }
+    gmm_e_step(z, n, q, k, w, mu, cov, floor_, chol, logc, e, resp);
+    gmm_m_step(z, n, q, k, full, resp, floor_, w, mu, cov, e);
   }
   free(resp);
   free(logc);
   free(chol);
   free(e);
-  free(d2);
   free(dmean);
   free(floor_);
   return k;
