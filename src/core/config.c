@@ -306,7 +306,9 @@ static void free_list(char **elems, int n) {
 }
 
 /* raw (untrimmed) -> *out for spec's type. Returns 0, or -1 with a message such
- * as "run.rounds = 'ten' is not an integer" in msg. */
+ * as "run.rounds = 'ten' is not an integer" in msg. Long on purpose: one case
+ * per key type, each the whole syntax-and-range rule of that type next to the
+ * others, so a rule and its message are read in one place. */
 static int parse_value(const fh_key_spec *spec, const char *raw, cfg_value *out, char *msg,
                        size_t size) {
   memset(out, 0, sizeof *out);

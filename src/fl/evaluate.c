@@ -244,6 +244,9 @@ static void eval_global_test(fh_evaluator *ev, fh_run *run, int64_t out[4]) {
 
 /* ---- one evaluation ------------------------------------------------------------ */
 
+/* Long on purpose: the evaluation modes in their documented order (global
+ * model, each client's own, fine-tuning, held-out clients) over one table of
+ * counts that a single reduction sums, so the modes share one collective. */
 int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
   const int K = ev->K;
   fh_model *model = run->model;

@@ -71,6 +71,10 @@ static int write_rank_slab(hid_t d, int ndim, const hsize_t *dims, int rank, hid
   return st < 0 ? FH_FAIL(FH_ERR_OUTPUT, "cannot write profile data of rank %d", rank) : 0;
 }
 
+/* Long on purpose: both sides of one collective in one place (the other ranks
+ * answer rank 0's request with their rows, rank 0 builds the file in memory
+ * and writes each rank's rows as they arrive), so the matching sends,
+ * receives and broadcasts are read together. */
 int fh_profile_write(const char *run_dir, const fh_profile_history *h, const fh_profiler *p,
                      const char *status, MPI_Comm comm) {
   int rank, nranks;

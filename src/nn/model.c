@@ -143,6 +143,10 @@ int fh_model_append_join(fh_model *m, fh_layer L, int src, int src2) {
 
 void fh_model_append(fh_model *m, fh_layer L) { fh_model_append_from(m, L, m->nlayers - 1); }
 
+/* Long on purpose: the model's layout in one pass (parameter and buffer
+ * views, the payload limit, the readers of each output for backward, the
+ * activation workspace), each step commented, all of them reading the same
+ * running offsets. */
 int fh_model_finish(fh_model *m) {
   /* Place the views: parameters and buffers in layer order, each tensor right
    * after the previous one, so the flat layout is the state_dict order. */

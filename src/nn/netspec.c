@@ -81,7 +81,9 @@ static void free_items(ns_item *it, int n) {
 
 static int is_word(int ch) { return isalnum(ch) || ch == '_'; }
 
-/* Parses layers from *p until the end (depth 0) or ']' (inside a block). */
+/* Parses layers from *p until the end (depth 0) or ']' (inside a block).
+ * Long on purpose: one scanning loop of the grammar, whose cursor, layer
+ * position and error messages every token kind shares. */
 static int parse_list(const char **p, ns_item **out, int *nout, int *pos, int depth) {
   ns_item *items = NULL;
   int n = 0, cap = 0, rc = 0;
@@ -583,6 +585,9 @@ static int build_res(ns_state *st, const ns_item *it, const char *prefix, int in
   return 0;
 }
 
+/* One layer of the list onto the model. Long on purpose: one branch per layer
+ * kind, each a key check, a name and a builder call; the table of kinds is
+ * this function. */
 static int build_item(ns_state *st, const ns_item *it, const char *prefix, ns_counters *cnt) {
   const char *kd = it->kind;
   const int *in = st->shape;

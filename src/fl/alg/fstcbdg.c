@@ -213,6 +213,9 @@ static void alloc_scratch(fst_state *s, int G) {
   }
 }
 
+/* Long on purpose: the setup in order (keys and refusals, the linear-head
+ * check, the zero-shot head W = s T, the variant's settings, the pseudo-label
+ * field, scratch), each step commented and sharing the state it fills. */
 static int fst_setup(fh_run *run) {
   fst_state *s = fh_calloc(1, sizeof *s);
   run->alg_state = s;
