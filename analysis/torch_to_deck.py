@@ -18,7 +18,7 @@ as a fedhpc model file (analysis/torch_to_h5.py's format, arch 'layers'):
 
 Expressible: Conv2d (square kernel, one stride and padding, groups, any
 bias), MaxPool2d / AvgPool2d (square, ceil_mode, padding; AvgPool2d with
-count_include_pad=True), AdaptiveAvgPool2d(1), BatchNorm1d/2d (affine,
+count_include_pad=True), AdaptiveAvgPool2d (square output), BatchNorm1d/2d (affine,
 tracking, eps 1e-5, momentum 0.1), ReLU, ELU, LeakyReLU, Dropout, Flatten,
 Linear, the functional forms (F.relu, torch.flatten(x, 1), x.view(x.size(0),
 -1), ...), and residual blocks: an addition of a chain of layers and either
@@ -135,9 +135,10 @@ class Tracer:
                                          ",s=%d" % s if s != k else "", ",p=%d" % p if p else "",
                                          ",ceil" if m.ceil_mode else "")
             if isinstance(m, nn.AdaptiveAvgPool2d):
-                if pair(m.output_size) != (1, 1):
-                    refuse(n, "AdaptiveAvgPool2d(%s) (only output size 1)" % (m.output_size,))
-                return "gap"
+                o = pair(m.output_size)
+                if o[0] != o[1]:
+                    refuse(n, "AdaptiveAvgPool2d(%s) (only square output sizes)" % (m.output_size,))
+                return "gap" if o == (1, 1) else "adaptiveavgpool(%d)" % o[0]
             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 if not m.affine or not m.track_running_stats or m.momentum != 0.1 or m.eps != 1e-5:
                     refuse(n, "%s without the defaults (affine, tracked statistics, eps 1e-5, "

@@ -614,10 +614,10 @@ static int build_item(ns_state *st, const ns_item *it, const char *prefix, ns_co
   if (!strcmp(kd, "gap") || !strcmp(kd, "adaptiveavgpool")) {
     FH_TRY(check_keys(it, "", strcmp(kd, "gap") ? 1 : 0));
     const char *o = arg_pos(it, 0);
-    if (o && strcmp(o, "1"))
-      return FH_FAIL(FH_ERR_CONFIG, AT(it) "only adaptive pooling to 1x1 is supported", ATA(it));
+    int osz = 1;
+    if (o) FH_TRY(parse_int(it, "output_size", o, 1, 1 << 20, &osz));
     FH_TRY(layer_name(name, sizeof name, it, prefix, "avgpool", &cnt->pool, 0));
-    append(st, fh_layer_adaptive_avgpool1(name, in[0], in[1], in[2]));
+    append(st, fh_layer_adaptive_avgpool(name, in[0], in[1], in[2], osz, osz));
     return 0;
   }
   if (!strcmp(kd, "bn") || !strcmp(kd, "bn1d") || !strcmp(kd, "bn2d")) {

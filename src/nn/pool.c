@@ -320,6 +320,50 @@ static void global_backward(const fh_layer *L, const fh_layer_ctx *c, const floa
   if (dx) fh_global_avgpool_backward(dx, dy, B, L->in_shape[0], L->in_shape[1] * L->in_shape[2]);
 }
 
+/* Adaptive average pooling to oh x ow (iarg[0], iarg[1]), PyTorch's bins:
+ * output row i averages input rows floor(i H / oh) .. ceil((i + 1) H / oh) - 1,
+ * likewise for columns (bins may overlap when H is not a multiple of oh).
+ * x [B, C, H, W] -> y [B, C, oh, ow]. */
+static void adaptive_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y, int B) {
+  (void)c;
+  const int C = L->in_shape[0], H = L->in_shape[1], W = L->in_shape[2], oh = L->iarg[0], ow = L->iarg[1];
+  for (int bc = 0; bc < B * C; bc++) {
+    const float *xp = x + (size_t)bc * H * W;
+    float *yp = y + (size_t)bc * oh * ow;
+    for (int i = 0; i < oh; i++) {
+      const int h0 = i * H / oh, h1 = ((i + 1) * H + oh - 1) / oh;
+      for (int j = 0; j < ow; j++) {
+        const int w0 = j * W / ow, w1 = ((j + 1) * W + ow - 1) / ow;
+        float sum = 0.0f;
+        for (int h = h0; h < h1; h++)
+          for (int w = w0; w < w1; w++) sum += xp[h * W + w];
+        yp[i * ow + j] = sum / (float)((h1 - h0) * (w1 - w0));
+      }
+    }
+  }
+}
+
+static void adaptive_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x, const float *y,
+                              const float *dy, float *dx, int B) {
+  (void)c, (void)x, (void)y;
+  if (!dx) return;
+  const int C = L->in_shape[0], H = L->in_shape[1], W = L->in_shape[2], oh = L->iarg[0], ow = L->iarg[1];
+  memset(dx, 0, (size_t)B * C * H * W * sizeof(float));
+  for (int bc = 0; bc < B * C; bc++) {
+    float *dxp = dx + (size_t)bc * H * W;
+    const float *dyp = dy + (size_t)bc * oh * ow;
+    for (int i = 0; i < oh; i++) {
+      const int h0 = i * H / oh, h1 = ((i + 1) * H + oh - 1) / oh;
+      for (int j = 0; j < ow; j++) {
+        const int w0 = j * W / ow, w1 = ((j + 1) * W + ow - 1) / ow;
+        const float g = dyp[i * ow + j] / (float)((h1 - h0) * (w1 - w0));
+        for (int h = h0; h < h1; h++)
+          for (int w = w0; w < w1; w++) dxp[h * W + w] += g;
+      }
+    }
+  }
+}
+
 /* Comparisons and window sums are element-wise, memory-bound work: no products
  * to count. */
 static double no_flops(const fh_layer *L, int B) {
@@ -342,6 +386,20 @@ static void global_describe(const fh_layer *L, char *buf, size_t cap) {
   (void)L;
   snprintf(buf, cap, "AdaptiveAvgPool2d(output_size=1)");
 }
+
+static void adaptive_describe(const fh_layer *L, char *buf, size_t cap) {
+  snprintf(buf, cap, "AdaptiveAvgPool2d(output_size=(%d, %d))", L->iarg[0], L->iarg[1]);
+}
+
+static const fh_layer_ops adaptive_ops = {
+    .kind_name = "AdaptiveAvgPool2d",
+    .forward = adaptive_forward,
+    .backward = adaptive_backward,
+    .init = NULL,
+    .flops_forward = no_flops,
+    .flops_backward = no_flops,
+    .describe = adaptive_describe,
+};
 
 static const fh_layer_ops maxpool_ops = {
     .kind_name = "MaxPool2d",
@@ -434,4 +492,16 @@ fh_layer fh_layer_adaptive_avgpool1(const char *name, int c, int h, int w) {
     abort();
   }
   return pool_layer(name, &global_ops, FH_LAYER_ADAPTIVE_AVGPOOL2D, c, h, w, 1, 1);
+}
+
+fh_layer fh_layer_adaptive_avgpool(const char *name, int c, int h, int w, int oh, int ow) {
+  if (oh == 1 && ow == 1) return fh_layer_adaptive_avgpool1(name, c, h, w);
+  if (c < 1 || h < 1 || w < 1 || oh < 1 || ow < 1) {
+    fprintf(stderr, "fedhpc: internal error: AdaptiveAvgPool2d layer '%s': input [%d, %d, %d] to %dx%d\n", name, c,
+            h, w, oh, ow);
+    abort();
+  }
+  fh_layer L = pool_layer(name, &adaptive_ops, FH_LAYER_ADAPTIVE_AVGPOOL2D, c, h, w, oh, ow);
+  L.iarg[0] = oh, L.iarg[1] = ow;
+  return L;
 }

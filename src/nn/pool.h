@@ -67,5 +67,8 @@ fh_layer fh_layer_avgpool2d_ceil(const char *name, int c, int h, int w, int kern
                                  int padding, int ceil_mode);
 /* AdaptiveAvgPool2d(1): [c, h, w] -> [c, 1, 1]. */
 fh_layer fh_layer_adaptive_avgpool1(const char *name, int c, int h, int w);
+/* AdaptiveAvgPool2d(output_size=(oh, ow)) with PyTorch's bins (1x1: the
+ * global average above). */
+fh_layer fh_layer_adaptive_avgpool(const char *name, int c, int h, int w, int oh, int ow);
 
 #endif

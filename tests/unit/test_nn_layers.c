@@ -53,6 +53,7 @@ static const layer_case cases[] = {
     {"evalpad", "conv(2,3,k=3,p=1) leakyrelu maxpool(3,s=1,p=1) avgpool(3,s=2,p=1) flatten linear",
      4, 1e-4},
     {"groups", "conv(4,6,k=3,p=1,g=2) relu conv(6,k=3,groups=6,bias=0) relu flatten linear", 3, 1e-4},
+    {"adaptive", "conv(2,3,k=3,p=1) relu adaptiveavgpool(3) flatten linear", 4, 1e-4},
 };
 
 static void check_case(const layer_case *c) {
@@ -136,6 +137,12 @@ static void test_evalpad_matches_torch(void **state) {
 static void test_groups_matches_torch(void **state) {
   (void)state;
   check_case(&cases[4]);
+}
+
+/* AdaptiveAvgPool2d to 3x3 on a 7x5 map: PyTorch's overlapping bins. */
+static void test_adaptive_matches_torch(void **state) {
+  (void)state;
+  check_case(&cases[5]);
 }
 
 /* ---- named networks ------------------------------------------------------------ */
@@ -257,6 +264,7 @@ int main(void) {
       cmocka_unit_test(test_res_matches_torch),
       cmocka_unit_test(test_evalpad_matches_torch),
       cmocka_unit_test(test_groups_matches_torch),
+      cmocka_unit_test(test_adaptive_matches_torch),
       cmocka_unit_test(test_named_networks),
       cmocka_unit_test(test_trunc_normal_and_constant_bias),
       cmocka_unit_test(test_errors_name_layer_and_shapes),
