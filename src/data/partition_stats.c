@@ -106,8 +106,8 @@ void fh_partition_print(const char *method, const fh_partition_stats *s) {
 
 int fh_partition_write(const char *path, const fh_config *cfg, const char *method, const int64_t *train_counts,
                        const int64_t *test_counts, int K, int C) {
-  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create the file; check that its folder is writable", path);
+  hid_t f = fh_h5_mem_create(); /* written to disk whole by fh_h5_mem_commit */
+  if (f < 0) return FH_FAIL(FH_ERR_RUNTIME, "%s: cannot create the file in memory", path);
   hsize_t dims[2] = {(hsize_t)K, (hsize_t)C};
   char *ini = fh_config_dump(cfg);
   int rc = fh_h5_write(f, "train_counts", H5T_NATIVE_INT64, 2, dims, train_counts);
@@ -118,10 +118,8 @@ int fh_partition_write(const char *path, const fh_config *cfg, const char *metho
   if (rc == 0) rc = fh_h5_attr_int(f, "num_classes", C);
   if (rc == 0) rc = fh_h5_attr_int(f, "seed", fh_cfg_int(cfg, "run.seed"));
   free(ini);
-  if (H5Fclose(f) < 0 && rc == 0) rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot finish writing the file", path);
-  if (rc != 0) {
-    fh_error_prefix("%s: ", path);
-    remove(path);
-  }
+  if (rc == 0) return fh_h5_mem_commit(f, path); /* its errors name path and the cause */
+  H5Fclose(f); /* in memory: nothing reached the disk */
+  fh_error_prefix("%s: ", path);
   return rc;
 }

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# A full disk at a write ends the run within 60 s with exit 5 and one error
+# A full disk at a write (checkpoint, metrics, model, profile, client-state
+# scratch, pretrain's checkpoint, partition.h5) ends the run within 60 s with
+# exit 5 and one error
 # line naming the file and "no space left on device" (no hang, no signal), on 1
 # and 3 ranks; the previous checkpoint and every finished metrics row stay
 # readable, and the run resumes once there is space. Two ways to fill a disk:
@@ -91,5 +93,14 @@ for np in 1 3; do
   fh_expect "state-scratch-$np" 5 "state.rank.*no space left on device" $np LD_PRELOAD="$SHIM" 'FEDHPC_ENOSPC_MATCH=state.rank*' \
     FEDHPC_ENOSPC_AFTER=20000 -- run "$DECK" "${common[@]}" --set run.rounds=2 --set state.backend=hdf5 \
     --set output.dir="$TMP" --set output.name=s$np
+  fh_expect "pretrain-ckpt-$np" 5 "pm.h5.ckpt.h5.tmp.*no space left on device" $np LD_PRELOAD="$SHIM" \
+    FEDHPC_ENOSPC_MATCH=pm.h5.ckpt.h5.tmp -- pretrain "$SRC_DIR/input/augfl_digits.ini" \
+    --set data.path="$SRC_DIR/input/digits.h5" --set pretrain.epochs=2 --set pretrain.checkpoint_every=1 \
+    --set pm.hidden=32 --set output.dir="$TMP" --set pm.path="$TMP/pt$np/pm.h5"
+  [[ ! -e $TMP/pt$np/pm.h5 ]] || fail "pretrain-ckpt-$np: a complete-looking model"
 done
+fh_expect "partition" 5 "partition.h5.*no space left on device" 1 LD_PRELOAD="$SHIM" FEDHPC_ENOSPC_MATCH=partition.h5 -- \
+  partition "$SRC_DIR/input/digits_fedavg.ini" --set data.path="$SRC_DIR/input/digits.h5" --set output.dir="$TMP" \
+  --set output.name=part
+[[ ! -e $TMP/part/partition.h5 ]] || fail "partition: a partition.h5 was left"
 echo "$NCHECKS passed, 0 failed ($FAULT_CASES fault cases)"

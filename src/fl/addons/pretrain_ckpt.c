@@ -12,8 +12,8 @@
 int fh_pretrain_ckpt_write(const char *path, const fh_pretrain_state *st) {
   char tmp[4400];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create the pretraining checkpoint; check pm.path", tmp);
+  hid_t f = fh_h5_mem_create(); /* written to disk whole by fh_h5_mem_commit */
+  if (f < 0) return FH_FAIL(FH_ERR_RUNTIME, "%s: cannot create the pretraining checkpoint in memory", tmp);
   const hsize_t np = fh_model_nparams(st->m), nb = fh_model_nbuffers(st->m);
   int rc = fh_h5_write(f, "params", H5T_NATIVE_FLOAT, 1, &np, fh_model_params(st->m));
   if (rc == 0) rc = fh_h5_write(f, "momentum", H5T_NATIVE_FLOAT, 1, &np, st->momentum);
@@ -21,7 +21,11 @@ int fh_pretrain_ckpt_write(const char *path, const fh_pretrain_state *st) {
   if (rc == 0) rc = fh_h5_attr_int(f, "epoch", st->epoch);
   if (rc == 0) rc = fh_h5_attr_int(f, "steps", st->steps);
   if (rc == 0) rc = fh_h5_attr_str(f, "arch", fh_model_arch(st->m));
-  if (H5Fclose(f) < 0 && rc == 0) rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write", tmp);
+  if (rc == 0) {
+    rc = fh_h5_mem_commit(f, tmp); /* its errors name tmp and the cause */
+  } else {
+    H5Fclose(f);
+  }
   if (rc == 0 && rename(tmp, path) != 0)
     rc = FH_FAIL(FH_ERR_OUTPUT, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
   return rc;
