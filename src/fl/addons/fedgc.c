@@ -221,6 +221,15 @@ typedef struct {
                             with replacement */
 } source;
 
+/* A client's Mk generated samples per class, cnt [C], from its train split's
+ * class counts have [C] (filled here) and the source's class mix: the one
+ * rule generate_client draws by and pool_disjoint reserves pool rows by. */
+static void client_class_counts(const source *s, const fh_split *tr, int Mk, int C, int *have, int *cnt) {
+  memset(have, 0, (size_t)C * sizeof(int));
+  for (int i = 0; i < tr->n; i++) have[tr->y[i]]++;
+  fh_fedgc_class_counts(s->mix, Mk, C, s->freq, have, cnt);
+}
+
 /* Client k's Mk samples into *x [Mk, dim] and *y [Mk], from the stream
  * (seed, FH_RNG_GENERATE, k, none): class by class, as the mix counts. */
 static void generate_client(const fh_run *run, const source *s, int k, const fh_split *tr, int Mk, float **x,
@@ -228,8 +237,7 @@ static void generate_client(const fh_run *run, const source *s, int k, const fh_
   const fh_dataset *ds = run->data;
   const int C = ds->num_classes, d = ds->dim;
   int *have = fh_calloc((size_t)C + 1, sizeof(int)), *cnt = fh_calloc((size_t)C, sizeof(int));
-  for (int i = 0; i < tr->n; i++) have[tr->y[i]]++;
-  fh_fedgc_class_counts(s->mix, Mk, C, s->freq, have, cnt);
+  client_class_counts(s, tr, Mk, C, have, cnt);
   /* the client's rows by class (CSR) */
   int *start = fh_calloc((size_t)C + 1, sizeof(int)), *rows = fh_malloc((size_t)(tr->n ? tr->n : 1) * sizeof(int));
   for (int c = 0; c < C; c++) start[c + 1] = start[c] + have[c];
@@ -355,10 +363,7 @@ static int pool_disjoint(fh_run *run, const source *s, const int *Mk, int64_t *p
   int *need = fh_calloc((size_t)K * C, sizeof(int)), *have = fh_calloc((size_t)C + 1, sizeof(int));
   for (int i = 0; i < run->nlocal; i++) {
     const int k = run->first_client + i;
-    const fh_split *tr = &ds->clients[i].train;
-    memset(have, 0, (size_t)C * sizeof(int));
-    for (int j = 0; j < tr->n; j++) have[tr->y[j]]++;
-    fh_fedgc_class_counts(s->mix, Mk[k], C, s->freq, have, need + (size_t)k * C);
+    client_class_counts(s, &ds->clients[i].train, Mk[k], C, have, need + (size_t)k * C);
   }
   MPI_Allreduce(MPI_IN_PLACE, need, K * C, MPI_INT, MPI_SUM, run->comm);
   *first = fh_malloc((size_t)K * C * sizeof(int64_t));
