@@ -5,6 +5,7 @@
 #include <hdf5.h>
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -165,6 +166,12 @@ static int print_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* Open MPI's shared-file-pointer component `sm` (which HDF5 never uses)
+   * names a POSIX semaphore after the file's basename (/dev/shm/
+   * sem.OMPIO_checkpoint.h5.tmp): runs on one node share it, and a writer
+   * killed mid-write leaves it locked, so that a later checkpoint write hangs.
+   * Left out unless the environment chooses the components itself. */
+  setenv("OMPI_MCA_sharedfp", "^sm", 0);
   MPI_Init(&argc, &argv);
   int rank;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -56,7 +56,10 @@ static int check_dataset(hid_t d, const char *name, check_ctx *c) {
       hid_t msp = H5Screate_simple(nd, cnt, NULL);
       bad = H5Dread(d, t, msp, fsp, H5P_DEFAULT, buf) < 0;
       H5Sclose(msp);
-      for (size_t r = 0; r < cnt[0] && !bad; r++) sum += fh_checkpoint_row_hash(buf + r * rb, rb, r0 + r);
+      /* rows of row_bytes: a first-axis entry, or a finer block of it (a
+       * profile dataset [R, P, ...] hashes its blocks [r, p, ...]) */
+      const size_t per = row_bytes < rb && rb % row_bytes == 0 ? rb / row_bytes : 1, hb = rb / per;
+      for (size_t r = 0; r < cnt[0] * per && !bad; r++) sum += fh_checkpoint_row_hash(buf + r * hb, hb, r0 * per + r);
     }
     free(buf);
   }

@@ -15,6 +15,8 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/memory.h"
+#include "core/progress.h"
 #include "data/dataset_build.h"
 #include "data/partition.h"
 #include "data/server_split.h"
@@ -73,9 +75,13 @@ const fh_key_spec fh_data_keys[] = {
      "results do not depend on the rank count; at most this many ranks share the server's work"},
     FH_KEYS_END};
 
-void fh_dataset_alloc_rows(fh_dataset *ds, const int *train_n, const int *test_n) {
+int fh_dataset_alloc_rows(fh_dataset *ds, const int *train_n, const int *test_n) {
   size_t rows = 0;
   for (int i = 0; i < ds->nlocal; i++) rows += (size_t)train_n[i] + (size_t)test_n[i];
+  char what[160];
+  snprintf(what, sizeof what, "the data of this rank's %d clients (%zu rows of %d values)", ds->nlocal, rows, ds->dim);
+  FH_TRY(fh_memory_reserve(what, (double)rows * ((double)ds->dim * sizeof(float) + sizeof(int32_t)),
+                           "run more ranks (on more nodes) or fewer clients (run.clients)"));
   ds->x_store = fh_malloc(rows * (size_t)ds->dim * sizeof(float));
   ds->y_store = fh_malloc(rows * sizeof(int32_t));
   size_t row = 0;
@@ -93,6 +99,7 @@ void fh_dataset_alloc_rows(fh_dataset *ds, const int *train_n, const int *test_n
     s->y = ds->y_store + row;
     row += (size_t)test_n[i];
   }
+  return 0;
 }
 
 static int read_clients(const fh_config *cfg, int *num_clients) {
@@ -193,7 +200,10 @@ static int gather(fh_source *src, int split, gather_item *items, size_t n, float
   int64_t *rows = fh_malloc(sizeof(int64_t) * (chunk < n ? chunk : (n ? n : 1)));
   float *buf = fh_malloc(row_bytes * (chunk < n ? chunk : (n ? n : 1)));
   int rc = 0;
-  for (size_t i = 0; i < n && rc == 0;) {
+  fh_progress pr;
+  fh_progress_begin(&pr, split == FH_SPLIT_TRAIN ? "data: reading rank 0's train rows" : "data: reading rank 0's test rows",
+                    (long long)n);
+  for (size_t i = 0; i < n && rc == 0; fh_progress_step(&pr, (long long)i)) {
     /* distinct rows of items[i..j) */
     size_t j = i, m = 0;
     while (j < n && (m < chunk || items[j].row == rows[m - 1])) {
@@ -208,6 +218,7 @@ static int gather(fh_source *src, int split, gather_item *items, size_t n, float
     }
     i = j;
   }
+  fh_progress_end(&pr);
   free(rows);
   free(buf);
   return rc;
@@ -321,10 +332,10 @@ static int load_pool(fh_dataset *ds, const fh_config *cfg, uint64_t seed, int ra
       test_n[i] = (int)(te.offsets[k + 1] - te.offsets[k]);
       train_rows += (size_t)train_n[i];
     }
-    fh_dataset_alloc_rows(ds, train_n, test_n);
+    rc = fh_dataset_alloc_rows(ds, train_n, test_n);
     free(train_n);
     free(test_n);
-    rc = read_client_rows(ds, src, FH_SPLIT_TRAIN, &tr, 0);
+    if (rc == 0) rc = read_client_rows(ds, src, FH_SPLIT_TRAIN, &tr, 0);
     if (rc == 0) rc = read_client_rows(ds, src, FH_SPLIT_TEST, &te, train_rows);
   }
   fh_client_rows_free(&tr);

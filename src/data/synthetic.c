@@ -25,6 +25,7 @@
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/rng.h"
 #include "data/dataset_build.h"
 #include "data/partition.h"
@@ -170,7 +171,7 @@ int fh_synthetic_load(fh_dataset *ds, const fh_config *cfg, uint64_t seed) {
     rc = split_sizes(&p, seed, ds->first_client + i, &train_n[i], &test_n[i]);
     if (rc == 0 && train_n[i] + test_n[i] > max_n) max_n = train_n[i] + test_n[i];
   }
-  if (rc == 0) fh_dataset_alloc_rows(ds, train_n, test_n);
+  if (rc == 0) rc = fh_dataset_alloc_rows(ds, train_n, test_n);
   free(train_n);
   free(test_n);
   if (rc != 0) return rc;
@@ -185,7 +186,13 @@ int fh_synthetic_load(fh_dataset *ds, const fh_config *cfg, uint64_t seed) {
   s.slot = fh_malloc(sizeof(int) * (size_t)max_n);
   for (int j = 0; j < p.dim; j++) s.sd[j] = (float)pow(j + 1, -0.6);
 
-  for (int i = 0; i < nl && rc == 0; i++) rc = generate_client(&p, seed, &s, &ds->clients[i]);
+  fh_progress pr;
+  fh_progress_begin(&pr, "data: generating the clients of rank 0", nl);
+  for (int i = 0; i < nl && rc == 0; i++) {
+    rc = generate_client(&p, seed, &s, &ds->clients[i]);
+    fh_progress_step(&pr, i + 1);
+  }
+  fh_progress_end(&pr);
 
   free(s.W);
   free(s.b);

@@ -329,8 +329,26 @@ static void maybe_die_here(int rank, int round) {
   }
 }
 
-/* Collective: a profile dataset [R, P, FH_NPHASES(, E)], each rank its slab.
- * An empty dataset has no storage to write to: every rank skips it alike. */
+/* A profile dataset [R, P, rest...] is checksummed in blocks [r, p, rest...]
+ * of blk bytes (checksum_row_bytes = blk), block (r, p) hashed with index
+ * r P + p: each rank hashes the blocks of its own slab p = rank, and the sum
+ * equals that over the whole dataset read as R P rows of blk bytes. */
+static uint64_t profile_slab_hash(const void *slab, size_t blk, hsize_t R, hsize_t P, int rank) {
+  uint64_t s = 0;
+  for (hsize_t r = 0; r < R; r++)
+    s += fh_checkpoint_row_hash((const char *)slab + r * blk, blk, (uint64_t)(r * P + (hsize_t)rank));
+  return s;
+}
+
+static size_t profile_block_bytes(hid_t type, int ndim, const hsize_t *pd) {
+  size_t blk = H5Tget_size(type);
+  for (int i = 2; i < ndim; i++) blk *= (size_t)pd[i];
+  return blk;
+}
+
+/* Collective: a profile dataset [R, P, FH_NPHASES(, E)], each rank its slab,
+ * with its checksum. An empty dataset has no storage to write to: every rank
+ * skips it alike. */
 static int write_profile_ds(hid_t g, const char *name, hid_t type, int ndim, const hsize_t *pd, int rank,
                             const void *data, hid_t coll, MPI_Comm comm, const char *tmp) {
   hid_t d = create_ds(g, name, type, ndim, pd);
@@ -338,6 +356,8 @@ static int write_profile_ds(hid_t g, const char *name, hid_t type, int ndim, con
   MPI_Allreduce(&have, &all, 1, MPI_INT, MPI_MIN, comm);
   if (!all || (pd[0] > 0 && profile_xfer(d, type, rank, (void *)data, coll, 1) < 0))
     keep_w(&rc, FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write /profile/%s", tmp, name));
+  const size_t blk = profile_block_bytes(type, ndim, pd);
+  keep_w(&rc, put_checksum(all ? d : -1, profile_slab_hash(data, blk, pd[0], pd[1], rank), blk, comm));
   if (d >= 0) H5Dclose(d);
   return rc;
 }
@@ -815,13 +835,30 @@ static int read_profile(hid_t f, const fh_run *run, const char *path, int rc, in
     int prc = profile_xfer(dt, H5T_NATIVE_DOUBLE, rank, tbuf, coll, 0) < 0;
     hid_t dfl = H5Lexists(g, "flops", H5P_DEFAULT) > 0 ? H5Dopen2(g, "flops", H5P_DEFAULT) : -1;
     if (dfl < 0 || profile_xfer(dfl, H5T_NATIVE_DOUBLE, rank, fbuf, coll, 0) < 0) prc = 1;
-    if (dfl >= 0) H5Dclose(dfl);
+    hid_t dc = -1;
     if (nev) {
-      hid_t dc = H5Lexists(g, "counters", H5P_DEFAULT) > 0 ? H5Dopen2(g, "counters", H5P_DEFAULT) : -1;
+      dc = H5Lexists(g, "counters", H5P_DEFAULT) > 0 ? H5Dopen2(g, "counters", H5P_DEFAULT) : -1;
       if (dc < 0 || profile_xfer(dc, H5T_NATIVE_LLONG, rank, cbuf, coll, 0) < 0) prc = 1;
-      if (dc >= 0) H5Dclose(dc);
     }
-    if (prc == 0) {
+    /* the checksums: every rank its own slab's blocks (profile_slab_hash);
+     * each verification is collective and agreed, so every rank takes the
+     * same branches */
+    const hsize_t P = (hsize_t)run->nranks;
+    const size_t tblk = (size_t)FH_NPHASES * sizeof(double), cblk = (size_t)FH_NPHASES * nev * sizeof(long long);
+    int bad = verify_checksum(dt, prc ? 0 : profile_slab_hash(tbuf, tblk, pd[0], P, rank), path, "profile/time",
+                              run->comm);
+    if (!bad)
+      bad = verify_checksum(dfl, prc ? 0 : profile_slab_hash(fbuf, tblk, pd[0], P, rank), path, "profile/flops",
+                            run->comm);
+    if (!bad && nev)
+      bad = verify_checksum(dc, prc ? 0 : profile_slab_hash(cbuf, cblk, pd[0], P, rank), path, "profile/counters",
+                            run->comm);
+    if (dfl >= 0) H5Dclose(dfl);
+    if (dc >= 0) H5Dclose(dc);
+    if (bad) lrc = bad;
+    if (lrc) {
+      /* the message is verify_checksum's */
+    } else if (prc == 0) {
       hist->first_round = (int)ck_first;
       for (int r = 0; r < R; r++)
         fh_profile_history_append(hist, tbuf + (size_t)r * FH_NPHASES, fbuf + (size_t)r * FH_NPHASES,

@@ -306,6 +306,12 @@ fh_state_type fh_client_store_field_type(const fh_client_store *s, int field) { 
 size_t fh_client_store_field_len(const fh_client_store *s, int field) { return s->f[field].n; }
 const char *fh_client_store_backend(const fh_client_store *s) { return s->hdf5 ? "hdf5" : "memory"; }
 
+size_t fh_client_store_row_bytes(const fh_client_store *s) {
+  size_t b = 0;
+  for (int k = 0; k < s->nfields; k++) b += s->f[k].row_bytes;
+  return b;
+}
+
 size_t fh_client_store_bytes(const fh_client_store *s) {
   size_t b = 0;
   for (int k = 0; k < s->nfields; k++) {

@@ -80,6 +80,7 @@ const char *fh_client_store_field_name(const fh_client_store *s, int field);
 fh_state_type fh_client_store_field_type(const fh_client_store *s, int field);
 size_t fh_client_store_field_len(const fh_client_store *s, int field);
 size_t fh_client_store_bytes(const fh_client_store *s); /* resident here */
+size_t fh_client_store_row_bytes(const fh_client_store *s); /* one client's vectors, every field */
 size_t fh_client_store_file_bytes(const fh_client_store *s); /* hdf5 backend: on disk here */
 const char *fh_client_store_backend(const fh_client_store *s); /* "memory" or "hdf5" */
 size_t fh_state_type_size(fh_state_type t);                    /* bytes per element */

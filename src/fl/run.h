@@ -71,6 +71,8 @@ struct fh_run {
 /* Creates the run from a loaded config on comm (collective); its folder is
  * output.dir/output.name (default: the deck's name). */
 int fh_run_create(fh_run **out, const fh_config *cfg, MPI_Comm comm);
+/* The run folder of a deck: output.dir/<output.name or the deck's derived name>. */
+int fh_run_dir_path(const fh_config *cfg, char *out, size_t len);
 /* The same with the run folder given (run_dir NULL: as fh_run_create). */
 int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const char *run_dir);
 /* Collective over the ranks of a node, before the model is allocated: the
@@ -78,6 +80,9 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
  * payload, accumulator) against MemAvailable and the cgroup's limit; a model
  * that cannot fit is FH_ERR_CONFIG with the estimate and what is available. */
 int fh_run_memory_check(const fh_run *run);
+/* Collective, after setup: warns (rank 0) when the memory backend's client
+ * state, once every client has trained, would exceed the node's memory. */
+void fh_run_state_memory_check(const fh_run *run);
 /* The round loop: writes the run folder (collective; errors agreed by all).
  * out_dir NULL: run->dir. */
 int fh_run_execute(fh_run *run, const char *out_dir);

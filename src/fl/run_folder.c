@@ -66,6 +66,7 @@ static int lock_take(const char *dir) {
     long pid = 0;
     if (lock_owner(path, host, sizeof host, &pid) == 0) {
       int here = strcmp(host, myhost) == 0;
+      if (here && pid == (long)getpid()) return 0; /* taken earlier by this run (fh_run_folder_lock) */
       if (!here)
         return FH_FAIL(FH_ERR_OUTPUT, "%s is in use by the run of process %ld on host %s (lock %s); choose another "
                                       "output.name, or remove the lock if that run is no longer running",
@@ -121,12 +122,16 @@ static int write_config(const char *dir, const char *ini) {
   return 0;
 }
 
-int fh_run_folder_prepare(const fh_config *cfg, const char *dir, const char *ini, int resume) {
+int fh_run_folder_lock(const fh_config *cfg, const char *dir) {
   if (fh_mkdir_p(dir) != 0)
     return FH_FAIL(FH_ERR_OUTPUT, "output.dir = '%s': cannot create the run folder '%s': %s; "
                                   "set output.dir to a writable directory",
                    fh_cfg_str(cfg, "output.dir"), dir, strerror(errno));
-  FH_TRY(lock_take(dir));
+  return lock_take(dir);
+}
+
+int fh_run_folder_prepare(const fh_config *cfg, const char *dir, const char *ini, int resume) {
+  FH_TRY(fh_run_folder_lock(cfg, dir));
   /* An earlier run's outputs in the same folder must not pass for this run's. */
   static const char *const stale[] = {"metrics.h5", "profile.h5", "model.h5", "metrics.h5.partial",
                                       "profile.h5.partial", "model.h5.partial", "profile.h5.tmp",

@@ -18,7 +18,13 @@
 #include "io/metrics.h"
 #include "io/profile_file.h"
 
-/* Rank 0: makes RUN/, takes its lock, removes an earlier run's outputs (a
+/* Rank 0: makes RUN/ and takes its lock (0 when this process holds it
+ * already). `fedhpc run` calls it before the run is set up, so that nothing
+ * a run creates in RUN/ (the hdf5 client-state files) can touch the files of
+ * a run that owns the folder. */
+int fh_run_folder_lock(const fh_config *cfg, const char *dir);
+
+/* Rank 0: makes RUN/, takes its lock (fh_run_folder_lock), removes an earlier run's outputs (a
  * resumed run keeps RUN/checkpoint.h5) and writes RUN/config.ini (the
  * resolved deck) whole. On failure the lock is not kept. */
 int fh_run_folder_prepare(const fh_config *cfg, const char *dir, const char *ini, int resume);

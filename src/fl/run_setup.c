@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/memory.h"
 #include "core/paths.h"
 #include "core/rng.h"
 #include "fl/addon.h"
@@ -39,11 +40,18 @@ const fh_key_spec *const fh_run_keys = fh_run_keys_table;
 void fh_run_keys_prepare(void) { fh_run_keys_table[0].choices = fh_algorithm_choices(); }
 
 /* RUN = output.dir / (output.name or the deck's file name without .ini). */
-static int run_dir_path(const fh_config *cfg, char *out, size_t len) {
+int fh_run_dir_path(const fh_config *cfg, char *out, size_t len) {
   char base[256];
   FH_TRY(fh_run_name(cfg, "run", base, sizeof base));
   snprintf(out, len, "%s/%s", fh_cfg_str(cfg, "output.dir"), base);
   return 0;
+}
+
+/* A long setup says where it is: one line per finished stage once the setup
+ * has taken more than a few seconds (rank 0). */
+static void setup_stage_done(const char *stage, double t0) {
+  const double t = MPI_Wtime() - t0;
+  if (t > 3.0) fh_info("setup: %s ready, %.1f s so far", stage, t);
 }
 
 int fh_run_create(fh_run **out, const fh_config *cfg, MPI_Comm comm) {
@@ -56,7 +64,7 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
   if (run_dir)
     snprintf(run->dir, sizeof run->dir, "%s", run_dir);
   else
-    FH_TRY(run_dir_path(cfg, run->dir, sizeof run->dir));
+    FH_TRY(fh_run_dir_path(cfg, run->dir, sizeof run->dir));
   run->comm = comm;
   MPI_Comm_rank(comm, &run->rank);
   MPI_Comm_size(comm, &run->nranks);
@@ -76,11 +84,14 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
             workers - run->map.num_clients, run->nranks, run->map.num_clients);
   fh_client_block(&run->map, run->rank, &run->first_client, &run->nlocal);
 
+  fh_memory_node_init(comm); /* what fh_memory_reserve checks against */
+  const double t_setup = MPI_Wtime();
   int rc = fh_dataset_load(&run->data, cfg, run->first_client, run->nlocal, run->rank, run->nranks);
   FH_TRY(fh_error_agree(comm, rc));
   /* add-ons that change the data (FedGC's generated samples) before anything reads them */
   FH_TRY(fh_addons_enable(run));
   FH_TRY(fh_addons_data_ready(run));
+  setup_stage_done("data", t_setup);
 
   FH_TRY(fh_error_agree(comm, fh_run_memory_check(run)));
   int maxb = (int)fh_cfg_int(cfg, "train.batch_size");
@@ -113,8 +124,11 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
 
   rc = run->alg->setup ? run->alg->setup(run) : 0;
   FH_TRY(fh_error_agree(comm, rc));
+  setup_stage_done(run->alg->name, t_setup);
   /* add-ons sit on top of the algorithm (LIPS and the inertia record) */
-  return fh_addons_setup(run);
+  FH_TRY(fh_addons_setup(run));
+  fh_run_state_memory_check(run);
+  return 0;
 }
 
 void *fh_run_server_state_typed(fh_run *run, const char *name, fh_state_type type, size_t n) {

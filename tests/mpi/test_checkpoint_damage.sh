@@ -2,7 +2,8 @@
 # A damaged checkpoint is refused by --resume (on 1 and 3 ranks) and by
 # `fedhpc check`, with exit 4 and one line naming the file and the damaged
 # object: a flipped byte in the global model or in a client-state field
-# (checksums), a NaN in the global model (its checksum made to match), a
+# (checksums), a flipped byte in the profile history (checked on a resume
+# with the writer's rank count, where it is continued), a NaN in the global model (its checksum made to match), a
 # truncated file. An intact one passes `fedhpc check` with exit 0.
 source "$(dirname "$0")/lib.sh"
 DECK="$SRC_DIR/input/quickstart.ini"
@@ -33,6 +34,7 @@ PYEOF
 
 damage flip-global 'flip("global", 4 * 1000 + 1)'
 damage flip-state 'flip("state/scaffold.c/values", 4 * 54410 * 7 + 123)'
+damage flip-profile 'flip("profile/time", 8 * 5 + 2)'
 rm -rf "$TMP/nan-global"
 cp -r "$TMP/good" "$TMP/nan-global"
 "$PY" - "$TMP/nan-global/checkpoint.h5" <<'PYEOF'
@@ -65,6 +67,10 @@ for np in 1 3; do
   fh_expect "truncated-$np" 4 "checkpoint.h5.*cannot open the checkpoint" $np run "$TMP/good/config.ini" --set run.rounds=4 \
     --resume "$TMP/truncated"
 done
+# the profile history is continued only on the writer's rank count (2)
+fh_expect flip-profile-2 4 "checkpoint.h5.*/profile/time is damaged" 2 run "$TMP/good/config.ini" --set run.rounds=4 \
+  --resume "$TMP/flip-profile"
+fh_expect check-flip-profile 4 "checkpoint.h5.*/profile/time is damaged" 1 check "$TMP/flip-profile"
 fh_expect check-flip-global 4 "checkpoint.h5.*/global is damaged" 1 check "$TMP/flip-global"
 fh_expect check-flip-state 4 "checkpoint.h5.*/state/scaffold.c/values is damaged" 1 check "$TMP/flip-state"
 fh_expect check-nan-global 4 "checkpoint.h5.*/global\[17\] = nan: .*not finite" 1 check "$TMP/nan-global"

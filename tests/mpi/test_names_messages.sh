@@ -3,7 +3,7 @@
 # config.ini holds long values (a deep data.path) resumes from it; a long
 # comment line is read; a malformed --set is a bad command line (exit 2); a
 # data file's wrong num_classes, an int64 label beyond int32 and a truncated
-# file are exit 4 naming the cause; a model too big for the node's memory is
+# file are exit 4 naming the cause; a model or data too big for the node's memory are
 # refused before it is allocated; pretrain makes its output folder.
 source "$(dirname "$0")/lib.sh"
 DECK="$SRC_DIR/input/quickstart.ini"
@@ -59,6 +59,11 @@ fh_expect truncated-data 4 "truncated.h5.*truncated or damaged" 2 -- run "$DECK"
 # a model far too big for any node: refused with the estimate, before allocation
 fh_expect too-big 3 "model.hidden = 200000,200000: the model has .* parameters and needs about .* GiB per rank" 2 -- \
   run "$DECK" --set model.hidden=200000,200000 --set output.dir="$TMP/out"
+
+# data far too big for any node (2048x2048 images): refused with the estimate, before allocation
+fh_expect data-too-big 3 "the data of this rank's 50 clients \(30000 rows of 12582912 values\) needs about .* GiB per rank" \
+  2 -- run "$DECK" --set data.source=synthimg --set data.synthimg_height=2048 --set data.synthimg_width=2048 \
+  --set output.dir="$TMP/out"
 
 # pretrain into an output.dir that does not exist yet
 fh_mpirun 2 pretrain "$SRC_DIR/input/augfl_digits.ini" --set output.dir="$TMP/new/sub" \

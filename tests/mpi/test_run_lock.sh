@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Two runs on one run folder: the second refuses at start (exit 5, one line
 # naming the owner's host and pid) and leaves the first run's files alone, on
-# 1 and 3 ranks; a lock left by a killed run is taken over with a warning; a
+# 1 and 3 ranks, before it creates anything (SCAFFOLD with the hdf5 client
+# state, whose per-rank files a second run would truncate); a lock left by a killed run is taken over with a warning; a
 # lock from another host is refused with the advice to remove it.
 source "$(dirname "$0")/lib.sh"
 DECK="$SRC_DIR/input/quickstart.ini"
-common=(--set output.dir="$TMP" --set output.name=shared --set train.epochs=1)
+common=(--set output.dir="$TMP" --set output.name=shared --set train.epochs=1 --set run.algorithm=scaffold
+  --set state.backend=hdf5)
 RUN=$TMP/shared
 
 # the first run: long enough to be running while the others start
@@ -18,6 +20,7 @@ for _ in $(seq 600); do
 done
 [[ -s $RUN/fedhpc.lock ]] || { cat "$TMP/first.log"; fail "the first run took no lock"; }
 read -r host pid <"$RUN/fedhpc.lock"
+size_before=$(stat -c %s "$RUN/state.rank0.h5") || fail "the first run has no client-state file"
 [[ $host == $(hostname) ]] || fail "the lock names host '$host', not $(hostname)"
 for np in 1 3; do
   fh_expect "second-$np" 5 "in use by the run of process $pid on host $host" $np run "$DECK" "${common[@]}" \
@@ -25,6 +28,8 @@ for np in 1 3; do
   [[ -f $RUN/config.ini && -f $RUN/metrics.h5.partial && -f $RUN/fedhpc.lock ]] \
     || fail "second-$np: the first run's files were touched"
   grep -q "rounds = 100000" "$RUN/config.ini" || fail "second-$np: the first run's config.ini was replaced"
+  size_now=$(stat -c %s "$RUN/state.rank0.h5")
+  ((size_now >= size_before)) || fail "second-$np: the first run's client-state file was truncated ($size_before -> $size_now bytes)"
 done
 kill -0 "$first" || fail "the first run stopped while the second was refused"
 
