@@ -318,7 +318,10 @@ static int write_layout(const char *path, const fh_source *src, int64_t skip, in
                         const float *T, double scale, const char *encoder_text, const char *ini) {
   const int C = src->num_classes;
   hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create; check that the folder exists and is writable", path);
+  if (f < 0) {
+    const char *c = fh_write_cause(path, errno);
+    return FH_FAIL(FH_ERR_OUTPUT, "%s: cannot create: %s", path, c[0] ? c : "check that the folder exists and is writable");
+  }
   int ok = 1;
   hid_t d;
   ok &= (d = create_ds(f, "train/x", H5T_IEEE_F32LE, 2, (hsize_t)ntr, (hsize_t)F)) >= 0 && H5Dclose(d) >= 0;
@@ -528,6 +531,7 @@ static int write_feature_file(encode_job *J) {
   if (rc == 0 && rank == 0 && rename(partial, path) != 0)
     rc = FH_FAIL(FH_ERR_OUTPUT, "cannot rename %s to %s: %s", partial, path, strerror(errno));
   rc = fh_error_agree(comm, rc);
+  if (rc != 0 && rank == 0) remove(partial); /* no half-written feature file is left */
   if (rc == 0)
     fh_info("encode: wrote %s: %lld train and %lld test rows of %d features, %d class embeddings, logit scale %g",
             path, (long long)J->ntr, (long long)J->nte, F, J->C, fh_cfg_real(cfg, "encode.logit_scale"));

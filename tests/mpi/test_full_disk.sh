@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A full disk at a write (checkpoint, metrics, model, profile, client-state
-# scratch, pretrain's checkpoint, partition.h5) ends the run within 60 s with
+# scratch, pretrain's checkpoint, encode's feature file, partition.h5) ends the run within 60 s with
 # exit 5 and one error
 # line naming the file and "no space left on device" (no hang, no signal), on 1
 # and 3 ranks; the previous checkpoint and every finished metrics row stay
@@ -98,6 +98,33 @@ for np in 1 3; do
     --set data.path="$SRC_DIR/input/digits.h5" --set pretrain.epochs=2 --set pretrain.checkpoint_every=1 \
     --set pm.hidden=32 --set output.dir="$TMP" --set pm.path="$TMP/pt$np/pm.h5"
   [[ ! -e $TMP/pt$np/pm.h5 ]] || fail "pretrain-ckpt-$np: a complete-looking model"
+done
+# encode's feature file (an mlp encoder trained 1 round on the digits): at
+# its creation and while rows are written, on 1 and 3 ranks; no file is left
+cat >"$TMP/enc.ini" <<EOF
+[run]
+rounds = 1
+clients = 4
+client_fraction = 1
+[data]
+source = hdf5
+path = $SRC_DIR/input/digits.h5
+[model]
+arch = mlp
+hidden = 32
+[encode]
+model = $TMP/encoder/model.h5
+skip_train = 700
+EOF
+fh_mpirun 1 run "$TMP/enc.ini" --set output.dir="$TMP" --set output.name=encoder >"$TMP/encoder.log" 2>&1 \
+  || { cat "$TMP/encoder.log"; fail "training the encoder"; }
+for np in 1 3; do
+  for after in 0 10000; do
+    fh_expect "encode-$np-after-$after" 5 "features.h5.partial.*no space left on device" $np LD_PRELOAD="$SHIM" \
+      FEDHPC_ENOSPC_MATCH=features.h5.partial FEDHPC_ENOSPC_AFTER=$after -- encode "$TMP/enc.ini" \
+      --set encode.out="$TMP/features.h5"
+    [[ ! -e $TMP/features.h5 && ! -e $TMP/features.h5.partial ]] || fail "encode-$np-after-$after: a feature file was left"
+  done
 done
 fh_expect "partition" 5 "partition.h5.*no space left on device" 1 LD_PRELOAD="$SHIM" FEDHPC_ENOSPC_MATCH=partition.h5 -- \
   partition "$SRC_DIR/input/digits_fedavg.ini" --set data.path="$SRC_DIR/input/digits.h5" --set output.dir="$TMP" \
