@@ -255,7 +255,8 @@ def round_parts(sampled, cost, move_bytes, owner, P, plat, schedule, coll, n_flo
     else:
         comm = collective("bcast", P, 4.0 * n_floats, plat) + collective("reduce", P, nbytes, plat)
     io = plat["compute.io_time"] + gather(P, 6 * 8.0, plat)
-    return dict(local=mean, imbalance=span - mean - mv, move=mv, communication=comm,
+    imb = span - mean - mv
+    return dict(local=mean, imbalance=imb if abs(imb) > 1e-12 * max(span, 1e-300) else 0.0, move=mv, communication=comm,
                 server=plat["compute.server_per_float"] * n_floats, io=io)
 
 
@@ -314,6 +315,9 @@ def load_run(path):
         fail(f"{ppath}: history starts at round {first} (a resumed run); validate runs from round 1")
     if time.ndim != 3 or phases[:6] != ["broadcast", "local", "reduce", "server", "eval", "io"]:
         fail(f"{ppath}: 'time' {time.shape} with phases {phases}: not a fedhpc profile")
+    if cp.get("run", "dedicated_server", fallback="false").strip().lower() in ("true", "1", "yes", "on"):
+        fail(f"{cfg_path}: run.dedicated_server = true is not modelled (rank 0 hosts no clients); "
+             "validate runs without it")
     try:
         d = fl_replay.deck_rounds(cp)
     except ValueError as e:
