@@ -20,16 +20,19 @@ Round t on P ranks (training rounds; evaluation rounds are left out):
            (processor sharing: k busy ranks on C cores run at min(1, C/k)).
   static   client k runs on the rank that hosts it: worker w of W hosts
            [w K / W, (w + 1) K / W) (src/fl/client_map.c)
-  balanced longest processing time first: the sampled clients by cost
-           descending (ties: smaller id first), each to the rank with the
-           least work so far (ties: lower rank). A client run away from its
-           host costs one message there (its state and its rows) and one back
-           (its state): alpha + beta x bytes each, inter-node parameters when
-           the two ranks are on different nodes
+  balanced the engine's rule (src/fl/schedule.c): longest processing time
+           first with each move priced, moves that do not set the makespan
+           sent home, and every client home when dealing does not shorten the
+           round (see balanced()). A client run away from its host costs one
+           message there (its rows, train and test, and its state) and one
+           back (its state): alpha + beta x bytes each, inter-node parameters
+           when the two ranks are on different nodes
   server   the server step on rank 0 (on every rank with allreduce), linear in
            n; io rank 0's metrics row plus a gather of 6 doubles per rank
 
-Collectives are SMP-aware, two levels (ranks placed in node-sized blocks):
+Collectives are the cheaper of one flat level over all P ranks (at the larger
+alpha and beta of the two links once there are two nodes) and an SMP-aware two-level
+form (ranks placed in node-sized blocks):
   bcast     inter-node among node leaders, then inside each node
   reduce    inside each node, then among leaders
   allreduce inside each node (reduce), among leaders (allreduce), inside (bcast)
@@ -144,19 +147,25 @@ def placement(P, plat):
 
 
 def collective(kind, P, m, plat):
-    """Seconds of bcast, reduce or allreduce of m bytes on P ranks (two levels)."""
+    """Seconds of bcast, reduce or allreduce of m bytes on P ranks: the cheaper
+    of the two-level form and one flat level over all P ranks (priced at the
+    slowest link present: the larger alpha and the larger beta)."""
     c, N = placement(P, plat)
     g = plat["reduce.gamma"]
     ia, ib = plat["intra.latency"], 1.0 / plat["intra.bandwidth"]
     ea, eb = plat["inter.latency"], 1.0 / plat["inter.bandwidth"]
+    fa, fb = (max(ia, ea), max(ib, eb)) if N > 1 else (ia, ib)
+    flat = level_cost(kind, P, m, fa, fb, g)
     if kind == "bcast":
-        return level_cost("bcast", N, m, ea, eb, g) + level_cost("bcast", c, m, ia, ib, g)
-    if kind == "reduce":
-        return level_cost("reduce", c, m, ia, ib, g) + level_cost("reduce", N, m, ea, eb, g)
-    if kind == "allreduce":
-        return (level_cost("reduce", c, m, ia, ib, g) + level_cost("allreduce", N, m, ea, eb, g)
-                + level_cost("bcast", c, m, ia, ib, g))
-    raise ValueError(kind)
+        two = level_cost("bcast", N, m, ea, eb, g) + level_cost("bcast", c, m, ia, ib, g)
+    elif kind == "reduce":
+        two = level_cost("reduce", c, m, ia, ib, g) + level_cost("reduce", N, m, ea, eb, g)
+    elif kind == "allreduce":
+        two = (level_cost("reduce", c, m, ia, ib, g) + level_cost("allreduce", N, m, ea, eb, g)
+               + level_cost("bcast", c, m, ia, ib, g))
+    else:
+        raise ValueError(kind)
+    return min(flat, two)
 
 
 def gather(P, m, plat):
@@ -188,9 +197,10 @@ def block_owner(K, P):
 
 
 def lpt(clients, cost, P):
-    """Longest processing time first -> {client: rank}. Clients by cost
+    """Plain longest processing time first -> {client: rank}: clients by cost
     descending, ties by smaller id; each to the least loaded rank, ties by
-    lower rank."""
+    lower rank (Graham 1969; balanced() is this with moves priced, a return
+    pass and a fallback to static)."""
     heap = [(0.0, q) for q in range(P)]  # (load, rank): the heap's order is the tie rule
     where = {}
     for k in sorted(clients, key=lambda k: (-cost[k], k)):
@@ -215,13 +225,62 @@ def ps_makespan(work, cores):
 
 # ---- one round --------------------------------------------------------------
 
+def move_costs(h, there, back, P, plat):
+    """[P] seconds of running a client hosted by h on each rank: its bundle
+    there and its state back (0 on h itself)."""
+    c, _ = placement(P, plat)
+    same = np.arange(P) // c == h // c
+    a = np.where(same, plat["intra.latency"], plat["inter.latency"])
+    bw = np.where(same, plat["intra.bandwidth"], plat["inter.bandwidth"])
+    mv = 2 * a + (there + back) / bw
+    mv[h] = 0.0
+    return mv
+
+
+def balanced(clients, cost, move_bytes, owner, P, plat):
+    """run.schedule = balanced as the engine deals a round (src/fl/schedule.c,
+    fh_lpt_assign) -> {client: rank}:
+      1. clients by cost descending, ties by smaller id; each to the rank where
+         it would end first, its move counted off its host; the host wins ties,
+         then the lower rank
+      2. cheapest first, a moved client goes home when that does not raise the
+         makespan (fewer bytes for the same round)
+      3. if the makespan is not below every client at home, every client at home
+    The engine prices a move per client (measured seconds per byte); here it is
+    priced per pair of ranks (inside a node or across)."""
+    order = sorted(clients, key=lambda k: (-cost[k], k))
+    load = np.zeros(P)
+    where, mv = {}, {}
+    for k in order:
+        h = int(owner[k])
+        mv[k] = move_costs(h, *move_bytes[k], P, plat)
+        end = load + cost[k] + mv[k]
+        r = h if end[h] <= end.min() else int(np.argmin(end))
+        where[k] = r
+        load[r] = end[r]
+    mk = load.max()
+    for k in reversed(order):
+        h, r = int(owner[k]), where[k]
+        if r != h and load[h] + cost[k] <= mk:
+            load[r] -= cost[k] + mv[k][r]
+            load[h] += cost[k]
+            where[k] = h
+    home = np.zeros(P)
+    for k in clients:
+        home[int(owner[k])] += cost[k]
+    if load.max() >= home.max():
+        return {k: int(owner[k]) for k in clients}
+    return where
+
+
 def rank_work(sampled, cost, move_bytes, owner, P, plat, schedule):
     """-> (comp [P], move [P]): seconds of local training and of moving
-    clients in, per rank, for one round's sampled clients."""
+    clients in, per rank, for one round's sampled clients. move_bytes[k]:
+    (bytes to the executing rank, bytes back)."""
     if schedule == "static":
         where = {k: int(owner[k]) for k in sampled}
     else:
-        where = lpt(sampled, cost, P)
+        where = balanced(sampled, cost, move_bytes, owner, P, plat)
     comp = np.zeros(P)
     move = np.zeros(P)
     for k in sampled:
@@ -275,7 +334,7 @@ def sampled_round(seed, K, m, t):
 def simulate(d, P, plat, schedule, coll, n_floats, flops_row, row_bytes, state_floats, rounds, share=None):
     """Mean parts over `rounds` training rounds of deck d (fl_replay.deck_rounds)."""
     cost = client_costs(d["rows"], d["epochs"], flops_row, plat)
-    mb = [(4.0 * state_floats + row_bytes * r, 4.0 * state_floats) for r in d["rows"]]
+    mb = [(4.0 * state_floats + row_bytes * (r + q), 4.0 * state_floats) for r, q in zip(d["rows"], d["test_rows"])]
     owner = block_owner(d["K"], P)
     acc = dict.fromkeys(PARTS, 0.0)
     for t in rounds:
@@ -477,6 +536,7 @@ def cmd_sweep(a):
     # equal sizes: every client the log-normal's mean size (same work on average)
     mu = a.mu + (a.sigma ** 2 / 2 if a.sizes == "equal" else 0.0)
     rounds = list(range(a.rounds))
+    sizes = "equal" if a.sizes == "equal" else f"lognormal s={a.sigma:g}"
     out = []
     for P in ranks:
         K = a.clients_per_rank * P if a.mode == "weak" else a.clients
@@ -491,7 +551,7 @@ def cmd_sweep(a):
             for coll in ("reduce_bcast", "allreduce"):
                 parts = simulate(d, P, plat, sched, coll, mdl["params"], mdl["flops_row"], mdl["row_bytes"],
                                  a.state_floats, rounds)
-                row = dict(mode=a.mode, schedule=sched, collective=coll, model=a.model, sizes=a.sizes, ranks=P,
+                row = dict(mode=a.mode, schedule=sched, collective=coll, model=a.model, sizes=sizes, ranks=P,
                            clients=K, sampled=d["m"], rounds=len(rounds), payload_floats=mdl["params"],
                            seconds_per_round=f"{sum(parts.values()):.9g}")
                 row.update({f"{k}_s": f"{v:.9g}" for k, v in parts.items()})

@@ -116,9 +116,10 @@ def sampled(seed, K, m, t):
     return sample_sorted(Stream(seed, RNG_SAMPLING, NONE, t), K, m)
 
 
-def synthetic_train_rows(seed, K, mu=4.0, sigma=2.0, min_samples=50, max_samples=0, test_fraction=0.2):
-    """[K] training rows of each Synthetic client (defaults: the engine's)."""
-    rows = []
+def synthetic_rows(seed, K, mu=4.0, sigma=2.0, min_samples=50, max_samples=0, test_fraction=0.2):
+    """([K] training rows, [K] test rows) of the Synthetic clients (defaults:
+    the engine's)."""
+    rows, tests = [], []
     for k in range(K):
         r = Stream(seed, RNG_DATA, k, NONE)
         n = math.floor(math.exp(mu + sigma * r.normal())) + min_samples
@@ -126,12 +127,13 @@ def synthetic_train_rows(seed, K, mu=4.0, sigma=2.0, min_samples=50, max_samples
             n = max_samples
         test = min(max(round_half_away(test_fraction * n), 1), n - 1)
         rows.append(n - test)
-    return rows
+        tests.append(test)
+    return rows, tests
 
 
 def deck_rounds(cfg):
     """A resolved deck (ConfigParser of a run's config.ini) -> dict with seed,
-    K, m, epochs, rows [K] (training rows per client). Raises ValueError naming
+    K, m, epochs, rows [K] (training rows per client), test_rows [K]. Raises ValueError naming
     the key it cannot replay."""
     get = lambda key, fb: cfg.get(*key.split("."), fallback=fb)  # noqa: E731
     if get("data.source", "synthetic") != "synthetic":
@@ -144,9 +146,9 @@ def deck_rounds(cfg):
     seed = int(get("run.seed", "1"))
     K = int(get("run.clients", "0"))
     m = sampled_count(K, int(get("run.clients_per_round", "0")), float(get("run.client_fraction", "0.1")))
-    rows = synthetic_train_rows(seed, K, float(get("data.synthetic_size_mu", "4.0")),
+    rows, tests = synthetic_rows(seed, K, float(get("data.synthetic_size_mu", "4.0")),
                                 float(get("data.synthetic_size_sigma", "2.0")),
                                 int(get("data.synthetic_min_samples", "50")),
                                 int(get("data.synthetic_max_samples", "0")),
                                 float(get("data.test_fraction", "0.2")))
-    return dict(seed=seed, K=K, m=m, epochs=int(get("train.epochs", "1")), rows=rows)
+    return dict(seed=seed, K=K, m=m, epochs=int(get("train.epochs", "1")), rows=rows, test_rows=tests)

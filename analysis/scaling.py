@@ -66,6 +66,8 @@ def parse_args():
     p.add_argument("--sim", action="append", metavar="SWEEP.csv",
                    help="simulated series from analysis/cluster_model.py sweep instead of run "
                    "folders (repeatable; the files must share weak or strong)")
+    p.add_argument("--collective", choices=["reduce_bcast", "allreduce"],
+                   help="with --sim: only the series of this collective")
     p.add_argument("--mode", choices=["auto", "strong", "weak"], default="auto",
                    help="scaling kind (default auto: from run.clients against ranks)")
     p.add_argument("--csv", metavar="OUT.csv", help="also write the table as CSV")
@@ -362,6 +364,23 @@ def sim_plot(path, mode, series, title, size):
     ax1.grid(True, alpha=0.3)
     ax1.legend(fontsize="x-small", loc="lower left")
     ax1.set_title(f"simulated {mode} scaling", fontsize="medium")
+    if len({sr[0]["payload_floats"] for sr in series}) > 1:
+        # payloads compared: the collectives' share of the round per series
+        for i, sr in enumerate(series):
+            ax2.plot([allp.index(r["ranks"]) for r in sr],
+                     [100 * r["communication"] / r["total"] if r["total"] > 0 else 0 for r in sr],
+                     styles.get(sr[0]["schedule"], "^:"), color=f"C{i // 2 if len(series) > 2 else i}",
+                     label=sim_label(sr, series), markersize=4)
+        ax2.set_xticks(range(len(allp)))
+        ax2.set_xticklabels([str(x) for x in allp], fontsize="small")
+        ax2.set_xlabel("MPI ranks")
+        ax2.set_ylabel("communication, % of the round")
+        ax2.set_ylim(0, 100)
+        ax2.axhline(50, color="gray", linewidth=0.8, linestyle=":")
+        ax2.grid(True, alpha=0.3)
+        ax2.legend(fontsize="x-small", loc="upper left")
+        ax2.set_title("share of the collectives", fontsize="medium")
+        return finish_plot(fig, path, title)
     bars = [sr for sr in series if sr[0]["collective"] == series[0][0]["collective"]
             and sr[0]["model"] == series[0][0]["model"] and sr[0]["sizes"] == series[0][0]["sizes"]
             and sr[0]["payload_floats"] == series[0][0]["payload_floats"]][:2]
@@ -382,7 +401,11 @@ def sim_plot(path, mode, series, title, size):
     ax2.set_ylim(0, 100)
     handles, labels = ax2.get_legend_handles_labels()
     ax2.legend(handles[::-1], labels[::-1], fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax2.set_title(f"time split, {bars[0][0]['collective']}", fontsize="medium")
+    ax2.set_title(f"time split, {bars[0][0]['collective']}, {bars[0][0]['sizes']}", fontsize="medium")
+    finish_plot(fig, path, title)
+
+
+def finish_plot(fig, path, title):
     if title:
         fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
@@ -396,6 +419,10 @@ def main_sim(args, size):
     if args.runs:
         runfiles.fail("give run folders or --sim files, not both")
     mode, series = read_sim(args.sim)
+    if args.collective:
+        series = [sr for sr in series if sr[0]["collective"] == args.collective]
+        if not series:
+            runfiles.fail(f"--collective {args.collective}: no such series in the sweeps")
     if args.mode != "auto" and args.mode != mode:
         runfiles.fail(f"--mode {args.mode}, but the sweeps are {mode} scaling")
     for sr in series:
