@@ -315,7 +315,9 @@ def round_parts(sampled, cost, move_bytes, owner, P, plat, schedule, coll, n_flo
         comm = collective("bcast", P, 4.0 * n_floats, plat) + collective("reduce", P, nbytes, plat)
     io = plat["compute.io_time"] + gather(P, 6 * 8.0, plat)
     imb = span - mean - mv
-    return dict(local=mean, imbalance=imb if abs(imb) > 1e-12 * max(span, 1e-300) else 0.0, move=mv, communication=comm,
+    if abs(imb) <= 1e-12 * span:  # rounding of equal loads
+        imb = 0.0
+    return dict(local=mean, imbalance=imb, move=mv, communication=comm,
                 server=plat["compute.server_per_float"] * n_floats, io=io)
 
 
@@ -386,7 +388,8 @@ def load_run(path):
     if len(train) < 3:
         fail(f"{path}: {len(train)} rounds without evaluation after the first; set run.eval_every "
              "to run.rounds and run.rounds >= 5")
-    return dict(path=path, name=name, d=d, P=time.shape[1], time=time, flops=flops, cpu=cpu, train=train)
+    return dict(path=path, name=name, cfg=cp, d=d, P=time.shape[1], time=time, flops=flops, cpu=cpu,
+                train=train)
 
 
 def calibrate(runs1, plat, n):
@@ -417,10 +420,12 @@ def calibrate(runs1, plat, n):
     return out
 
 
-def flops_row_of(r):
+def flops_row_of(r, per_rank=True):
     """FLOPs per training row from the run's own profile, and whether every
     rank's FLOPs in every round are its replayed clients' rows x epochs x that
-    (the replay's sampling, sizes and static map are the engine's)."""
+    (the replay's sampling, sizes and static map are the engine's);
+    per_rank=False compares each round's total only (balanced runs, whose
+    clients run where the engine's measured costs sent them)."""
     d, P = r["d"], r["P"]
     owner = block_owner(d["K"], P)
     rows = np.zeros(r["flops"].shape[:2])
@@ -428,7 +433,10 @@ def flops_row_of(r):
         for k in fl_replay.sampled(d["seed"], d["K"], d["m"], t):
             rows[t, owner[k]] += d["rows"][k] * d["epochs"]
     f = r["flops"][:, :, 1].sum() / rows.sum()
-    return f, bool(np.allclose(r["flops"][:, :, 1], rows * f, rtol=1e-9, atol=0))
+    got, want = r["flops"][:, :, 1], rows * f
+    if not per_rank:
+        got, want = got.sum(axis=1), want.sum(axis=1)
+    return f, bool(np.allclose(got, want, rtol=1e-9, atol=0))
 
 
 def share_of(r):
@@ -450,41 +458,48 @@ def cmd_validate(a):
     if not runs1:
         fail("no 1-rank run among the runs: the model is calibrated on the 1-rank runs")
     cal = calibrate(runs1, plat, a.params)
-    fr, exact = flops_row_of(runs1[0])
+    fr, _ = flops_row_of(runs1[0])
+    # a Synthetic row as the engine holds and moves it: float32 features, int32 label
+    row_bytes = 4.0 * int(runs1[0]["cfg"].get("data", "synthetic_dim", fallback="60")) + 4.0
     for r in runs:
-        if not flops_row_of(r)[1]:
+        if not flops_row_of(r, a.schedule == "static")[1]:
             fail(f"{r['path']}: its FLOPs per rank and round are not the replayed clients' rows x epochs x "
                  f"{fr:.6g}: the replay does not reproduce this run's rounds")
     rows = []
     for P in sorted({r["P"] for r in runs}):
         rs = [r for r in runs if r["P"] == P]
         d, train = rs[0]["d"], rs[0]["train"]
-        ded = sum(simulate(d, P, cal, a.schedule, "reduce_bcast", a.params, fr, 0, 0, train).values())
+        sim = functools.partial(simulate, d, P, cal, a.schedule, "reduce_bcast", a.params, fr, row_bytes,
+                                a.state_floats)
+        ded = sum(sim(train).values())
         w = dict(ranks=P, reps=len(rs), each=[], adj=[], cpu_meas=[], share=[])
         for r in rs:
             w["each"].append(float(r["time"][r["train"], 0, :].sum(axis=1).mean()))
             s = share_of(r)
             if s:
                 w["share"].append(s)
-                w["adj"].append(sum(simulate(d, P, cal, a.schedule, "reduce_bcast", a.params, fr, 0, 0,
-                                             r["train"], share=s).values()))
+                w["adj"].append(sum(sim(r["train"], share=s).values()))
                 w["cpu_meas"].append(float(r["cpu"][r["train"], :, 1].max(axis=1).mean()))
         # the busiest rank's CPU seconds of local training per round, predicted
         cost = client_costs(d["rows"], d["epochs"], fr, cal)
         owner = block_owner(d["K"], P)
-        w["cpu_pred"] = float(np.mean([rank_work(fl_replay.sampled(d["seed"], d["K"], d["m"], t), cost, [(0.0, 0.0)] * d["K"],
-                                                 owner, P, cal, a.schedule)[0].max() for t in train]))
+        mb = [(4.0 * a.state_floats + row_bytes * (x + q), 4.0 * a.state_floats)
+              for x, q in zip(d["rows"], d["test_rows"])]
+        w["cpu_pred"] = float(np.mean([rank_work(sampled_round(d["seed"], d["K"], d["m"], t), cost, mb, owner, P,
+                                                 cal, a.schedule)[0].max() for t in train]))
         w["measured"] = statistics.median(w["each"])
         w["dedicated"] = ded
         rows.append(w)
     med = lambda v: statistics.median(v) if v else float("nan")  # noqa: E731
     err = lambda p, m: 100.0 * (p - m) / m  # noqa: E731
+    match = ("every run's FLOPs per rank and round match the replay" if a.schedule == "static"
+             else "every round's FLOPs match the replay")
     print(f"validation on {plat['name']}: run.schedule = {a.schedule}; calibrated on {len(runs1)} 1-rank "
           f"run(s) ({'CPU' if runs1[0]['cpu'] is not None else 'wall'} seconds): flop_rate "
           f"{cal['compute.flop_rate'] / 1e9:.2f} GFLOP/s, client_overhead "
-          f"{cal['compute.client_overhead'] * 1e3:.3f} ms, server {cal['compute.server_per_float'] * 1e9:.3f} ns/float, "
-          f"io {cal['compute.io_time'] * 1e3:.3f} ms; {fr / 1e6:.4f} MFLOP per row; payload {a.params} floats; "
-          "every run's FLOPs per rank and round match the replay")
+          f"{cal['compute.client_overhead'] * 1e3:.3f} ms, server "
+          f"{cal['compute.server_per_float'] * 1e9:.3f} ns/float, io {cal['compute.io_time'] * 1e3:.3f} ms; "
+          f"{fr / 1e6:.4f} MFLOP per row; payload {a.params} floats; {match}")
     print()
     print("| ranks | runs | measured s/round (median) | each run | predicted, dedicated cores | error % "
           "| core share (median) | predicted at that share | error % "
@@ -583,6 +598,8 @@ def parse_args(argv=None):
                    help="the run.schedule the runs used (default static)")
     v.add_argument("--params", type=int, default=MODELS["mlp"]["params"],
                    help="payload floats (default %(default)s, the quick start's MLP)")
+    v.add_argument("--state-floats", type=int, default=0,
+                   help="client-state floats that move with a client under balanced (default 0: FedAvg)")
     v.add_argument("--csv", metavar="OUT.csv", help="also write the table as CSV")
     s = sub.add_parser("sweep", help="simulated weak or strong scaling series (CSV for scaling.py --sim)")
     s.add_argument("--platform", required=True, metavar="FILE.ini")
