@@ -36,9 +36,7 @@ const fh_key_spec fh_model_keys[] = {
      "bits"},
     FH_KEYS_END};
 
-/* model.conv, when the deck sets it (a config of defaults alone, such as a
- * pretrained model's, leaves the process's choice as it is). */
-static int apply_conv_backend(const fh_config *cfg) {
+int fh_model_conv_choice(const fh_config *cfg) {
   if (strcmp(fh_cfg_origin(cfg, "model.conv"), "default") == 0) return 0;
   const char *v = fh_cfg_str(cfg, "model.conv");
   const fh_conv_backend b = strcmp(v, "onednn") == 0     ? FH_CONV_ONEDNN
@@ -264,7 +262,7 @@ int fh_model_create(fh_model **out, const fh_config *cfg, int in_c, int in_h, in
 int fh_model_create_arch(fh_model **out, const fh_config *cfg, const char *arch, int in_c,
                          int in_h, int in_w, int num_classes, int max_batch) {
   *out = NULL;
-  FH_TRY(apply_conv_backend(cfg));
+  FH_TRY(fh_model_conv_choice(cfg));
   if (strcmp(arch, "mlp") == 0) {
     long long h[FH_MLP_MAX_HIDDEN];
     const int n = fh_cfg_intlist(cfg, "model.hidden", h, FH_MLP_MAX_HIDDEN);
