@@ -46,6 +46,13 @@ void fh_conv_dnnl_impl(const fh_conv2d_geom *g, int groups, int B, int bias, con
  * a piece's activations) and the number of shapes the table holds. */
 #define MAX_PIECE 64
 
+/* Output maps of fewer positions (2x2 and 1x1: the last stage of a ResNet on
+ * 32x32 inputs with a pooled stem) take the portable kernels: oneDNN's direct
+ * kernels block over the map and run there at 45-50 GFLOP/s against 65 for
+ * the whole-batch sgemm of conv2d.c (resnet8, batch 16, this machine's AVX-512
+ * core); from 4x4 on oneDNN is ahead (93 against 58). */
+#define MIN_POSITIONS 5
+
 /* A call that oneDNN refuses after the primitives exist (out of memory, a
  * library fault) cannot fall back without the ranks disagreeing: it stops
  * the process. */
@@ -347,7 +354,7 @@ static int piece(int B, int n0) { return B - n0 < MAX_PIECE ? B - n0 : MAX_PIECE
 /* Whether both piece sizes of B (MAX_PIECE and the rest) are served: decided
  * before anything runs, so a batch never mixes the two kinds of kernel. */
 static int served(const fh_conv2d_geom *g, int groups, int B, int bias) {
-  if (!chosen()) return 0;
+  if (!chosen() || g->out_h * g->out_w < MIN_POSITIONS) return 0;
   if (B >= MAX_PIECE && !lookup(g, groups, MAX_PIECE, bias)->served) return 0;
   if (B % MAX_PIECE && !lookup(g, groups, B % MAX_PIECE, bias)->served) return 0;
   return 1;

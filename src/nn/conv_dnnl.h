@@ -19,7 +19,8 @@
  * runs the same code: results are identical for any rank count. On a cluster
  * whose nodes differ, cap the instruction set (ONEDNN_MAX_CPU_ISA) or choose
  * model.conv = portable. Shapes oneDNN serves only with its reference
- * kernels, and CPUs without AVX2, take the portable kernels. */
+ * kernels, output maps under 5 positions (where the portable whole-batch
+ * product is faster), and CPUs without AVX2 take the portable kernels. */
 #ifndef FH_CONV_DNNL_H
 #define FH_CONV_DNNL_H
 
