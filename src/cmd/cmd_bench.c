@@ -391,7 +391,7 @@ static double best_cpu(bench_fn fn, void *arg, int reps) {
 }
 
 /* The convolution layers of a model: their forward + backward FLOP rate
- * (least of 10 passes, CPU time) against sgemm running the same products
+ * (least of 5 passes, CPU time) against sgemm running the same products
  * (the GEMMs of an im2col convolution of each layer, same shapes). Prints
  * one line; no line for a model without convolutions. */
 static void print_conv_vs_sgemm(bench_model *bm) {
@@ -399,7 +399,7 @@ static void print_conv_vs_sgemm(bench_model *bm) {
   double *tf = fh_malloc((size_t)n * sizeof(double)), *tb = fh_malloc((size_t)n * sizeof(double));
   double *best = fh_malloc((size_t)n * sizeof(double));
   for (int i = 0; i < n; i++) best[i] = 1e30;
-  for (int rep = 0; rep < 10; rep++) {
+  for (int rep = 0; rep < 5; rep++) {
     fh_model_loss_grad_timed(bm->m, bm->x, bm->y, bm->B, tf, tb);
     for (int i = 0; i < n; i++)
       if (tf[i] + tb[i] < best[i]) best[i] = tf[i] + tb[i];

@@ -202,6 +202,8 @@ typedef struct {
   /* forward: x, W in, y out; backward data: dy, W in, dx out; backward
    * weights: x, dy in, dW out (into a plain copy that is then added) */
   stage f_x, f_w, f_y, d_dy, d_w, d_dx, w_x, w_dy, w_dw;
+  int dy_shared;          /* both backward primitives take dy in one blocked
+                             layout: the weight gradient reads d_dy's copy */
   dnnl_memory_t bias_mem; /* plain [O]: the forward's b, the backward's db */
   size_t dw_off, db_off;  /* plain copies of dW, db in the work area */
 } entry;
@@ -294,6 +296,9 @@ static void entry_make(entry *e) {
   take(e, BWD_D, pd[BWD_D], &cb);
   stage_make(&e->w_x, &ux, q(pd[BWD_W], dnnl_query_src_md), 1, &cb);
   stage_make(&e->w_dy, &uy, q(pd[BWD_W], dnnl_query_diff_dst_md), 1, &cb);
+  e->dy_shared = e->d_dy.reorder && e->w_dy.reorder &&
+                 dnnl_memory_desc_equal(q(pd[BWD_D], dnnl_query_diff_dst_md),
+                                        q(pd[BWD_W], dnnl_query_diff_dst_md));
   stage_make(&e->w_dw, &uw, q(pd[BWD_W], dnnl_query_diff_weights_md), 0, &cb);
   e->dw_off = cb, cb += md_bytes(&uw);
   if (e->bias) {
@@ -409,7 +414,9 @@ int fh_conv_dnnl_backward(float *dx, float *dW, float *db, const float *dy, cons
     /* the piece's dW (and db) into plain copies in the area, then added */
     float *dwp = (float *)(g_area + e->dw_off), *dbp = (float *)(g_area + e->db_off);
     dnnl_exec_arg_t a[5] = {{DNNL_ARG_SRC, stage_in(&e->w_x, x + n0 * xs)},
-                            {DNNL_ARG_DIFF_DST, stage_in(&e->w_dy, dy + n0 * ys)},
+                            {DNNL_ARG_DIFF_DST, dx && e->dy_shared
+                                                    ? e->d_dy.inner
+                                                    : stage_in(&e->w_dy, dy + n0 * ys)},
                             {DNNL_ARG_DIFF_WEIGHTS, stage_target(&e->w_dw, dwp)}};
     int n = 3;
     if (db) {
