@@ -30,14 +30,17 @@ static int setup_all(void **state) {
   return 0;
 }
 
-/* Direct convolution in double: y, and for dy the gradients. */
-static void reference(const fh_conv2d_geom *g, int B, const float *x, const float *W,
-                      const float *b, const float *dy, double *y, double *dx, double *dW,
-                      double *db) {
+/* Direct convolution in double with G groups (group k's outputs see input
+ * channels [k C / G, (k + 1) C / G); W [O, C / G, kh, kw]): y, and for dy the
+ * gradients. */
+static void reference_groups(const fh_conv2d_geom *g, int G, int B, const float *x,
+                             const float *W, const float *b, const float *dy, double *y,
+                             double *dx, double *dW, double *db) {
   const int C = g->in_c, H = g->in_h, Wd = g->in_w, O = g->out_c, kh = g->kernel_h,
             kw = g->kernel_w, OH = g->out_h, OW = g->out_w, s = g->stride, p = g->padding;
+  const int Cg = C / G, Og = O / G;
   memset(dx, 0, sizeof(double) * B * C * H * Wd);
-  memset(dW, 0, sizeof(double) * O * C * kh * kw);
+  memset(dW, 0, sizeof(double) * O * Cg * kh * kw);
   memset(db, 0, sizeof(double) * O);
   for (int n = 0; n < B; n++)
     for (int o = 0; o < O; o++)
@@ -47,19 +50,25 @@ static void reference(const fh_conv2d_geom *g, int B, const float *x, const floa
           double acc = b ? b[o] : 0.0;
           const double d = dy[yi];
           db[o] += d;
-          for (int c = 0; c < C; c++)
+          for (int c = 0; c < Cg; c++)
             for (int i = 0; i < kh; i++)
               for (int j = 0; j < kw; j++) {
                 const int ih = oh * s - p + i, iw = ow * s - p + j;
                 if (ih < 0 || ih >= H || iw < 0 || iw >= Wd) continue;
-                const size_t xi = (((size_t)n * C + c) * H + ih) * Wd + iw;
-                const size_t wi = (((size_t)o * C + c) * kh + i) * kw + j;
+                const size_t xi = (((size_t)n * C + o / Og * Cg + c) * H + ih) * Wd + iw;
+                const size_t wi = (((size_t)o * Cg + c) * kh + i) * kw + j;
                 acc += (double)W[wi] * x[xi];
                 dW[wi] += d * x[xi];
                 dx[xi] += d * W[wi];
               }
           y[yi] = acc;
         }
+}
+
+static void reference(const fh_conv2d_geom *g, int B, const float *x, const float *W,
+                      const float *b, const float *dy, double *y, double *dx, double *dW,
+                      double *db) {
+  reference_groups(g, 1, B, x, W, b, dy, y, dx, dW, db);
 }
 
 static void expect_close(const char *what, const float *got, const double *want, size_t n,
@@ -181,12 +190,12 @@ static void test_layer_dispatch(void **state) {
 
 /* ---- oneDNN ------------------------------------------------------------------ */
 
-static void check_dnnl(const char *name, int C, int H, int W, int O, int kh, int kw, int stride,
-                       int pad, int B, int bias) {
+static void check_dnnl_groups(const char *name, int C, int H, int W, int O, int kh, int kw,
+                              int stride, int pad, int B, int bias, int G) {
   fh_conv2d_geom g;
   assert_int_equal(fh_conv2d_geometry(&g, C, H, W, O, kh, kw, stride, pad), 0);
   const size_t xs = (size_t)B * C * H * W, ys = (size_t)B * O * g.out_h * g.out_w,
-               ws = (size_t)O * C * kh * kw, x1 = (size_t)C * H * W,
+               ws = (size_t)O * (C / G) * kh * kw, x1 = (size_t)C * H * W,
                y1 = (size_t)O * g.out_h * g.out_w;
   float *x = malloc(xs * 4), *Wt = malloc(ws * 4), *bb = malloc((size_t)O * 4);
   float *y = malloc(ys * 4), *dy = malloc(ys * 4), *dx = malloc(xs * 4), *dW = malloc(ws * 4);
@@ -197,15 +206,15 @@ static void check_dnnl(const char *name, int C, int H, int W, int O, int kh, int
   fh_rng_normal_fill(&g_rng, Wt, ws, 0.0f, 0.2f);
   fh_rng_normal_fill(&g_rng, bb, (size_t)O, 0.0f, 0.5f);
   fh_rng_normal_fill(&g_rng, dy, ys, 0.0f, 1.0f);
-  reference(&g, B, x, Wt, bias ? bb : NULL, dy, ry, rdx, rdW, rdb);
+  reference_groups(&g, G, B, x, Wt, bias ? bb : NULL, dy, ry, rdx, rdW, rdb);
   char what[128];
-  assert_int_equal(fh_conv_dnnl_forward(y, x, Wt, bias ? bb : NULL, B, &g, 1), 0);
+  assert_int_equal(fh_conv_dnnl_forward(y, x, Wt, bias ? bb : NULL, B, &g, G), 0);
   snprintf(what, sizeof what, "oneDNN %s y", name);
   expect_close(what, y, ry, ys, 0.0);
   for (size_t i = 0; i < ws; i++) dW[i] = dW2[i] = 1.0f;
   for (int o = 0; o < O; o++) db[o] = db2[o] = 1.0f;
   for (size_t i = 0; i < xs; i++) dx[i] = 1e30f;
-  assert_int_equal(fh_conv_dnnl_backward(dx, dW, bias ? db : NULL, dy, x, Wt, B, &g, 1), 0);
+  assert_int_equal(fh_conv_dnnl_backward(dx, dW, bias ? db : NULL, dy, x, Wt, B, &g, G), 0);
   snprintf(what, sizeof what, "oneDNN %s dx", name);
   expect_close(what, dx, rdx, xs, 0.0);
   snprintf(what, sizeof what, "oneDNN %s dW", name);
@@ -215,22 +224,27 @@ static void check_dnnl(const char *name, int C, int H, int W, int O, int kh, int
     expect_close(what, db, rdb, (size_t)O, 1.0);
   }
   /* the same calls again: the same bits (dW, db accumulate onto 1 again) */
-  assert_int_equal(fh_conv_dnnl_forward(y2, x, Wt, bias ? bb : NULL, B, &g, 1), 0);
+  assert_int_equal(fh_conv_dnnl_forward(y2, x, Wt, bias ? bb : NULL, B, &g, G), 0);
   assert_memory_equal(y, y2, ys * 4);
-  assert_int_equal(fh_conv_dnnl_backward(dx2, dW2, bias ? db2 : NULL, dy, x, Wt, B, &g, 1), 0);
+  assert_int_equal(fh_conv_dnnl_backward(dx2, dW2, bias ? db2 : NULL, dy, x, Wt, B, &g, G), 0);
   assert_memory_equal(dx, dx2, xs * 4);
   assert_memory_equal(dW, dW2, ws * 4);
   if (bias) assert_memory_equal(db, db2, (size_t)O * 4);
   /* each sample alone: the same bits as within the batch */
   for (int n = 0; n < B; n++) {
-    assert_int_equal(fh_conv_dnnl_forward(y2, x + n * x1, Wt, bias ? bb : NULL, 1, &g, 1), 0);
+    assert_int_equal(fh_conv_dnnl_forward(y2, x + n * x1, Wt, bias ? bb : NULL, 1, &g, G), 0);
     assert_memory_equal(y + n * y1, y2, y1 * 4);
-    assert_int_equal(fh_conv_dnnl_backward(dx2, dW2, NULL, dy + n * y1, x + n * x1, Wt, 1, &g, 1), 0);
+    assert_int_equal(fh_conv_dnnl_backward(dx2, dW2, NULL, dy + n * y1, x + n * x1, Wt, 1, &g, G), 0);
     assert_memory_equal(dx + n * x1, dx2, x1 * 4);
   }
   free(x), free(Wt), free(bb), free(y), free(dy), free(dx), free(dW), free(db);
   free(y2), free(dx2), free(dW2), free(db2);
   free(ry), free(rdx), free(rdW), free(rdb);
+}
+
+static void check_dnnl(const char *name, int C, int H, int W, int O, int kh, int kw, int stride,
+                       int pad, int B, int bias) {
+  check_dnnl_groups(name, C, H, W, O, kh, kw, stride, pad, B, bias, 1);
 }
 
 static void test_onednn(void **state) {
@@ -246,6 +260,9 @@ static void test_onednn(void **state) {
   check_dnnl("resnet 3x3 p1", 32, 8, 8, 32, 3, 3, 1, 1, 5, 0);
   /* above one piece (64 samples): a full piece and the rest */
   check_dnnl("pieces 3x3 p1", 6, 6, 6, 16, 3, 3, 1, 1, 70, 1);
+  /* grouped and depthwise (conv2d_grouped.c's layer) */
+  check_dnnl_groups("groups 2, 3x3 p1", 4, 9, 9, 6, 3, 3, 1, 1, 3, 1, 2);
+  check_dnnl_groups("depthwise 3x3 s2 p1", 8, 12, 12, 8, 3, 3, 2, 1, 4, 0, 8);
   /* the layer through oneDNN, against finite differences */
   const int geo[][9] = {{2, 10, 10, 3, 3, 3, 1, 1, 1}, {2, 17, 16, 2, 5, 3, 2, 2, 0}};
   for (int k = 0; k < 2; k++) {
