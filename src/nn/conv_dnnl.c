@@ -31,11 +31,6 @@ int fh_conv_dnnl_backward(float *dx, float *dW, float *db, const float *dy, cons
   return -1;
 }
 
-void fh_conv_dnnl_impl(const fh_conv2d_geom *g, int groups, int B, int bias, const char *impl[3]) {
-  (void)g, (void)groups, (void)B, (void)bias;
-  impl[0] = impl[1] = impl[2] = NULL;
-}
-
 #else
 
 #include <dnnl.h>
@@ -198,7 +193,6 @@ typedef struct {
   dnnl_primitive_t prim[3];
   dnnl_memory_t sp[3]; /* scratchpads, NULL where none */
   size_t sp_off[3];
-  const char *impl[3];
   /* forward: x, W in, y out; backward data: dy, W in, dx out; backward
    * weights: x, dy in, dW out (into a plain copy that is then added) */
   stage f_x, f_w, f_y, d_dy, d_w, d_dx, w_x, w_dy, w_dw;
@@ -306,13 +300,7 @@ static void entry_make(entry *e) {
     e->db_off = cb, cb += md_bytes(&ub);
   }
   take(e, BWD_W, pd[BWD_W], &cb);
-  /* The descriptors' strings die with them: keep the primitives' own. */
-  for (int k = 0; k < 3; k++) {
-    const_dnnl_primitive_desc_t own;
-    check(dnnl_primitive_get_primitive_desc(e->prim[k], &own), "get_primitive_desc");
-    e->impl[k] = impl_name(own);
-    dnnl_primitive_desc_destroy(pd[k]);
-  }
+  for (int k = 0; k < 3; k++) dnnl_primitive_desc_destroy(pd[k]);
   area_reserve(cf > cb ? cf : cb);
 }
 
@@ -432,13 +420,6 @@ int fh_conv_dnnl_backward(float *dx, float *dW, float *db, const float *dy, cons
       for (int o = 0; o < g->out_c; o++) db[o] += dbp[o];
   }
   return 0;
-}
-
-void fh_conv_dnnl_impl(const fh_conv2d_geom *g, int groups, int B, int bias, const char *impl[3]) {
-  impl[0] = impl[1] = impl[2] = NULL;
-  if (!chosen()) return;
-  const entry *e = lookup(g, groups, B < MAX_PIECE ? B : MAX_PIECE, bias);
-  for (int k = 0; k < 3; k++) impl[k] = e->impl[k];
 }
 
 #endif

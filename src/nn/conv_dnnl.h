@@ -9,8 +9,9 @@
  * oneDNN picks its own (blocked, e.g. nChw16c) layouts for activations and
  * weights; the layer keeps PyTorch's plain layouts (x, y [B, C, H, W], W
  * [O, C / G, kh, kw]) and reorders in and out inside the call, into a work
- * area that also holds every primitive's scratchpad (user-managed). Nothing
- * is allocated per batch.
+ * area that also holds every primitive's scratchpad (user-managed). fedhpc
+ * allocates nothing per batch (oneDNN's execute call itself builds a small
+ * argument map on the heap; no data buffers).
  *
  * Reproducibility: oneDNN runs on one thread (its OpenMP runtime is set to
  * one thread when the table is first used), so every kernel is deterministic
@@ -54,9 +55,5 @@ int fh_conv_dnnl_forward(float *y, const float *x, const float *W, const float *
  * Returns 0, or -1 as fh_conv_dnnl_forward (then nothing was written). */
 int fh_conv_dnnl_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
                           const float *W, int B, const fh_conv2d_geom *g, int groups);
-
-/* The kernels oneDNN chose for a shape ("jit:avx512_core" ...), for the
- * bench and the docs: fwd, bwd_d, bwd_w; NULL strings where not served. */
-void fh_conv_dnnl_impl(const fh_conv2d_geom *g, int groups, int B, int bias, const char *impl[3]);
 
 #endif
