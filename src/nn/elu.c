@@ -7,13 +7,14 @@
 #include "nn/elu.h"
 
 /* exp(x) = s (1 + p) with s = 2^k, p = expm1(r), x = k ln 2 + r, |r| <= ln 2 / 2,
- * for x <= 0 (below -87, where exp is under 2^-125, x is taken as -87).
+ * for x <= 0 (below -87.6, where exp is subnormal, x is taken as -87.6:
+ * k >= -126 keeps s = 2^k a normal float).
  * Branch-free float arithmetic, so that the loops below vectorise: k by the
  * round-to-nearest of adding 1.5 2^23, ln 2 in two parts (Cody and Waite:
  * k ln2_hi is exact for |k| < 2^7), expm1(r) by its Taylor series to r^8
  * (truncation under 2e-10 relative on |r| <= 0.347). NaN stays NaN in p. */
 static inline void exp_parts(float x, float *s, float *p) {
-  x = x < -87.0f ? -87.0f : x;
+  x = x < -87.6f ? -87.6f : x;
   const float t = x * 1.44269504f + 12582912.0f;
   const float k = t - 12582912.0f;
   const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
