@@ -12,6 +12,8 @@ PACKAGES=(
   # MPI, linear algebra, I/O, counters
   openmpi-bin libopenmpi-dev
   libscalapack-openmpi-dev libopenblas-dev
+  # oneDNN for the convolutions (cmake -DFEDHPC_ONEDNN=OFF builds without it)
+  libdnnl-dev
   libhdf5-openmpi-dev hdf5-tools zlib1g-dev
   libpapi-dev papi-tools
   # config parsing, LEAF JSON datasets, unit tests

@@ -30,6 +30,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "data/dataset.h"
+#include "nn/conv_dnnl.h"
 #include "nn/layer.h"
 #include "fl/accumulate.h"
 #include "nn/model.h"
@@ -215,7 +216,8 @@ static double time_step(bench_model *bm, int min_reps) {
 }
 
 /* Where the time of a step goes: each layer's forward and backward, timed
- * inside one loss-and-gradient pass, the least of 10 passes per layer. */
+ * (thread CPU time) inside one loss-and-gradient pass, the least of 10
+ * passes per layer. */
 static void print_layer_shares(bench_model *bm) {
   const int n = fh_model_nlayers(bm->m);
   double *tf = fh_malloc((size_t)n * sizeof(double)), *tb = fh_malloc((size_t)n * sizeof(double));
@@ -230,7 +232,7 @@ static void print_layer_shares(bench_model *bm) {
   }
   double total = 0.0;
   for (int i = 0; i < n; i++) total += bf[i] + bb[i];
-  printf("    per layer (%s, batch %d; least of 10 passes; layers under 1%% summed):\n",
+  printf("    per layer (%s, batch %d; CPU time, least of 10 passes; layers under 1%% summed):\n",
          fh_model_arch(bm->m), bm->B);
   printf("      %-22s %9s %9s %7s %9s\n", "layer", "fwd ms", "bwd ms", "share", "GFLOP/s");
   double rest = 0.0;
@@ -324,12 +326,105 @@ static double quantile(double *v, int n, double q) {
 }
 
 /* The input shape a zoo model is benchmarked on: flat 784 for the MLP,
- * CIFAR's 3x32x32 for the convolutional ones. */
+ * (Fashion-)MNIST's 1x28x28 for the layer lists made for it, CIFAR's 3x32x32
+ * for the other convolutional ones. */
 static void zoo_input(const char *arch, int shape[3]) {
-  if (strcmp(arch, "mlp") == 0)
-    shape[0] = 784, shape[1] = 1, shape[2] = 1;
-  else
-    shape[0] = 3, shape[1] = 32, shape[2] = 32;
+  static const char *const mnist[] = {"lenet5", "augfl_fmnist", "mnist_cnn", "mcmahan_cnn"};
+  shape[0] = 3, shape[1] = 32, shape[2] = 32;
+  if (strcmp(arch, "mlp") == 0) shape[0] = 784, shape[1] = 1, shape[2] = 1;
+  for (size_t k = 0; k < sizeof mnist / sizeof mnist[0]; k++)
+    if (strcmp(arch, mnist[k]) == 0) shape[0] = 1, shape[1] = 28, shape[2] = 28;
+}
+
+/* ---- convolution layers against sgemm on their own products ------------------ */
+
+/* The products an im2col convolution of layer L would run for a batch of B,
+ * per group: forward [O, K] x [K, N], weight gradient [O, N] x [N, K], and
+ * (when the layer passes a gradient down) input gradient [K, O] x [O, N],
+ * with K = C / G kh kw, N = B OH OW. */
+typedef struct {
+  int G, O, K, N, dx;
+} conv_gemm;
+
+static conv_gemm conv_gemm_of(const fh_layer *L, int B) {
+  conv_gemm c;
+  c.G = L->in_shape[0] / L->param[0].shape[1]; /* weight [O, C / G, kh, kw] */
+  c.O = L->out_shape[0] / c.G;
+  c.K = L->param[0].shape[1] * L->param[0].shape[2] * L->param[0].shape[3];
+  c.N = B * L->out_shape[1] * L->out_shape[2];
+  c.dx = L->input >= 0;
+  return c;
+}
+
+typedef struct {
+  conv_gemm c;
+  float *a, *b, *out; /* each max(O K, K N, O N) floats */
+} conv_gemm_arg;
+
+static void do_conv_gemms(void *p) {
+  conv_gemm_arg *g = p;
+  const conv_gemm c = g->c;
+  for (int k = 0; k < c.G; k++) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c.O, c.N, c.K, 1.0f, g->a, c.K, g->b,
+                c.N, 0.0f, g->out, c.N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c.O, c.K, c.N, 1.0f, g->a, c.N, g->b,
+                c.N, 1.0f, g->out, c.K);
+    if (c.dx)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c.K, c.N, c.O, 1.0f, g->a, c.K, g->b,
+                  c.N, 0.0f, g->out, c.N);
+  }
+}
+
+static double thread_cpu_s(void);
+
+/* Thread CPU seconds of the fastest of reps calls of fn (after one warm-up). */
+static double best_cpu(bench_fn fn, void *arg, int reps) {
+  fn(arg);
+  double best = 1e30;
+  for (int i = 0; i < reps; i++) {
+    const double t0 = thread_cpu_s();
+    fn(arg);
+    const double t = thread_cpu_s() - t0;
+    if (t < best) best = t;
+  }
+  return best;
+}
+
+/* The convolution layers of a model: their forward + backward FLOP rate
+ * (least of 5 passes, CPU time) against sgemm running the same products
+ * (the GEMMs of an im2col convolution of each layer, same shapes). Prints
+ * one line; no line for a model without convolutions. */
+static void print_conv_vs_sgemm(bench_model *bm) {
+  const int n = fh_model_nlayers(bm->m);
+  double *tf = fh_malloc((size_t)n * sizeof(double)), *tb = fh_malloc((size_t)n * sizeof(double));
+  double *best = fh_malloc((size_t)n * sizeof(double));
+  for (int i = 0; i < n; i++) best[i] = 1e30;
+  for (int rep = 0; rep < 5; rep++) {
+    fh_model_loss_grad_timed(bm->m, bm->x, bm->y, bm->B, tf, tb);
+    for (int i = 0; i < n; i++)
+      if (tf[i] + tb[i] < best[i]) best[i] = tf[i] + tb[i];
+  }
+  double t_conv = 0.0, t_gemm = 0.0, flops = 0.0;
+  for (int i = 0; i < n; i++) {
+    const fh_layer *L = fh_model_layer(bm->m, i);
+    if (L->kind != FH_LAYER_CONV2D) continue;
+    conv_gemm_arg g = {conv_gemm_of(L, bm->B), NULL, NULL, NULL};
+    size_t most = (size_t)g.c.O * g.c.K;
+    if ((size_t)g.c.K * g.c.N > most) most = (size_t)g.c.K * g.c.N;
+    if ((size_t)g.c.O * g.c.N > most) most = (size_t)g.c.O * g.c.N;
+    g.a = fh_calloc(most, sizeof(float)), g.b = fh_calloc(most, sizeof(float));
+    g.out = fh_calloc(most, sizeof(float));
+    t_gemm += best_cpu(do_conv_gemms, &g, 5);
+    free(g.a), free(g.b), free(g.out);
+    t_conv += best[i];
+    flops += L->ops->flops_forward(L, bm->B) + L->ops->flops_backward(L, bm->B);
+  }
+  if (flops > 0)
+    printf("    conv layers (%s, batch %d, %s): %.3f ms, %.1f GFLOP/s; sgemm on the same products "
+           "%.1f GFLOP/s; conv of sgemm %.3f\n",
+           fh_model_arch(bm->m), bm->B, fh_conv_backend_name(), t_conv * 1e3,
+           flops / t_conv * 1e-9, flops / t_gemm * 1e-9, t_gemm / t_conv);
+  free(tf), free(tb), free(best);
 }
 
 /* One model at one batch size: 2 warm-up steps, then steps timed one by one. */
@@ -362,6 +457,7 @@ static int bench_one_model(const char *arch, const char *hidden, int B, int step
            "samples/s %9.0f  cpu samples/s %9.0f  of sgemm %.3f\n",
            arch, B, w50 * 1e3, w10 * 1e3, w90 * 1e3, c50 * 1e3, c10 * 1e3, c90 * 1e3, B / w50,
            B / c50, bm.flops / c50 * 1e-9 / sgemm_gf);
+  if (rank == 0) print_conv_vs_sgemm(&bm);
   fflush(stdout);
   free(wall), free(cpu), free(sa.mom);
   bench_model_free(&bm);
@@ -547,6 +643,7 @@ int fh_cmd_bench(int argc, char **argv) {
   fh_config *cfg = NULL;
   bench_opts o;
   int rc = parse_args(argc, argv, &cfg, &o);
+  if (rc == 0) rc = fh_model_conv_choice(cfg); /* --models builds its own configs */
   rc = fh_error_agree(MPI_COMM_WORLD, rc);
   if (rc) {
     fh_config_free(cfg);
@@ -561,8 +658,9 @@ int fh_cmd_bench(int argc, char **argv) {
   const double sgemm_gf = sgemm_rate(&r, o.min_reps);
   if (rank == 0)
     printf("fedhpc bench: %d ranks, OPENBLAS_NUM_THREADS=%s\n"
-           "  cblas_sgemm 512x512x512: %.2f GFLOP/s (the reference of every ratio below)\n",
-           nranks, threads ? threads : "unset", sgemm_gf);
+           "  cblas_sgemm 512x512x512: %.2f GFLOP/s (the reference of every ratio below)\n"
+           "  convolutions: %s\n",
+           nranks, threads ? threads : "unset", sgemm_gf, fh_conv_backend_name());
   if (o.models) {
     rc = bench_models(o.models, o.batches, o.hidden, o.steps, sgemm_gf, &r, rank);
     fh_config_free(cfg);

@@ -8,6 +8,12 @@
 
 #include "core/profile.h"
 
+#ifdef FEDHPC_HAVE_DNNL
+#include <dnnl.h>
+#endif
+
+#define NROWS 7
+
 static void mpi_version(char *buf, size_t len) {
   char lib[MPI_MAX_LIBRARY_VERSION_STRING];
   int n = 0;
@@ -17,7 +23,7 @@ static void mpi_version(char *buf, size_t len) {
   snprintf(buf, len, "%s", lib);
 }
 
-static void collect(char rows[6][2][320]) {
+static void collect(char rows[NROWS][2][320]) {
   unsigned maj, min, rel;
   H5get_libversion(&maj, &min, &rel);
   snprintf(rows[0][0], 320, "fedhpc");
@@ -36,20 +42,27 @@ static void collect(char rows[6][2][320]) {
   snprintf(rows[4][1], 320, "%s", FEDHPC_SCALAPACK_VERSION);
   snprintf(rows[5][0], 320, "PAPI");
   snprintf(rows[5][1], 320, "%s", fh_papi_version());
+  snprintf(rows[6][0], 320, "oneDNN");
+#ifdef FEDHPC_HAVE_DNNL
+  const dnnl_version_t *v = dnnl_version();
+  snprintf(rows[6][1], 320, "%d.%d.%d (convolutions, model.conv)", v->major, v->minor, v->patch);
+#else
+  snprintf(rows[6][1], 320, "not built in (portable convolutions only)");
+#endif
 }
 
 void fh_versions_string(char *buf, size_t len) {
-  char rows[6][2][320];
+  char rows[NROWS][2][320];
   collect(rows);
   buf[0] = '\0';
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < NROWS; i++) {
     size_t used = strlen(buf);
     snprintf(buf + used, len - used, "%s%s: %s", i ? "; " : "", rows[i][0], rows[i][1]);
   }
 }
 
 void fh_versions_print(void) {
-  char rows[6][2][320];
+  char rows[NROWS][2][320];
   collect(rows);
-  for (int i = 0; i < 6; i++) printf("  %-10s %s\n", rows[i][0], rows[i][1]);
+  for (int i = 0; i < NROWS; i++) printf("  %-10s %s\n", rows[i][0], rows[i][1]);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nn/conv2d.h"
+#include "nn/conv_dnnl.h"
 #include "nn/conv_kernel.h"
 
 int fh_conv2d_geometry(fh_conv2d_geom *g, int in_c, int in_h, int in_w, int out_c, int kernel_h,
@@ -210,21 +211,26 @@ static fh_conv2d_geom layer_geom(const fh_layer *L) {
 static void conv_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
                          int B) {
   const fh_conv2d_geom g = layer_geom(L);
+  const float *W = c->params + L->param[0].offset;
+  const float *b = L->iarg[4] ? c->params + L->param[1].offset : NULL;
+  if (fh_conv_dnnl_forward(y, x, W, b, B, &g, 1) == 0) return; /* oneDNN (conv_dnnl.c) */
   if (fh_conv_kernel_applies(&g)) { /* tiled kernels (conv_kernel.c) */
-    fh_conv_kernel_forward(y, c->scratch, x, c->params + L->param[0].offset,
-                           L->iarg[4] ? c->params + L->param[1].offset : NULL, B, &g);
+    fh_conv_kernel_forward(y, c->scratch, x, W, b, B, &g);
     return;
   }
   float *cols = c->scratch + L->scratch_fixed;
   float *ybuf = cols + (size_t)B * fh_conv2d_cols_size(&g);
-  fh_conv2d_forward(y, cols, ybuf, L->iarg[5], x, c->params + L->param[0].offset,
-                    L->iarg[4] ? c->params + L->param[1].offset : NULL, B, &g);
+  fh_conv2d_forward(y, cols, ybuf, L->iarg[5], x, W, b, B, &g);
 }
 
 static void conv_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
                           const float *y, const float *dy, float *dx, int B) {
   (void)y;
   const fh_conv2d_geom g = layer_geom(L);
+  if (fh_conv_dnnl_backward(dx, c->grads + L->param[0].offset,
+                            L->iarg[4] ? c->grads + L->param[1].offset : NULL, dy, x,
+                            c->params + L->param[0].offset, B, &g, 1) == 0)
+    return; /* oneDNN (conv_dnnl.c) */
   if (fh_conv_kernel_applies(&g)) { /* tiled kernels (conv_kernel.c) */
     fh_conv_kernel_backward(dx, c->grads + L->param[0].offset,
                             L->iarg[4] ? c->grads + L->param[1].offset : NULL, c->scratch, dy, x,

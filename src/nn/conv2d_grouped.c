@@ -7,6 +7,15 @@
 #include <string.h>
 
 #include "nn/conv2d.h"
+#include "nn/conv_dnnl.h"
+
+/* The whole layer's geometry (C -> O channels; oneDNN takes the groups). */
+static fh_conv2d_geom layer_geom(const fh_layer *L) {
+  fh_conv2d_geom g;
+  fh_conv2d_geometry(&g, L->in_shape[0], L->in_shape[1], L->in_shape[2], L->out_shape[0],
+                     L->iarg[0], L->iarg[1], L->iarg[2], L->iarg[3]);
+  return g;
+}
 
 /* One group's geometry: C / G -> O / G channels. */
 static fh_conv2d_geom group_geom(const fh_layer *L) {
@@ -48,13 +57,14 @@ static void scatter(float *dst, const float *src, size_t n, size_t stride, int B
 
 static void grouped_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
                             int B) {
-  const fh_conv2d_geom g = group_geom(L);
+  const fh_conv2d_geom g = group_geom(L), whole = layer_geom(L);
   const int G = L->iarg[5];
+  const float *W = c->params + L->param[0].offset;
+  const float *bias = L->iarg[4] ? c->params + L->param[1].offset : NULL;
+  if (fh_conv_dnnl_forward(y, x, W, bias, B, &whole, G) == 0) return; /* oneDNN */
   grouped_scratch s = carve(L, &g, c->scratch, B);
   const size_t kp = fh_conv2d_cols_size(&g), in_g = (size_t)g.in_c * g.in_h * g.in_w;
   const size_t out_g = (size_t)g.out_c * g.out_h * g.out_w, wg = (size_t)g.out_c * g.in_c * g.kernel_h * g.kernel_w;
-  const float *W = c->params + L->param[0].offset;
-  const float *bias = L->iarg[4] ? c->params + L->param[1].offset : NULL;
   for (int k = 0; k < G; k++) {
     gather(s.xg, x + (size_t)k * in_g, in_g, L->in_size, B);
     fh_conv2d_forward(s.yg, s.cols + (size_t)k * B * kp, NULL, 1, s.xg, W + (size_t)k * wg,
@@ -65,15 +75,16 @@ static void grouped_forward(const fh_layer *L, const fh_layer_ctx *c, const floa
 
 static void grouped_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
                              const float *y, const float *dy, float *dx, int B) {
-  (void)x, (void)y;
-  const fh_conv2d_geom g = group_geom(L);
+  (void)y;
+  const fh_conv2d_geom g = group_geom(L), whole = layer_geom(L);
   const int G = L->iarg[5];
-  grouped_scratch s = carve(L, &g, c->scratch, B);
-  const size_t kp = fh_conv2d_cols_size(&g), in_g = (size_t)g.in_c * g.in_h * g.in_w;
-  const size_t out_g = (size_t)g.out_c * g.out_h * g.out_w, wg = (size_t)g.out_c * g.in_c * g.kernel_h * g.kernel_w;
   const float *W = c->params + L->param[0].offset;
   float *dW = c->grads + L->param[0].offset;
   float *db = L->iarg[4] ? c->grads + L->param[1].offset : NULL;
+  if (fh_conv_dnnl_backward(dx, dW, db, dy, x, W, B, &whole, G) == 0) return; /* oneDNN */
+  grouped_scratch s = carve(L, &g, c->scratch, B);
+  const size_t kp = fh_conv2d_cols_size(&g), in_g = (size_t)g.in_c * g.in_h * g.in_w;
+  const size_t out_g = (size_t)g.out_c * g.out_h * g.out_w, wg = (size_t)g.out_c * g.in_c * g.kernel_h * g.kernel_w;
   for (int k = 0; k < G; k++) {
     gather(s.yg, dy + (size_t)k * out_g, out_g, L->out_size, B);
     fh_conv2d_backward(dx ? s.dxg : NULL, dW + (size_t)k * wg, db ? db + (size_t)k * g.out_c : NULL,

@@ -134,8 +134,9 @@ int fh_model_view_layer(const fh_model *m, int i);
  * mlp and cnn1..cnn5, which have no such layers. */
 int fh_model_view_is_middle(const fh_model *m, int i);
 
-/* fh_model_loss_grad with each layer's forward and backward seconds written
- * to t_forward [nlayers] and t_backward [nlayers] (either may be NULL). */
+/* fh_model_loss_grad with each layer's forward and backward seconds (of the
+ * calling thread's CPU time) written to t_forward [nlayers] and t_backward
+ * [nlayers] (either may be NULL). */
 float fh_model_loss_grad_timed(fh_model *m, const float *x, const int32_t *y, int B,
                                double *t_forward, double *t_backward);
 
@@ -168,6 +169,12 @@ int fh_model_feature_dim(const fh_model *m);
  * max_batch. Its arch is m's with "-ex" appended. Two models then run on one
  * batch and meet in feature space (pFedAFM's mixture, prototypes). */
 int fh_model_create_extractor(fh_model **out, const fh_model *m, int max_batch);
+
+/* Applies the deck's model.conv to the process (nn/conv_dnnl.h) when the deck
+ * sets it; a config of defaults alone (such as a pretrained model's) leaves
+ * the choice as it is. fh_model_create calls it. Returns 0 or FH_ERR_CONFIG
+ * (model.conv = onednn in a build without oneDNN). */
+int fh_model_conv_choice(const fh_config *cfg);
 
 /* The architecture named arch (a model.arch choice), the other model.* keys
  * (model.hidden) from cfg: fh_model_create with the name given. */

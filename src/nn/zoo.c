@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "nn/batchnorm.h"
 #include "nn/conv2d.h"
+#include "nn/conv_dnnl.h"
 #include "nn/flatten.h"
 #include "nn/model_build.h"
 #include "nn/netspec.h"
@@ -28,7 +29,25 @@ const fh_key_spec fh_model_keys[] = {
     {"model.hidden", FH_T_INTLIST, "200,200", 1, 1000000, NULL,
      "mlp: hidden widths h1,...,hk of Linear(d,h1)-ReLU-...-Linear(hk,C); empty: softmax "
      "regression"},
+    {"model.conv", FH_T_ENUM, "auto", 0, 0, "auto|onednn|portable",
+     "convolution kernels, for every model of the process: auto = oneDNN where fedhpc is built "
+     "with it (FEDHPC_ONEDNN) and the CPU has AVX2, else portable (im2col + sgemm); onednn: as "
+     "auto, but an error in a build without oneDNN; results differ between the two in the last "
+     "bits"},
     FH_KEYS_END};
+
+int fh_model_conv_choice(const fh_config *cfg) {
+  if (strcmp(fh_cfg_origin(cfg, "model.conv"), "default") == 0) return 0;
+  const char *v = fh_cfg_str(cfg, "model.conv");
+  const fh_conv_backend b = strcmp(v, "onednn") == 0     ? FH_CONV_ONEDNN
+                            : strcmp(v, "portable") == 0 ? FH_CONV_PORTABLE
+                                                         : FH_CONV_AUTO;
+  if (fh_conv_backend_set(b) != 0)
+    return FH_FAIL(FH_ERR_CONFIG,
+                   "model.conv = onednn: this fedhpc is built without oneDNN; install libdnnl-dev "
+                   "and rebuild with -DFEDHPC_ONEDNN=ON, or choose model.conv = auto");
+  return 0;
+}
 
 int fh_model_create_mlp(fh_model **out, int d, const int *hidden, int nhidden, int num_classes,
                         int max_batch) {
@@ -243,6 +262,7 @@ int fh_model_create(fh_model **out, const fh_config *cfg, int in_c, int in_h, in
 int fh_model_create_arch(fh_model **out, const fh_config *cfg, const char *arch, int in_c,
                          int in_h, int in_w, int num_classes, int max_batch) {
   *out = NULL;
+  FH_TRY(fh_model_conv_choice(cfg));
   if (strcmp(arch, "mlp") == 0) {
     long long h[FH_MLP_MAX_HIDDEN];
     const int n = fh_cfg_intlist(cfg, "model.hidden", h, FH_MLP_MAX_HIDDEN);

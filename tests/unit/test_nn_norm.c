@@ -178,6 +178,32 @@ static void test_elu_matches_torch(void **state) {
   assert_true(isnan(y[0]) && y[1] == -0.5f && y[2] == 0.0f);
 }
 
+/* elu.c's own exp against libm's expm1 and exp in double on a sweep of
+ * [-100, 1] and near 0: forward within 2 ulp of alpha expm1(x) (relative),
+ * backward within 2 ulp of dy alpha exp(x) where exp(x) is a normal float. */
+static void test_elu_exp_accuracy(void **state) {
+  (void)state;
+  enum { N = 200003 };
+  float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+  float *dy = malloc(N * sizeof(float)), *dx = malloc(N * sizeof(float));
+  for (int i = 0; i < N; i++) x[i] = -100.0f + 101.0f * (float)i / (N - 1), dy[i] = 1.0f;
+  x[0] = -1e-30f, x[1] = -1e-7f, x[2] = -0.0f, x[3] = -0.3465736f, x[4] = -87.5f;
+  fh_elu_forward(y, x, N, 1.0f);
+  fh_elu_backward(dx, dy, x, N, 1.0f);
+  double worst_f = 0.0, worst_b = 0.0;
+  for (int i = 0; i < N; i++) {
+    const double want = x[i] > 0 ? x[i] : expm1((double)x[i]);
+    if (want != 0.0) worst_f = fmax(worst_f, fabs(y[i] - want) / fabs(want));
+    const double e = x[i] > 0 ? 1.0 : exp((double)x[i]);
+    if (e > 1.2e-38) worst_b = fmax(worst_b, fabs(dx[i] - e) / e);
+  }
+  if (worst_f > 2 * 5.97e-8 || worst_b > 2 * 5.97e-8) {
+    fprintf(stderr, "ELU exp: worst relative error forward %.3g, backward %.3g\n", worst_f, worst_b);
+    fail();
+  }
+  free(x), free(y), free(dy), free(dx);
+}
+
 /* ---- finite differences ---------------------------------------------------------- */
 
 /* Weight and bias away from their defaults, inputs shifted and scaled per
@@ -430,6 +456,7 @@ int main(void) {
       cmocka_unit_test(test_batchnorm_matches_torch),
       cmocka_unit_test(test_batchnorm_single_value),
       cmocka_unit_test(test_elu_matches_torch),
+      cmocka_unit_test(test_elu_exp_accuracy),
       cmocka_unit_test(test_batchnorm_gradients),
       cmocka_unit_test(test_elu_gradients),
       cmocka_unit_test(test_dropout_eval_is_identity),
