@@ -901,7 +901,8 @@ static const char *ck_lookup(const void *ck, const char *key) {
 
 /* Keys a resumed run may change: they touch no state. */
 static int may_change(const char *key) {
-  static const char *const exact[] = {"run.rounds", "run.eval_every", "run.dedicated_server"};
+  static const char *const exact[] = {"run.rounds", "run.eval_every", "run.dedicated_server", "run.schedule",
+                                      "run.schedule_bandwidth"};
   static const char *const prefix[] = {"output.", "checkpoint.", "profile.", "state."};
   for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
     if (strcmp(key, exact[i]) == 0) return 1;
