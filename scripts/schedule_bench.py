@@ -4,18 +4,22 @@
     OPENBLAS_NUM_THREADS=1 scripts/schedule_bench.py [--reps 3] [--out /tmp/schedule-bench]
 
 Runs input/quickstart.ini (30 rounds, reduced from 200) and
-input/synthetic_1000.ini (10 rounds) on 2 and 4 ranks (--oversubscribe), each
+input/synthetic_1000.ini (20 rounds) on 2 and 4 ranks (--oversubscribe), each
 schedule, --reps times, evaluating only after the last round, and prints per
 configuration the medians over the repetitions of:
   local max/mean  sum over rounds 2.. of the slowest rank's local phase over
                   the sum of the ranks' mean (profile.h5 time[:, :, local])
   round s         median wall_time over rounds 2..
   moved/round, MB/round, move s/round   schedule/* of metrics.h5 (balanced)
+  model dealt, model static   balanced: the cost model's local max/mean over
+                  the run (its last line), dealt and as static would have it:
+                  what ranks that own their cores would see
 Round 1 is left out: the balanced schedule's first round runs on prior
 estimates (schedule.h). The docs' table (docs/scaling.md, "Schedules") is
 this script's output."""
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -24,7 +28,7 @@ import h5py
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DECKS = [("quickstart", 30), ("synthetic_1000", 10)]
+DECKS = [("quickstart", 30), ("synthetic_1000", 20)]
 
 
 def run(deck, rounds, np_, sched, rep, out):
@@ -33,7 +37,9 @@ def run(deck, rounds, np_, sched, rep, out):
            f"{ROOT}/build/fedhpc", "run", f"{ROOT}/input/{deck}.ini", "--set", f"run.rounds={rounds}",
            "--set", f"run.eval_every={rounds}", "--set", f"run.schedule={sched}", "--set", f"output.dir={out}",
            "--set", f"output.name={name}"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    # balanced: the cost model's local max/mean over the run (schedule.c's last line), dealt and static
+    est = re.search(r"estimated local max/mean ([0-9.]+) \(static: ([0-9.]+)\)", log)
     d = f"{out}/{name}"
     with h5py.File(f"{d}/profile.h5", "r") as f:
         ph = f.attrs["phases"]
@@ -42,7 +48,8 @@ def run(deck, rounds, np_, sched, rep, out):
     with h5py.File(f"{d}/metrics.h5", "r") as f:
         wall = f["wall_time"][1:]
         mv = [f[f"schedule/{k}"][1:].mean() for k in ("moved_clients", "move_bytes", "move_seconds")]
-    return [loc.max(axis=1).sum() / loc.mean(axis=1).sum(), float(np.median(wall)), mv[0], mv[1] / 1e6, mv[2]]
+    return [loc.max(axis=1).sum() / loc.mean(axis=1).sum(), float(np.median(wall)), mv[0], mv[1] / 1e6, mv[2],
+            float(est.group(1)) if est else float("nan"), float(est.group(2)) if est else float("nan")]
 
 
 def main():
@@ -51,14 +58,14 @@ def main():
     ap.add_argument("--out", default="/tmp/schedule-bench")
     a = ap.parse_args()
     print(f"{'deck':<16}{'ranks':>6} {'schedule':<9}{'local max/mean':>15}{'round s':>9}{'moved/round':>12}"
-          f"{'MB/round':>9}{'move s/round':>13}")
+          f"{'MB/round':>9}{'move s/round':>13}{'model dealt':>12}{'model static':>13}")
     for deck, rounds in DECKS:
         for np_ in (2, 4):
             for sched in ("static", "balanced"):
                 rows = [run(deck, rounds, np_, sched, r, a.out) for r in range(a.reps)]
                 med = [statistics.median(c) for c in zip(*rows)]
                 print(f"{deck:<16}{np_:>6} {sched:<9}{med[0]:>15.3f}{med[1]:>9.4f}{med[2]:>12.1f}{med[3]:>9.3f}"
-                      f"{med[4]:>13.5f}", flush=True)
+                      f"{med[4]:>13.5f}{med[5]:>12.3f}{med[6]:>13.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,7 @@ static void loop_init(loop_state *L, fh_run *run, const char *run_dir, fh_metric
 
 static void loop_free(loop_state *L) {
   fh_accum_destroy(&L->acc);
+  fh_schedule_report(L->sched, L->run->rank);
   fh_schedule_free(L->sched);
   free(L->sampled);
   free(L->ctrain);

@@ -45,14 +45,17 @@ typedef struct {
   const uint8_t *can;  /* [nranks] 1: may train clients; NULL: every rank         */
 } fh_lpt_problem;
 
-/* LPT with move costs: clients by cost descending (ties by id ascending), each
- * to the rank r minimising load[r] + cost + (r != host ? move : 0) (ties: the
- * host, then the lowest rank); then, cheapest first, a moved client goes back
- * to its host where that does not raise the makespan. When the result's makespan (moves included) is
- * not below the static one (every client at its host), exec is the static
- * assignment. exec [m]: the executing rank of each client. Returns the
- * makespan of exec, in cost's unit. With every move 0 the makespan is at most
- * (4/3 - 1/(3 P)) OPT (Graham 1969), P the ranks that may train. */
+/* LPT with move costs. A: clients by cost descending (ties by id ascending),
+ * each to the rank r minimising load[r] + cost + (r != host ? move : 0) (ties:
+ * the host, then the lowest rank); then, cheapest first, a moved client goes
+ * back to its host where that does not raise the makespan. B: the same order,
+ * but a client stays home while its host's load stays within A's makespan.
+ * The shorter of A and B (B on a tie with no more moves) is taken, or static
+ * (every client at its host) when that is not longer. exec [m]: the
+ * executing rank of each client. Returns the makespan of exec (moves
+ * included), in cost's unit. With every move 0 it is at most
+ * (4/3 - 1/(3 P)) OPT (Graham 1969: A's bound, and B and static are taken
+ * only when not longer), P the ranks that may train. */
 double fh_lpt_assign(const fh_lpt_problem *p, int *exec);
 
 /* The makespan of an assignment: max over ranks of the costs (and moves) it
@@ -93,5 +96,11 @@ void fh_schedule_round_end(fh_schedule *s, MPI_Comm comm);
  * (max over ranks: packing, waiting for and unpacking the moves). Zeros when
  * the round was not dealt. */
 void fh_schedule_moved(const fh_schedule *s, double *clients, double *bytes, double *seconds);
+
+/* Rank 0, at the end of a dealt run: one line with the cost model's local
+ * max/mean over ranks (sum over rounds of the slowest rank's estimated cost
+ * over the mean rank's), dealt and static, and the moves in all: what a
+ * machine whose ranks own their cores would see, whatever the load here. */
+void fh_schedule_report(const fh_schedule *s, int rank);
 
 #endif

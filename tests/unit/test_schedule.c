@@ -65,17 +65,19 @@ static void test_graham_bound(void **state) {
   }
 }
 
-/* Graham's tight instance on 2 ranks: 3, 3, 2, 2, 2 gives LPT 7 against the
- * optimum 6 (= 4/3 - 1/6 of it). All hosted on rank 0: static is 12. */
+/* Graham's tight instance on 2 ranks: 3, 3, 2, 2, 2, where plain LPT gives 7
+ * against the optimum 6 (= 4/3 - 1/6 of it), all hosted on rank 0 (static:
+ * 12). Plain LPT (A) deals 3 home, 3 away, 2 home, 2 away, 2 home = 7; home
+ * first within 7 (B) keeps 3 + 3 home and sends the three 2s away = 6, the
+ * optimum, and is taken. */
 static void test_graham_tight(void **state) {
   (void)state;
   int id[5] = {0, 1, 2, 3, 4}, host[5] = {0, 0, 0, 0, 0}, exec[5];
   double cost[5] = {3, 3, 2, 2, 2};
   fh_lpt_problem p = {.m = 5, .id = id, .cost = cost, .host = host, .nranks = 2};
-  assert_true(fh_lpt_assign(&p, exec) == 7.0);
   assert_true(brute_opt(cost, 5, 2) == 6.0);
-  /* LPT's order: 3 -> home (0), 3 -> 1, 2 -> home, 2 -> 1, 2 -> home */
-  const int want[5] = {0, 1, 0, 1, 0};
+  assert_true(fh_lpt_assign(&p, exec) == 6.0);
+  const int want[5] = {0, 0, 1, 1, 1};
   for (int j = 0; j < 5; j++) assert_int_equal(exec[j], want[j]);
 }
 
@@ -89,9 +91,10 @@ static void test_ties_deterministic(void **state) {
   assert_true(fh_lpt_assign(&p, a) == 2.0);
   fh_lpt_assign(&p, b);
   assert_memory_equal(a, b, sizeof a);
-  /* id 2 home (rank 0), 5 -> rank 1, 8 -> rank 2, 11 home, 14 home (rank 1),
-   * 17 -> rank 2 */
-  const int want[6] = {0, 1, 2, 0, 1, 2};
+  /* plain LPT's makespan is 2; home first within 2: ids 2, 5 home (rank 0),
+   * 8 -> rank 1 (ends first; the lower of two), 11 -> rank 2, 14 home
+   * (rank 1), 17 -> rank 2 */
+  const int want[6] = {0, 0, 1, 2, 1, 2};
   for (int j = 0; j < 6; j++) assert_int_equal(a[j], want[j]);
   int per[3] = {0};
   for (int j = 0; j < 6; j++) per[a[j]]++;
