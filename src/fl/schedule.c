@@ -127,7 +127,7 @@ struct fh_schedule {
   size_t state_bytes;        /* fh_client_store_packed_bytes                       */
   double sec_per_cost;       /* measured seconds per unit of cost (a FLOP)         */
   double sec_per_byte;       /* measured, or 1 / run.schedule_bandwidth            */
-  int fixed_bandwidth;
+  int fixed_bandwidth, measured_bw;
   uint8_t *can;              /* [nranks] ranks that train                          */
   /* the round */
   int cap;
@@ -428,7 +428,14 @@ void fh_schedule_round_end(fh_schedule *s, MPI_Comm comm) {
   }
   free(all);
   if (compute > 0 && cost > 0) s->sec_per_cost = compute / cost;
-  if (!s->fixed_bandwidth && s->bytes_in > 0 && in_max > 0) s->sec_per_byte = in_max / s->bytes_in;
+  /* per byte moved: the slowest rank's time moving in, which also holds its
+   * wait for a partner that came late (skew, not bandwidth): the least over
+   * the rounds so far is the estimate (the prior until the first) */
+  if (!s->fixed_bandwidth && s->bytes_in > 0 && in_max > 0) {
+    const double spb = in_max / s->bytes_in;
+    if (!s->measured_bw || spb < s->sec_per_byte) s->sec_per_byte = spb;
+    s->measured_bw = 1;
+  }
   s->out[0] = s->moved;
   s->out[1] = s->bytes_moved;
   s->out[2] = move_max;

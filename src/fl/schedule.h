@@ -8,7 +8,10 @@
  * time to move it. The cost of client k is its train rows x epochs (or
  * train.iterations x train.batch_size) x the model's forward + backward FLOPs
  * per sample; the time of moving it is its bytes / the bandwidth measured in
- * earlier rounds (run.schedule_bandwidth fixes it). A client stays home when
+ * earlier rounds (the best round so far: a slow one also holds waits for a
+ * late partner; run.schedule_bandwidth fixes it). Seconds per unit of cost
+ * come from the last round's compute times over all ranks. Before a round
+ * has measured them: 1 GFLOP/s and 1 GB/s (guesses, for the first round). A client stays home when
  * moving it would not end it sooner, and the whole round stays static when
  * the dealt makespan is not below the static one.
  *
