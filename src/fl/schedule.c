@@ -142,6 +142,8 @@ struct fh_schedule {
   /* over the run, in cost units: the estimated slowest rank under static and
    * under the deal, the mean rank; clients, bytes and seconds moved */
   double est_static, est_dealt, est_mean, sum_moved, sum_bytes, sum_seconds;
+  double comp_max, comp_mean; /* measured: sums over rounds of the slowest and the
+                                 mean rank's time training clients          */
   int rounds;
 };
 
@@ -420,13 +422,18 @@ void fh_schedule_round_end(fh_schedule *s, MPI_Comm comm) {
   double mine[4] = {s->t_compute, s->cost_done, s->t_in, s->t_move};
   double *all = fh_malloc((size_t)4 * s->nranks * sizeof(double));
   MPI_Allgather(mine, 4, MPI_DOUBLE, all, 4, MPI_DOUBLE, comm);
-  double compute = 0, cost = 0, in_max = 0, move_max = 0;
+  double compute = 0, cost = 0, in_max = 0, move_max = 0, comp_max = 0;
   for (int r = 0; r < s->nranks; r++) {
     compute += all[4 * r], cost += all[4 * r + 1];
+    if (all[4 * r] > comp_max) comp_max = all[4 * r];
     if (all[4 * r + 2] > in_max) in_max = all[4 * r + 2];
     if (all[4 * r + 3] > move_max) move_max = all[4 * r + 3];
   }
   free(all);
+  int workers = 0;
+  for (int r = 0; r < s->nranks; r++) workers += s->can[r];
+  s->comp_max += comp_max;
+  s->comp_mean += compute / (workers ? workers : 1);
   if (compute > 0 && cost > 0) s->sec_per_cost = compute / cost;
   /* per byte moved: the slowest rank's time moving in, which also holds its
    * wait for a partner that came late (skew, not bandwidth): the least over
@@ -444,7 +451,8 @@ void fh_schedule_round_end(fh_schedule *s, MPI_Comm comm) {
 
 void fh_schedule_report(const fh_schedule *s, int rank) {
   if (!s->active || rank != 0 || s->rounds == 0 || s->est_mean <= 0) return;
-  fh_info("run.schedule = balanced over %d rounds: estimated local max/mean %.3f (static: %.3f) from the cost model; "
-          "moved %.0f clients, %.2f MB, %.3f s", s->rounds, s->est_dealt / s->est_mean, s->est_static / s->est_mean,
-          s->sum_moved, s->sum_bytes / 1e6, s->sum_seconds);
+  fh_info("run.schedule = balanced over %d rounds: estimated local max/mean %.3f (static: %.3f) from the cost model, "
+          "measured %.3f (time training clients, moves and waits left out); moved %.0f clients, %.2f MB, %.3f s",
+          s->rounds, s->est_dealt / s->est_mean, s->est_static / s->est_mean,
+          s->comp_mean > 0 ? s->comp_max / s->comp_mean : 1.0, s->sum_moved, s->sum_bytes / 1e6, s->sum_seconds);
 }

@@ -102,8 +102,10 @@ void fh_schedule_moved(const fh_schedule *s, double *clients, double *bytes, dou
 
 /* Rank 0, at the end of a dealt run: one line with the cost model's local
  * max/mean over ranks (sum over rounds of the slowest rank's estimated cost
- * over the mean rank's), dealt and static, and the moves in all: what a
- * machine whose ranks own their cores would see, whatever the load here. */
+ * over the mean rank's), dealt and static (what a machine whose ranks own
+ * their cores would see, whatever the load here), the same measured on the
+ * time spent training clients (the local phase less moves and waits for
+ * returned state), and the moves in all. */
 void fh_schedule_report(const fh_schedule *s, int rank);
 
 #endif
