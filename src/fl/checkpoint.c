@@ -682,6 +682,8 @@ static int read_metrics(hid_t f, const char *path, int rank, MPI_Comm comm, fh_r
     char name[64];
     snprintf(name, sizeof name, "metrics/%.47s", cols[c].path);
     d = fh_h5_path_exists(f, name) ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
+    /* a checkpoint from before run.schedule: no moves (every rank alike) */
+    if (d < 0 && strncmp(cols[c].path, "schedule/", 9) == 0) continue;
     hid_t t = cols[c].is_int ? H5T_NATIVE_INT : H5T_NATIVE_DOUBLE;
     int bad = d < 0 || npoints(d) != (hsize_t)nr;
     if (!bad && rank == 0 && nr > 0)

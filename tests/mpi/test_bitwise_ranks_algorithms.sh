@@ -11,7 +11,7 @@
 # moving free, so that the assignment is the cost-only LPT one.
 # SCAFFOLD's client state in the hdf5 backend gives the memory backend's run,
 # static and balanced; a checkpoint written under one schedule resumes under
-# the other.
+# the other, and one from before run.schedule (no schedule/ columns) resumes.
 source "$(dirname "$0")/lib.sh"
 common=(--set run.rounds=6 --set run.clients=23 --set run.client_fraction=0.4 --set run.eval_every=2
         --set train.momentum=0.9 --set output.dir="$TMP")
@@ -96,4 +96,12 @@ for pair in static:balanced balanced:static; do
   "$PY" "$(dirname "$0")/compare_runs.py" "$TMP" scaffold_mem "$name" || fail "$name differs"
   ok "scaffold: checkpoint written $w on 2 ranks, resumed $r on 3 = uninterrupted"
 done
+# a checkpoint from before run.schedule (no metrics/schedule group) resumes, balanced
+name=resume_pre_schedule
+run_case "$name" 2 static "${sc[@]}" --set run.rounds=4 --set checkpoint.every=2
+"$PY" -c "import sys,h5py; f=h5py.File(sys.argv[1],'a'); del f['metrics/schedule']" "$TMP/$name/checkpoint.h5"
+fh_mpirun 3 run "$SRC_DIR/input/quickstart.ini" "${common[@]}" "${sc[@]}" "${balanced[@]}" --set checkpoint.every=2 \
+  --resume "$TMP/$name" >>"$TMP/$name.log" 2>&1 || { cat "$TMP/$name.log"; fail "$name: resumed part"; }
+"$PY" "$(dirname "$0")/compare_runs.py" "$TMP" scaffold_mem "$name" || fail "$name differs"
+ok "scaffold: a checkpoint without schedule/ columns resumes balanced on 3 = uninterrupted"
 echo "$NCHECKS passed, 0 failed"
