@@ -202,7 +202,7 @@ static int local_updates(loop_state *L, int t) {
   fh_accum_zero(&L->acc);
   memset(L->ctrain, 0, (size_t)2 * L->m * sizeof(double));
   L->t = t;
-  if (fh_schedule_active(L->sched)) return fh_schedule_local_updates(L->sched, run, t, L->sampled, L->m, one_client, L);
+  if (fh_schedule_active(L->sched)) return fh_schedule_local_updates(L->sched, run, L->sampled, L->m, one_client, L);
   for (int j = 0; j < L->m && rc == 0; j++) {
     int k = L->sampled[j];
     if (k < run->first_client || k >= run->first_client + run->nlocal) continue;

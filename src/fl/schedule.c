@@ -135,7 +135,8 @@ struct fh_schedule {
   double *cost, *move;       /* [cap]                                              */
   char **buf;                /* [cap] a moved client's bundle (in) and state (out) */
   uint8_t *added;            /* [cap] 1: a guest installed here this round         */
-  MPI_Request *req;          /* [4 cap]                                            */
+  MPI_Request *req;          /* [nreq] the round's messages (1 GiB pieces)          */
+  int nreq;
   double t_compute, cost_done, t_in, t_move; /* this rank                           */
   double bytes_in, bytes_moved, moved;       /* every rank alike                    */
   double out[3];             /* clients, bytes, seconds of the last dealt round     */
@@ -230,10 +231,9 @@ void fh_schedule_moved(const fh_schedule *s, double *clients, double *bytes, dou
 static void plan(fh_schedule *s, const fh_run *run, const int *sampled, int m) {
   if (m > s->cap) {
     for (int j = 0; j < s->cap; j++) free(s->buf[j]);
-    free(s->buf), free(s->req), free(s->host), free(s->exec), free(s->cost), free(s->move), free(s->added);
+    free(s->buf), free(s->host), free(s->exec), free(s->cost), free(s->move), free(s->added);
     s->cap = m;
     s->buf = fh_calloc((size_t)m, sizeof *s->buf);
-    s->req = fh_malloc((size_t)4 * m * sizeof *s->req);
     s->host = fh_malloc((size_t)m * sizeof(int));
     s->exec = fh_malloc((size_t)m * sizeof(int));
     s->cost = fh_malloc((size_t)m * sizeof(double));
@@ -263,17 +263,24 @@ static void plan(fh_schedule *s, const fh_run *run, const int *sampled, int m) {
 }
 
 /* MPI counts are int: a buffer in pieces of at most 1 GiB, each its own
- * message (a pair's messages of one tag arrive in order). */
-static int post(void *buf, size_t bytes, int peer, int tag, int send, MPI_Comm comm, MPI_Request *req) {
+ * message (a pair's messages of one tag arrive in order), posted at
+ * s->req[*nr..]; *nr grows by the pieces. */
+static void post(fh_schedule *s, int *nr, void *buf, size_t bytes, int peer, int tag, int send, MPI_Comm comm) {
   const size_t piece = (size_t)1 << 30;
-  int n = 0;
-  for (size_t off = 0; off < bytes || n == 0; off += piece) {
-    const int c = (int)(bytes - off < piece ? bytes - off : piece);
-    if (send) MPI_Isend((char *)buf + off, c, MPI_BYTE, peer, tag, comm, &req[n++]);
-    else MPI_Irecv((char *)buf + off, c, MPI_BYTE, peer, tag, comm, &req[n++]);
-    if (bytes == 0) break;
+  const int n = bytes ? (int)((bytes + piece - 1) / piece) : 1;
+  if (*nr + n > s->nreq) {
+    s->nreq = 2 * (*nr + n);
+    MPI_Request *grown = fh_malloc((size_t)s->nreq * sizeof *grown);
+    if (*nr) memcpy(grown, s->req, (size_t)*nr * sizeof *grown); /* handles of pending requests */
+    free(s->req);
+    s->req = grown;
   }
-  return n;
+  for (int i = 0; i < n; i++) {
+    const size_t off = (size_t)i * piece;
+    const int c = (int)(bytes - off < piece ? bytes - off : piece);
+    if (send) MPI_Isend((char *)buf + off, c, MPI_BYTE, peer, tag, comm, &s->req[(*nr)++]);
+    else MPI_Irecv((char *)buf + off, c, MPI_BYTE, peer, tag, comm, &s->req[(*nr)++]);
+  }
 }
 
 /* Host side: client k's bundle (rows as the host holds them, then its state). */
@@ -318,7 +325,7 @@ static int exchange_in(fh_schedule *s, fh_run *run, const int *sampled, int m, i
     const size_t bytes = bundle_layout(s, sampled[j], off);
     free(s->buf[j]);
     s->buf[j] = fh_malloc(bytes ? bytes : 1);
-    nr += post(s->buf[j], bytes, s->host[j], TAG_IN, 0, run->comm, s->req + nr);
+    post(s, &nr, s->buf[j], bytes, s->host[j], TAG_IN, 0, run->comm);
   }
   for (int j = 0; j < m; j++) {
     if (s->host[j] != s->rank || s->exec[j] == s->rank) continue;
@@ -328,7 +335,7 @@ static int exchange_in(fh_schedule *s, fh_run *run, const int *sampled, int m, i
     s->buf[j] = fh_malloc(bytes ? bytes : 1);
     const int r = pack_bundle(s, run, sampled[j], s->buf[j]);
     if (r && !*rc) *rc = r;
-    nr += post(s->buf[j], bytes, s->exec[j], TAG_IN, 1, run->comm, s->req + nr);
+    post(s, &nr, s->buf[j], bytes, s->exec[j], TAG_IN, 1, run->comm);
   }
   return nr;
 }
@@ -341,7 +348,7 @@ static int exchange_out(fh_schedule *s, fh_run *run, const int *sampled, int m, 
   double t0 = MPI_Wtime();
   for (int j = 0; j < m; j++)
     if (s->host[j] == s->rank && s->exec[j] != s->rank)
-      nr += post(s->buf[j], s->state_bytes, s->exec[j], TAG_OUT, 0, run->comm, s->req + nr);
+      post(s, &nr, s->buf[j], s->state_bytes, s->exec[j], TAG_OUT, 0, run->comm);
   ns = nr;
   for (int j = 0; j < m; j++) {
     if (s->exec[j] != s->rank || s->host[j] == s->rank) continue;
@@ -349,7 +356,7 @@ static int exchange_out(fh_schedule *s, fh_run *run, const int *sampled, int m, 
     bundle_layout(s, sampled[j], off);
     char *st = s->buf[j] + off[5]; /* the guest's state where it came in */
     if (s->added[j]) fh_client_store_guest_pack(run->state, sampled[j], st); /* else unchanged: it never ran */
-    nr += post(st, s->state_bytes, s->host[j], TAG_OUT, 1, run->comm, s->req + nr);
+    post(s, &nr, st, s->state_bytes, s->host[j], TAG_OUT, 1, run->comm);
   }
   MPI_Waitall(nr - ns, s->req + ns, MPI_STATUSES_IGNORE);
   *t_move += MPI_Wtime() - t0;
@@ -367,9 +374,8 @@ static int exchange_out(fh_schedule *s, fh_run *run, const int *sampled, int m, 
 /* Over 80 lines, on purpose: the round's protocol in its order (plan, moves
  * in, own clients, guests, moves out) reads as one sequence; its pieces are
  * exchange_in, unpack_bundle and exchange_out. */
-int fh_schedule_local_updates(fh_schedule *s, fh_run *run, int t, const int *sampled, int m,
-                              fh_schedule_client_fn fn, void *ctx) {
-  (void)t;
+int fh_schedule_local_updates(fh_schedule *s, fh_run *run, const int *sampled, int m, fh_schedule_client_fn fn,
+                              void *ctx) {
   fh_client_store_guests_clear(run->state);
   plan(s, run, sampled, m);
   s->t_compute = s->cost_done = s->t_in = s->t_move = 0;

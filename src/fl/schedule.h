@@ -86,8 +86,8 @@ typedef int (*fh_schedule_client_fn)(void *ctx, int j, const fh_client_data *dat
  * rank trains (its own first, then its guests, ascending ids), returns the
  * moved state to the hosts. A failed client stops this rank's remaining
  * clients; its error code is returned (agreed by the caller). */
-int fh_schedule_local_updates(fh_schedule *s, fh_run *run, int t, const int *sampled, int m,
-                              fh_schedule_client_fn fn, void *ctx);
+int fh_schedule_local_updates(fh_schedule *s, fh_run *run, const int *sampled, int m, fh_schedule_client_fn fn,
+                              void *ctx);
 
 /* Collective, after the local phase of a dealt round: the round's compute and
  * move times over ranks (one small allreduce) for the next round's estimates
