@@ -702,6 +702,8 @@ static int read_metrics(hid_t f, const char *path, int rank, MPI_Comm comm, fh_r
     char name[64];
     snprintf(name, sizeof name, "metrics/%.47s", cols[c].path);
     d = fh_h5_path_exists(f, name) ? H5Dopen2(f, name, H5P_DEFAULT) : -1;
+    /* a checkpoint from before run.schedule: no moves (every rank alike) */
+    if (d < 0 && strncmp(cols[c].path, "schedule/", 9) == 0) continue;
     hid_t t = cols[c].is_int ? H5T_NATIVE_INT : H5T_NATIVE_DOUBLE;
     int bad = d < 0 || npoints(d) != (hsize_t)nr;
     if (!bad && rank == 0 && nr > 0)
@@ -938,7 +940,8 @@ static const char *ck_lookup(const void *ck, const char *key) {
 
 /* Keys a resumed run may change: they touch no state. */
 static int may_change(const char *key) {
-  static const char *const exact[] = {"run.rounds", "run.eval_every", "run.dedicated_server"};
+  static const char *const exact[] = {"run.rounds", "run.eval_every", "run.dedicated_server", "run.schedule",
+                                      "run.schedule_bandwidth"};
   static const char *const prefix[] = {"output.", "checkpoint.", "profile.", "state."};
   for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
     if (strcmp(key, exact[i]) == 0) return 1;

@@ -34,7 +34,7 @@ extern const fh_key_spec fh_checkpoint_keys[];
  * FH_ERR_USAGE) and the deck must keep every key the checkpoint depends on
  * (else FH_ERR_CONFIG naming the key, its value in the checkpoint and in the
  * deck). Keys that may change: run.rounds (not below the checkpoint's round),
- * run.eval_every, run.dedicated_server, output.*, checkpoint.*, profile.*,
+ * run.eval_every, run.dedicated_server, run.schedule*, output.*, checkpoint.*, profile.*,
  * state.*. *round: the rounds the checkpoint holds. */
 int fh_checkpoint_check(const fh_config *cfg, const char *run_dir, MPI_Comm comm, int *round);
 

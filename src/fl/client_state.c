@@ -47,9 +47,16 @@ typedef struct {
 } store_field;
 
 typedef struct {
-  int field, client, fresh;
+  int field, client, fresh, guest;
   void *buf;
 } held_vec;
+
+/* A guest (run.schedule = balanced): a client hosted elsewhere, here for one
+ * round; its vectors in memory whatever the backend. */
+typedef struct {
+  int client;
+  void **rows; /* [nfields], NULL = none */
+} guest_vecs;
 
 struct fh_client_store {
   int hdf5;
@@ -60,6 +67,8 @@ struct fh_client_store {
   int nheld;
   hid_t file; /* hdf5 backend with nlocal > 0 */
   char path[4200];
+  guest_vecs *guests; /* [nguests] */
+  int nguests, gcap;
 };
 
 static _Noreturn void __attribute__((format(printf, 2, 3))) store_abort(int code, const char *fmt, ...) {
@@ -160,7 +169,9 @@ int fh_client_store_create(fh_client_store **out, const fh_config *cfg, MPI_Comm
 void fh_client_store_free(fh_client_store *s) {
   if (!s) return;
   for (int i = 0; i < s->nheld; i++)
-    if (s->hdf5) free(s->held[i].buf);
+    if (s->hdf5 && !s->held[i].guest) free(s->held[i].buf);
+  fh_client_store_guests_clear(s);
+  free(s->guests);
   for (int k = 0; k < s->nfields; k++) {
     store_field *f = &s->f[k];
     if (f->rows)
@@ -230,6 +241,12 @@ static store_field *checked(const fh_client_store *s, int field, int client, con
   return &s->f[field];
 }
 
+static guest_vecs *guest_of(const fh_client_store *s, int client) {
+  for (int g = 0; g < s->nguests; g++)
+    if (s->guests[g].client == client) return &s->guests[g];
+  return NULL;
+}
+
 static int held_index(const fh_client_store *s, int field, int client) {
   for (int i = 0; i < s->nheld; i++)
     if (s->held[i].field == field && s->held[i].client == client) return i;
@@ -250,7 +267,8 @@ static herr_t rows_io(const store_field *f, int i0, int count, void *buf, int wr
 }
 
 void *fh_client_store_acquire(fh_client_store *s, int field, int client, int *fresh) {
-  store_field *f = checked(s, field, client, "acquire");
+  guest_vecs *gv = guest_of(s, client);
+  store_field *f = gv && field >= 0 && field < s->nfields ? &s->f[field] : checked(s, field, client, "acquire");
   if (held_index(s, field, client) >= 0)
     store_abort(FH_ERR_RUNTIME, "field '%s' of client %d acquired twice without a release (programming error)",
                 f->name, client);
@@ -259,7 +277,11 @@ void *fh_client_store_acquire(fh_client_store *s, int field, int client, int *fr
                 FH_STATE_MAX_HELD);
   int i = client - s->first, isnew;
   void *p;
-  if (!s->hdf5) {
+  if (gv) {
+    isnew = gv->rows[field] == NULL;
+    if (isnew) gv->rows[field] = fh_calloc(1, f->row_bytes);
+    p = gv->rows[field];
+  } else if (!s->hdf5) {
     isnew = f->rows[i] == NULL;
     if (isnew) {
       f->rows[i] = fh_calloc(1, f->row_bytes);
@@ -278,19 +300,20 @@ void *fh_client_store_acquire(fh_client_store *s, int field, int client, int *fr
                   s->path, f->name, client);
     }
   }
-  s->held[s->nheld++] = (held_vec){field, client, isnew, p};
+  s->held[s->nheld++] = (held_vec){field, client, isnew, gv != NULL, p};
   if (fresh) *fresh = isnew;
   return p;
 }
 
 int fh_client_store_release(fh_client_store *s, int field, int client, int dirty) {
-  store_field *f = checked(s, field, client, "release");
+  const int guest = guest_of(s, client) != NULL;
+  store_field *f = guest && field >= 0 && field < s->nfields ? &s->f[field] : checked(s, field, client, "release");
   int h = held_index(s, field, client);
   if (h < 0)
     store_abort(FH_ERR_RUNTIME, "release of field '%s' of client %d, which is not acquired (programming error)",
                 f->name, client);
   int rc = 0;
-  if (s->hdf5) {
+  if (s->hdf5 && !guest) {
     if ((dirty || s->held[h].fresh) && rows_io(f, client - s->first, 1, s->held[h].buf, 1) < 0)
       rc = FH_FAIL(FH_ERR_OUTPUT, "%s: cannot write field '%s' of client %d: %s", s->path, f->name, client,
                    write_cause(s->path));
@@ -336,6 +359,8 @@ size_t fh_client_store_file_bytes(const fh_client_store *s) {
 }
 
 int fh_client_store_initialised(const fh_client_store *s, int field, int client) {
+  const guest_vecs *gv = guest_of(s, client);
+  if (gv && field >= 0 && field < s->nfields) return gv->rows[field] != NULL;
   const store_field *f = checked(s, field, client, "initialised");
   int i = client - s->first;
   return s->hdf5 ? f->init[i] != 0 : f->rows[i] != NULL;
@@ -405,6 +430,74 @@ int fh_client_store_put_rows(fh_client_store *s, int field, int first, int count
     f->init[i0 + i] = init[i] != 0;
   }
   return 0;
+}
+
+/* ---- a client's whole state as one buffer (run.schedule = balanced) --------- */
+
+size_t fh_client_store_packed_bytes(const fh_client_store *s) {
+  size_t b = (size_t)s->nfields;
+  for (int k = 0; k < s->nfields; k++) b += s->f[k].row_bytes;
+  return b;
+}
+
+int fh_client_store_pack(fh_client_store *s, int client, void *buf) {
+  uint8_t *flags = buf;
+  char *row = (char *)buf + s->nfields;
+  for (int k = 0; k < s->nfields; row += s->f[k].row_bytes, k++)
+    FH_TRY(fh_client_store_get_rows(s, k, client, 1, row, &flags[k]));
+  return 0;
+}
+
+int fh_client_store_unpack(fh_client_store *s, int client, const void *buf) {
+  const uint8_t *flags = buf;
+  const char *row = (const char *)buf + s->nfields;
+  for (int k = 0; k < s->nfields; row += s->f[k].row_bytes, k++)
+    FH_TRY(fh_client_store_put_rows(s, k, client, 1, row, &flags[k]));
+  return 0;
+}
+
+void fh_client_store_guest_add(fh_client_store *s, int client, const void *buf) {
+  if ((client >= s->first && client < s->first + s->nlocal) || guest_of(s, client))
+    store_abort(FH_ERR_RUNTIME, "guest client %d is hosted or a guest on rank %d already (programming error)", client,
+                s->rank);
+  if (s->nguests == s->gcap) {
+    s->gcap = s->gcap ? 2 * s->gcap : 8;
+    guest_vecs *ng = fh_calloc((size_t)s->gcap, sizeof *ng);
+    if (s->nguests) memcpy(ng, s->guests, (size_t)s->nguests * sizeof *ng);
+    free(s->guests);
+    s->guests = ng;
+  }
+  guest_vecs *gv = &s->guests[s->nguests++];
+  gv->client = client;
+  gv->rows = fh_calloc(s->nfields ? (size_t)s->nfields : 1, sizeof(void *));
+  const uint8_t *flags = buf;
+  const char *row = (const char *)buf + s->nfields;
+  for (int k = 0; k < s->nfields; row += s->f[k].row_bytes, k++)
+    if (flags[k]) gv->rows[k] = memcpy(fh_malloc(s->f[k].row_bytes), row, s->f[k].row_bytes);
+}
+
+void fh_client_store_guest_pack(const fh_client_store *s, int client, void *buf) {
+  const guest_vecs *gv = guest_of(s, client);
+  if (!gv) store_abort(FH_ERR_RUNTIME, "client %d is no guest on rank %d (programming error)", client, s->rank);
+  uint8_t *flags = buf;
+  char *row = (char *)buf + s->nfields;
+  for (int k = 0; k < s->nfields; row += s->f[k].row_bytes, k++) {
+    flags[k] = gv->rows[k] != NULL;
+    if (gv->rows[k]) memcpy(row, gv->rows[k], s->f[k].row_bytes);
+    else memset(row, 0, s->f[k].row_bytes);
+  }
+}
+
+void fh_client_store_guests_clear(fh_client_store *s) {
+  for (int i = 0; i < s->nheld; i++)
+    if (s->held[i].guest)
+      store_abort(FH_ERR_RUNTIME, "guests cleared while client %d's field '%s' is held (programming error)",
+                  s->held[i].client, s->f[s->held[i].field].name);
+  for (int g = 0; g < s->nguests; g++) {
+    for (int k = 0; k < s->nfields; k++) free(s->guests[g].rows[k]);
+    free(s->guests[g].rows);
+  }
+  s->nguests = 0;
 }
 
 void fh_client_store_report(const fh_client_store *s, MPI_Comm comm) {

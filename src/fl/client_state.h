@@ -99,6 +99,25 @@ int fh_client_store_get_rows(fh_client_store *s, int field, int first, int count
 int fh_client_store_put_rows(fh_client_store *s, int field, int first, int count, const void *buf,
                              const uint8_t *init);
 
+/* A client's whole state (every field's row and its "initialised" flag) as
+ * one buffer, for run.schedule = balanced (src/fl/schedule.c), which runs a
+ * client on another rank than its host for a round. The fields are the ones
+ * a checkpoint saves (same list, same rows): nothing else is per-client state.
+ * Layout: nfields flag bytes, then each field's row in declaration order.
+ * pack/unpack: a client hosted here (none of its vectors held), through
+ * get_rows/put_rows, so the hdf5 backend reads and writes its file.
+ * Guests: a client hosted elsewhere that runs here; guest_add installs its
+ * state from a packed buffer (kept in memory, any backend), after which
+ * acquire/release/initialised accept it like a hosted client; guest_pack
+ * writes it back into a buffer; guests_clear forgets every guest (their
+ * vectors stay readable until then). */
+size_t fh_client_store_packed_bytes(const fh_client_store *s);
+int fh_client_store_pack(fh_client_store *s, int client, void *buf);
+int fh_client_store_unpack(fh_client_store *s, int client, const void *buf);
+void fh_client_store_guest_add(fh_client_store *s, int client, const void *buf);
+void fh_client_store_guest_pack(const fh_client_store *s, int client, void *buf);
+void fh_client_store_guests_clear(fh_client_store *s);
+
 /* Collective: rank 0 logs one line with the fields, the vectors that exist and
  * the bytes per rank (max) and in total, in memory and (hdf5) on disk. */
 void fh_client_store_report(const fh_client_store *s, MPI_Comm comm);

@@ -20,6 +20,7 @@
 #include "fl/evaluate.h"
 #include "fl/run.h"
 #include "fl/run_folder.h"
+#include "fl/schedule.h"
 #include "io/metrics.h"
 #include "io/model_file.h"
 #include "io/profile_file.h"
@@ -40,7 +41,8 @@ static void bcast_floats(float *buf, size_t n, MPI_Comm comm) {
  * to run.rounds. Evaluation columns: all but the ones every round has. */
 static void drop_forced_evaluation(fh_round_metrics *row, int eval_every, int R) {
   static const char *const every_round[] = {"round", "clients_sampled", "wall_time", "local_loss",
-                                            "comm/bcast_bytes", "comm/reduce_bytes"};
+                                            "comm/bcast_bytes", "comm/reduce_bytes", "schedule/moved_clients",
+                                            "schedule/move_bytes", "schedule/move_seconds"};
   if (row->round % eval_every == 0 || row->round == R) return;
   fh_round_metrics blank;
   fh_round_metrics_clear(&blank, row->round, row->clients);
@@ -105,12 +107,14 @@ typedef struct {
   fh_profile_history *hist;
   fh_evaluator *ev;
   fh_accum acc;
+  fh_schedule *sched; /* which rank trains each sampled client (run.schedule) */
   int *sampled;      /* [m] */
   double *ctrain;    /* [loss*w, w] per sampled slot */
   double *all_times; /* rank 0: [nranks][FH_NPHASES] */
   double phase_total[FH_NPHASES];
   double t_start, final_acc, best_acc;
   int best_round, global_in_sync;
+  int t; /* the round under way, 0-based */
 } loop_state;
 
 static void loop_init(loop_state *L, fh_run *run, const char *run_dir, fh_metrics_file *mf, fh_profile_history *hist) {
@@ -132,6 +136,7 @@ static void loop_init(loop_state *L, fh_run *run, const char *run_dir, fh_metric
   L->sampled = fh_malloc((size_t)L->m * sizeof(int));
   L->ctrain = fh_malloc((size_t)2 * L->m * sizeof(double));
   L->all_times = run->rank == 0 ? fh_malloc((size_t)run->nranks * FH_NPHASES * sizeof(double)) : NULL;
+  fh_schedule_create(&L->sched, run);
   L->t_start = MPI_Wtime();
   L->final_acc = NAN;
   L->best_acc = -1;
@@ -139,6 +144,8 @@ static void loop_init(loop_state *L, fh_run *run, const char *run_dir, fh_metric
 
 static void loop_free(loop_state *L) {
   fh_accum_destroy(&L->acc);
+  fh_schedule_report(L->sched, L->run->rank);
+  fh_schedule_free(L->sched);
   free(L->sampled);
   free(L->ctrain);
   fh_evaluator_free(L->ev);
@@ -171,22 +178,35 @@ static int resume(loop_state *L) {
   return rc;
 }
 
-/* Every hosted sampled client's client_update, in id order (rank-local). */
+/* Sampled client j's client_update on data (its host's rows, or a copy
+ * moved here by the schedule) in round L->t. */
+static int one_client(void *ctx, int j, const fh_client_data *data) {
+  loop_state *L = ctx;
+  fh_run *run = L->run;
+  const int k = L->sampled[j];
+  fh_client_ctx c = {.id = k, .round = L->t, .data = data, .model = run->model};
+  fh_client_report rep = {0};
+  int rc = run->alg->client_update(run, &c, &L->acc, &rep);
+  if (rc) fh_error_prefix("round %d, client %d: ", L->t + 1, k);
+  L->ctrain[2 * j] = rep.train_loss * rep.weight;
+  L->ctrain[2 * j + 1] = rep.weight;
+  return rc;
+}
+
+/* Every sampled client this rank trains: its hosted ones in id order, or
+ * those the balanced schedule deals it (rank-local, or collective when
+ * dealt). */
 static int local_updates(loop_state *L, int t) {
   fh_run *run = L->run;
   int rc = 0;
   fh_accum_zero(&L->acc);
   memset(L->ctrain, 0, (size_t)2 * L->m * sizeof(double));
+  L->t = t;
+  if (fh_schedule_active(L->sched)) return fh_schedule_local_updates(L->sched, run, L->sampled, L->m, one_client, L);
   for (int j = 0; j < L->m && rc == 0; j++) {
     int k = L->sampled[j];
     if (k < run->first_client || k >= run->first_client + run->nlocal) continue;
-    fh_client_ctx ctx = {.id = k, .round = t, .data = &run->data->clients[k - run->first_client],
-                         .model = run->model};
-    fh_client_report rep = {0};
-    rc = run->alg->client_update(run, &ctx, &L->acc, &rep);
-    if (rc) fh_error_prefix("round %d, client %d: ", t + 1, k);
-    L->ctrain[2 * j] = rep.train_loss * rep.weight;
-    L->ctrain[2 * j + 1] = rep.weight;
+    rc = one_client(L, j, &run->data->clients[k - run->first_client]);
   }
   return rc;
 }
@@ -213,6 +233,7 @@ static int train(loop_state *L, int t, fh_round_metrics *rm) {
   /* "reduce" includes waiting for the slowest rank: that is the imbalance. */
   fh_prof_begin(&run->prof, FH_PH_REDUCE);
   rc = fh_error_agree(comm, rc);
+  if (rc == 0) fh_schedule_round_end(L->sched, comm);
   if (rc == 0) {
     if (L->communicate) fh_accum_reduce(&L->acc, 0, comm);
     MPI_Reduce(is_root ? MPI_IN_PLACE : L->ctrain, L->ctrain, 2 * m, MPI_DOUBLE, MPI_SUM, 0, comm);
@@ -315,6 +336,7 @@ static int run_round(loop_state *L, int t) {
   rm.bcast_bytes = L->communicate ? (double)L->bcast_n * sizeof(float) : 0;
   rm.reduce_bytes = L->communicate ? (double)(run->payload_n + 1) * sizeof(int64_t) : 0;
   FH_TRY(train(L, t, &rm));
+  fh_schedule_moved(L->sched, &rm.moved_clients, &rm.move_bytes, &rm.move_seconds);
   FH_TRY(evaluate(L, t, &rm));
   int rc = write_row(L, &rm, t_round);
   if (run->rank == 0 && rc == 0) print_round(L, t, &rm, t_round);

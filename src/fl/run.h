@@ -66,6 +66,10 @@ struct fh_run {
   char dir[4096];           /* the run folder                      */
   struct fh_addon_slot *addons; /* [fh_addon_count()] each add-on's place (fl/addon.h) */
   int resume;               /* 1: execute continues from dir/checkpoint.h5 */
+  /* Set by an algorithm's or add-on's setup whose clients cannot run away
+   * from their host (a chain along the ranks): why run.schedule = balanced
+   * keeps every client home (src/fl/schedule.h). NULL: they can move. */
+  const char *schedule_static;
 };
 
 /* Creates the run from a loaded config on comm (collective); its folder is

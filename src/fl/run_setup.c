@@ -30,6 +30,11 @@ fh_key_spec fh_run_keys_table[] = {
     {"run.eval_batch", FH_T_INT, "256", 1, 1 << 20, NULL, "batch size of evaluation"},
     {"run.accum_bits", FH_T_INT, "32", 8, 48, NULL,
      "fraction bits of the fixed-point accumulation (rank-count invariant sums)"},
+    {"run.schedule", FH_T_ENUM, "static", 0, 0, "static|balanced",
+     "which rank trains a sampled client: static = its host; balanced = dealt to ranks by estimated cost each "
+     "round (longest first), its rows and state moving with it (src/fl/schedule.h); results are identical"},
+    {"run.schedule_bandwidth", FH_T_REAL, "0", 0, 1e15, NULL,
+     "bytes/s assumed for moving a client under run.schedule = balanced; 0 = measured from the run's own moves"},
     {"output.dir", FH_T_STRING, "runs", 0, 0, NULL, "folder that receives the run's folder"},
     {"output.name", FH_T_STRING, "", 0, 0, NULL,
      "name of the run's folder; default: the deck's file name without .ini"},

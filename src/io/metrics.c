@@ -73,6 +73,9 @@ int fh_metric_columns(const fh_metric_column **cols) {
     }
     add_column("comm/bcast_bytes", 0, offsetof(fh_round_metrics, bcast_bytes));
     add_column("comm/reduce_bytes", 0, offsetof(fh_round_metrics, reduce_bytes));
+    add_column("schedule/moved_clients", 0, offsetof(fh_round_metrics, moved_clients));
+    add_column("schedule/move_bytes", 0, offsetof(fh_round_metrics, move_bytes));
+    add_column("schedule/move_seconds", 0, offsetof(fh_round_metrics, move_seconds));
     add_column("global_test/accuracy", 0, offsetof(fh_round_metrics, global_test_accuracy));
     add_column("global_test/loss", 0, offsetof(fh_round_metrics, global_test_loss));
     add_eval_columns("personal", offsetof(fh_round_metrics, personal));

@@ -36,6 +36,10 @@ typedef struct {
   double phase[FH_NPHASES];    /* seconds, max over ranks                */
   double bcast_bytes;          /* bytes the round's broadcast carries    */
   double reduce_bytes;         /* bytes of the round's reduction buffer  */
+  double moved_clients;        /* run.schedule = balanced: clients trained
+                                  away from their host (fl/schedule.h)   */
+  double move_bytes;           /* their rows and state out, state back   */
+  double move_seconds;         /* max over ranks of the time moving them */
   double local_loss;           /* n_k-weighted mean of the sampled clients'
                                   losses in their last local epoch       */
   double train_loss;           /* global model on every client's train

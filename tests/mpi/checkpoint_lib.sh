@@ -23,7 +23,7 @@ done < <(fh_cases resume-short)
 CK_DECK="$SRC_DIR/input/quickstart.ini"
 
 # ck_compare REF RUN: RUN's model.h5 parameters and every metrics.h5 dataset but
-# wall_time and time/* are bitwise identical to REF's, and both are complete.
+# wall_time, time/* and schedule/* (where clients ran) are bitwise identical to REF's, and both are complete.
 ck_compare() {
   "$PY" - "$TMP/$1" "$TMP/$2" <<'PY' || fail "$2 differs from $1"
 import sys, h5py, numpy as np
@@ -37,7 +37,7 @@ def load(run):
         status = status.decode() if isinstance(status, bytes) else status
         assert status == "complete", f"{run}: status {status}"
         def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and name != "wall_time" and not name.startswith("time/"):
+            if isinstance(obj, h5py.Dataset) and name != "wall_time" and not name.startswith(("time/", "schedule/")):
                 out["metrics/" + name] = obj[()]
         f.visititems(visit)
     return out

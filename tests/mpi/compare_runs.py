@@ -3,7 +3,7 @@
     compare_runs.py TMP REF RUN...   exits non-zero naming the first difference
 
 Compares model.h5 (parameters and buffers) and every dataset of metrics.h5 but
-the timings; prints one line per run, then the reference's last evaluated
+the timings and schedule/ (which clients moved); prints one line per run, then the reference's last evaluated
 value of each evaluation mode (NaN: the mode was not made)."""
 import sys
 
@@ -23,7 +23,8 @@ def metrics(path):
     with h5py.File(f"{path}/metrics.h5", "r") as f:
         assert f.attrs["status"] in (b"complete", "complete"), f.attrs["status"]
         f.visititems(lambda k, v: out.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None)
-    return {k: v for k, v in out.items() if not k.startswith("time/") and k != "wall_time"}
+    # timings, and where the clients ran (run.schedule: the same results either way)
+    return {k: v for k, v in out.items() if not k.startswith(("time/", "schedule/")) and k != "wall_time"}
 
 
 def compare(tmp, ref, runs):

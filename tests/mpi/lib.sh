@@ -41,7 +41,7 @@ fh_run_prog() {
 }
 
 # fh_cases CHECK: the cases of the registry-driven tests that take part in
-# CHECK (ranks, resume, resume-short, deck), one line each:
+# CHECK (ranks, resume, resume-short, deck; all: every case), one line each:
 # "name|algorithm|--set k=v ...|measured datasets". They come from the binary
 # (`fedhpc help algorithms --tests`: each algorithm's table in src/fl/alg/,
 # each add-on's in src/fl/addons/), so a registered algorithm is tested without
@@ -51,7 +51,7 @@ fh_cases() {
   local check=$1 listing name alg checks settings measured sets kv
   listing=$(timeout 60 "$FEDHPC" help algorithms --tests) || fail "fedhpc help algorithms --tests"
   while IFS='|' read -r name alg checks settings measured; do
-    [[ ",$checks," == *",$check,"* ]] || continue
+    [[ $check == all || ",$checks," == *",$check,"* ]] || continue
     [[ -z ${FH_TEST_ONLY:-} || $name =~ $FH_TEST_ONLY ]] || continue
     sets=""
     for kv in ${settings//@SRC_DIR@/$SRC_DIR}; do sets+=" --set $kv"; done

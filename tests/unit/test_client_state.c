@@ -205,6 +205,69 @@ static void test_rows_round_trip(void **state) {
   }
 }
 
+/* A client's whole state to another rank's store and back (run.schedule =
+ * balanced): pack on the host, install as a guest elsewhere (a store that
+ * hosts no client, either backend), change it there, pack the guest, unpack
+ * on the host: the host sees the changes, flags included. */
+static void test_guest_round_trip(void **state) {
+  (void)state;
+  for (int b = 0; b < 2; b++) {
+    fh_client_store *h = make_store(backends[b], 10), *g = NULL;
+    fh_config *cfg = state_config(backends[b], NULL);
+    char run_dir[128];
+    snprintf(run_dir, sizeof run_dir, "%s/guest", g_dir);
+    assert_int_equal(fh_client_store_create(&g, cfg, MPI_COMM_WORLD, 1000, 0, 0, run_dir), 0);
+    fh_config_free(cfg);
+    int f[2][3];
+    fh_client_store *st[2] = {h, g};
+    for (int i = 0; i < 2; i++) {
+      assert_int_equal(fh_client_store_field(st[i], "a", FH_STATE_F32, 5, &f[i][0]), 0);
+      assert_int_equal(fh_client_store_field(st[i], "b", FH_STATE_I32, 3, &f[i][1]), 0);
+      assert_int_equal(fh_client_store_field(st[i], "c", FH_STATE_F16, 4, &f[i][2]), 0);
+    }
+    assert_int_equal(fh_client_store_packed_bytes(h), 3 + 5 * 4 + 3 * 4 + 4 * 2);
+    float *va = fh_client_store_acquire(h, f[0][0], 103, NULL);
+    for (int i = 0; i < 5; i++) va[i] = 1.5f * i;
+    assert_int_equal(fh_client_store_release(h, f[0][0], 103, 1), 0);
+    uint16_t *vc = fh_client_store_acquire(h, f[0][2], 103, NULL);
+    for (int i = 0; i < 4; i++) vc[i] = fh_f32_to_f16(-0.25f * i);
+    assert_int_equal(fh_client_store_release(h, f[0][2], 103, 1), 0);
+
+    char buf[64], back[64];
+    assert_int_equal(fh_client_store_pack(h, 103, buf), 0);
+    fh_client_store_guest_add(g, 103, buf);
+    assert_int_equal(fh_client_store_initialised(g, f[1][0], 103), 1);
+    assert_int_equal(fh_client_store_initialised(g, f[1][1], 103), 0);
+    int fresh;
+    float *ga = fh_client_store_acquire(g, f[1][0], 103, &fresh);
+    assert_int_equal(fresh, 0);
+    for (int i = 0; i < 5; i++) assert_true(ga[i] == 1.5f * i), ga[i] += 10;
+    assert_int_equal(fh_client_store_release(g, f[1][0], 103, 1), 0);
+    int32_t *gb = fh_client_store_acquire(g, f[1][1], 103, &fresh);
+    assert_int_equal(fresh, 1);
+    for (int i = 0; i < 3; i++) assert_int_equal(gb[i], 0), gb[i] = 7 + i;
+    assert_int_equal(fh_client_store_release(g, f[1][1], 103, 1), 0);
+    fh_client_store_guest_pack(g, 103, back);
+    fh_client_store_guests_clear(g);
+    assert_int_equal(fh_client_store_unpack(h, 103, back), 0);
+
+    float *ha = fh_client_store_acquire(h, f[0][0], 103, NULL);
+    for (int i = 0; i < 5; i++) assert_true(ha[i] == 1.5f * i + 10);
+    assert_int_equal(fh_client_store_release(h, f[0][0], 103, 0), 0);
+    int32_t *hb = fh_client_store_acquire(h, f[0][1], 103, &fresh);
+    assert_int_equal(fresh, 0);
+    for (int i = 0; i < 3; i++) assert_int_equal(hb[i], 7 + i);
+    assert_int_equal(fh_client_store_release(h, f[0][1], 103, 0), 0);
+    uint16_t *hc = fh_client_store_acquire(h, f[0][2], 103, NULL);
+    for (int i = 0; i < 4; i++) assert_true(fh_f16_to_f32(hc[i]) == -0.25f * i);
+    assert_int_equal(fh_client_store_release(h, f[0][2], 103, 0), 0);
+    /* another client stays as it was: no vector */
+    assert_int_equal(fh_client_store_initialised(h, f[0][0], 104), 0);
+    fh_client_store_free(h);
+    fh_client_store_free(g);
+  }
+}
+
 /* Resident bytes: the memory backend holds a pointer per client and field plus
  * the vectors that exist; the hdf5 backend a flag per client and field plus the
  * held vectors, and its file grows with the vectors written. */
@@ -413,6 +476,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_fresh_zero_and_persistence),
       cmocka_unit_test(test_backends_identical),
       cmocka_unit_test(test_rows_round_trip),
+      cmocka_unit_test(test_guest_round_trip),
       cmocka_unit_test(test_memory_report),
       cmocka_unit_test(test_hdf5_file_place),
       cmocka_unit_test(test_f16_known_values),

@@ -34,7 +34,9 @@ void fh_lips_inertia_setup(fh_run *run, struct fh_lips *L) {
   if (run->rank == 0) L->prev = fh_malloc(fh_model_nparams(m) * sizeof(float));
   fh_accum_create(&L->gacc, L->glen, (int)fh_cfg_int(cfg, "run.accum_bits"), (int)mmax);
   L->gdec = fh_malloc(L->glen * sizeof(float));
-  L->traced = fh_malloc((size_t)(run->nlocal > 0 ? run->nlocal : 1) * sizeof(int));
+  /* at most the round's sampled clients train here (any of them under
+   * run.schedule = balanced, src/fl/schedule.h) */
+  L->traced = fh_malloc((size_t)mmax * sizeof(int));
   L->R = run->rounds;
   if (run->rank == 0) {
     L->rows = fh_malloc((size_t)L->R * L->nl * NMET * sizeof(double));

@@ -287,6 +287,8 @@ static int pfedafm_setup(fh_run *run) {
   s->g_n = s->g.ex_np + s->g.ex_nb;
   s->eval_latest = strcmp(fh_cfg_str(cfg, "pfedafm.eval"), "latest") == 0;
   s->authors = strcmp(fh_cfg_str(cfg, "pfedafm.mode"), "authors_code") == 0;
+  if (s->authors) /* the chain passes the shared state from host to host in id order */
+    run->schedule_static = "pfedafm.mode = authors_code trains the round's clients one after another along the ranks";
   s->log_alpha = fh_cfg_bool(cfg, "pfedafm.log_alpha");
   s->ctx.h = &s->h;
   s->ctx.g = &s->g;

@@ -143,7 +143,10 @@ int fh_hetero_create(fh_hetero *h, fh_run *run) {
   h->narch = n;
   h->nets = fh_calloc((size_t)n, sizeof *h->nets);
   int *used = fh_calloc((size_t)n, sizeof(int));
-  for (int i = 0; i < run->nlocal; i++) used[(run->first_client + i) % n] = 1;
+  /* the architectures of the clients hosted here; all of them when any
+   * client may run here (run.schedule = balanced, src/fl/schedule.h) */
+  const int any = fh_cfg_enum(cfg, "run.schedule") == 1; /* static|balanced */
+  for (int i = 0; i < (any ? n : run->nlocal); i++) used[any ? i : (run->first_client + i) % n] = 1;
   int rc = 0;
   h->d = -2;
   for (int a = 0; a < n && rc == 0; a++) {
