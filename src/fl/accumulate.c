@@ -1,6 +1,5 @@
 #include "fl/accumulate.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +31,22 @@ int fh_accum_add_range(fh_accum *a, const float *x, size_t off, size_t count, do
   if (!(fabs(ws) < limit))
     return FH_FAIL(FH_ERR_DIVERGED, "aggregation weight %g is too large for run.accum_bits = %d",
                    weight, a->bits);
-  /* Range check first (a vectorised max), so the conversion loop has no branch
-   * and compiles to packed multiplies and conversions. NaN fails the check. */
-  float maxabs = 0.f;
-  int finite = 1;
+  /* Range check first, so the conversion loop has no branch and compiles to
+   * packed multiplies and conversions. The check is an integer max over the
+   * bit patterns of |x[i]| (sign cleared): for non-negative IEEE floats the
+   * patterns order as the values do, and Inf and NaN lie above FLT_MAX's, so
+   * one unsigned max (which the compiler packs; a float max with NaN rules it
+   * does not) gives both the largest magnitude and whether all are finite. */
+  uint32_t maxbits = 0;
   for (size_t i = 0; i < count; i++) {
-    float v = fabsf(x[i]);
-    maxabs = v > maxabs ? v : maxabs;
-    finite &= v <= FLT_MAX;
+    uint32_t u;
+    memcpy(&u, &x[i], sizeof u);
+    u &= 0x7fffffffu;
+    maxbits = u > maxbits ? u : maxbits;
   }
+  float maxabs;
+  memcpy(&maxabs, &maxbits, sizeof maxabs);
+  const int finite = maxbits <= 0x7f7fffffu; /* FLT_MAX's pattern */
   if (!finite || !(fabs(ws) * maxabs < limit)) {
     size_t i = 0;
     while (i + 1 < count && isfinite(x[i]) && fabs(ws * (double)x[i]) < limit) i++;
