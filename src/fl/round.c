@@ -132,6 +132,7 @@ static void loop_init(loop_state *L, fh_run *run, const char *run_dir, fh_metric
   L->hist = hist;
   fh_evaluator_create(&L->ev, run);
   fh_accum_create(&L->acc, run->payload_n, (int)fh_cfg_int(run->cfg, "run.accum_bits"), L->m);
+  fh_accum_share(&L->acc, run->comm); /* ranks of one node reduce in place */
   L->sampled = fh_malloc((size_t)L->m * sizeof(int));
   L->ctrain = fh_malloc((size_t)2 * L->m * sizeof(double));
   L->all_times = run->rank == 0 ? fh_malloc((size_t)run->nranks * FH_NPHASES * sizeof(double)) : NULL;
