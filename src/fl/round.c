@@ -171,6 +171,7 @@ static int resume(loop_state *L) {
   }
   free(old);
   rc = fh_error_agree(run->comm, rc);
+  L->global_in_sync = L->replicated; /* fh_checkpoint_read gave every rank run->global */
   if (rc == 0) fh_info("resumed from %s/checkpoint.h5 after round %d of %d", L->run_dir, L->start, L->R);
   return rc;
 }
