@@ -172,6 +172,7 @@ static void pt_prepare(pretrainer *P) {
   P->steps_per_epoch = (P->sh.max_rows + P->b - 1) / P->b;
   const int nlocal_shards = P->sh.s1 - P->sh.s0;
   fh_accum_create(&P->acc, P->len, (int)fh_cfg_int(cfg, "run.accum_bits"), P->sh.nshards);
+  fh_accum_share(&P->acc, P->comm); /* every step's allreduce in place on one node */
   P->vec = fh_malloc(P->len * sizeof(float));
   P->buf0 = fh_malloc((P->nb ? P->nb : 1) * sizeof(float));
   P->xb = fh_malloc((size_t)P->G * P->b * P->ds->dim * sizeof(float));
