@@ -1,6 +1,5 @@
 #include "fl/accumulate.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +7,7 @@
 #include "core/error.h"
 
 void fh_accum_create(fh_accum *a, size_t n, int bits, int max_contributions) {
+  a->shm = NULL;
   a->n = n;
   a->bits = bits;
   a->scale = ldexp(1.0, bits);
@@ -15,8 +15,121 @@ void fh_accum_create(fh_accum *a, size_t n, int bits, int max_contributions) {
   a->sum = fh_calloc(n + 1, sizeof(int64_t));
 }
 
-void fh_accum_destroy(fh_accum *a) {
+/* ---- the node's shared-memory reduction ------------------------------------- */
+
+/* Rank r of P owns block r of the sums, [r B, min((r + 1) B, n + 1)) with B =
+ * ceil((n + 1) / P). A window segment per rank: [sums n + 1 | scratch B]. */
+struct fh_accum_shm {
+  MPI_Comm comm;   /* the caller's communicator (reductions over another one take the message path) */
+  MPI_Win win;
+  int rank, nranks;
+  size_t block;
+  int64_t **sums;    /* [P] every rank's sums, mapped here     */
+  int64_t **scratch; /* [P] every rank's scratch block         */
+};
+
+void fh_accum_share(fh_accum *a, MPI_Comm comm) {
+  int rank, nranks, nnode;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &nranks);
+  MPI_Comm node;
+  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+  MPI_Comm_size(node, &nnode);
+  int all_here = nnode == nranks; /* the same answer on every rank: a node holds all or each holds fewer */
+  MPI_Allreduce(MPI_IN_PLACE, &all_here, 1, MPI_INT, MPI_MIN, comm);
+  if (nranks < 2 || !all_here || a->shm) {
+    MPI_Comm_free(&node);
+    return;
+  }
+  struct fh_accum_shm *s = fh_calloc(1, sizeof *s);
+  s->comm = comm;
+  s->rank = rank, s->nranks = nranks;
+  s->block = (a->n + 1 + (size_t)nranks - 1) / (size_t)nranks;
+  int64_t *base = NULL;
+  MPI_Win_allocate_shared((MPI_Aint)((a->n + 1 + s->block) * sizeof(int64_t)), sizeof(int64_t), MPI_INFO_NULL, node,
+                          &base, &s->win);
+  MPI_Comm_free(&node); /* the window keeps its own reference to the group */
+  s->sums = fh_malloc((size_t)nranks * sizeof *s->sums);
+  s->scratch = fh_malloc((size_t)nranks * sizeof *s->scratch);
+  for (int q = 0; q < nranks; q++) { /* node ranks are comm ranks in the same order (key = rank) */
+    MPI_Aint bytes;
+    int disp;
+    void *p;
+    MPI_Win_shared_query(s->win, q, &bytes, &disp, &p);
+    s->sums[q] = p;
+    s->scratch[q] = s->sums[q] + a->n + 1;
+  }
+  memcpy(base, a->sum, (a->n + 1) * sizeof(int64_t));
   free(a->sum);
+  a->sum = base;
+  a->shm = s;
+  MPI_Win_lock_all(MPI_MODE_NOCHECK, s->win); /* one passive epoch for the loads and stores */
+}
+
+/* Every rank's stores so far are visible to every rank's loads after it. */
+static void shm_fence(const struct fh_accum_shm *s) {
+  MPI_Win_sync(s->win);
+  MPI_Barrier(s->comm);
+  MPI_Win_sync(s->win);
+}
+
+/* dst[0, len) = sum over ranks of their sums[off, off + len): this rank's
+ * own, then the others' added (unsigned: integer addition is exact, so any
+ * order gives the same bits). dst is this rank's sums there or its scratch,
+ * never another rank's memory. */
+static void shm_sum_block(const struct fh_accum_shm *s, int64_t *dst, size_t off, size_t len) {
+  uint64_t *restrict d = (uint64_t *)dst;
+  const int64_t *own = s->sums[s->rank] + off;
+  if (dst != own) memcpy(dst, own, len * sizeof(int64_t));
+  for (int q = 0; q < s->nranks; q++) {
+    if (q == s->rank) continue;
+    const uint64_t *restrict p = (const uint64_t *)s->sums[q] + off;
+    for (size_t i = 0; i < len; i++) d[i] += p[i];
+  }
+}
+
+static void block_range(const struct fh_accum_shm *s, size_t total, int q, size_t *off, size_t *len) {
+  const size_t b = (size_t)q * s->block;
+  *off = b < total ? b : total;
+  *len = b + s->block < total ? s->block : total - *off;
+}
+
+/* The reduction in place: block r's total by rank r (into its own sums when
+ * every rank keeps the result or it is the root: nobody else reads block r
+ * of rank r's sums; else into its scratch, leaving its sums as they were),
+ * then the totals copied to the ranks that keep them. Three fences: sums
+ * complete, totals complete, totals read (before any rank changes its sums
+ * again). */
+static void reduce_shared(fh_accum *a, int root, int all) {
+  const struct fh_accum_shm *s = a->shm;
+  const size_t total = a->n + 1;
+  const int r = s->rank, keeps = all || r == root;
+  size_t off, len;
+  shm_fence(s);
+  block_range(s, total, r, &off, &len);
+  shm_sum_block(s, keeps ? a->sum + off : s->scratch[r], off, len);
+  shm_fence(s);
+  if (keeps)
+    for (int q = 0; q < s->nranks; q++) {
+      if (q == r) continue;
+      block_range(s, total, q, &off, &len);
+      const int64_t *from = all || q == root ? s->sums[q] + off : s->scratch[q];
+      memcpy(a->sum + off, from, len * sizeof(int64_t));
+    }
+  shm_fence(s);
+}
+
+void fh_accum_destroy(fh_accum *a) {
+  if (a->shm) {
+    MPI_Win_unlock_all(a->shm->win);
+    MPI_Win_free(&a->shm->win); /* collective: frees the sums too */
+    free(a->shm->sums);
+    free(a->shm->scratch);
+    free(a->shm);
+    a->shm = NULL;
+  } else {
+    free(a->sum);
+  }
   a->sum = NULL;
 }
 
@@ -32,15 +145,22 @@ int fh_accum_add_range(fh_accum *a, const float *x, size_t off, size_t count, do
   if (!(fabs(ws) < limit))
     return FH_FAIL(FH_ERR_DIVERGED, "aggregation weight %g is too large for run.accum_bits = %d",
                    weight, a->bits);
-  /* Range check first (a vectorised max), so the conversion loop has no branch
-   * and compiles to packed multiplies and conversions. NaN fails the check. */
-  float maxabs = 0.f;
-  int finite = 1;
+  /* Range check first, so the conversion loop has no branch and compiles to
+   * packed multiplies and conversions. The check is an integer max over the
+   * bit patterns of |x[i]| (sign cleared): for non-negative IEEE floats the
+   * patterns order as the values do, and Inf and NaN lie above FLT_MAX's, so
+   * one unsigned max (which the compiler packs; a float max with NaN rules it
+   * does not) gives both the largest magnitude and whether all are finite. */
+  uint32_t maxbits = 0;
   for (size_t i = 0; i < count; i++) {
-    float v = fabsf(x[i]);
-    maxabs = v > maxabs ? v : maxabs;
-    finite &= v <= FLT_MAX;
+    uint32_t u;
+    memcpy(&u, &x[i], sizeof u);
+    u &= 0x7fffffffu;
+    maxbits = u > maxbits ? u : maxbits;
   }
+  float maxabs;
+  memcpy(&maxabs, &maxbits, sizeof maxabs);
+  const int finite = maxbits <= 0x7f7fffffu; /* FLT_MAX's pattern */
   if (!finite || !(fabs(ws) * maxabs < limit)) {
     size_t i = 0;
     while (i + 1 < count && isfinite(x[i]) && fabs(ws * (double)x[i]) < limit) i++;
@@ -130,9 +250,12 @@ static void reduce_pair(fh_accum *a, int root, MPI_Comm comm, int all) {
 }
 
 static void reduce_any(fh_accum *a, int root, MPI_Comm comm, int all) {
-  int nranks;
+  int nranks, same = MPI_UNEQUAL;
   MPI_Comm_size(comm, &nranks);
-  if (nranks == 2 && a->n + 1 <= FH_ACCUM_PAIR_MAX)
+  if (a->shm) MPI_Comm_compare(comm, a->shm->comm, &same);
+  if (same == MPI_IDENT)
+    reduce_shared(a, root, all);
+  else if (nranks == 2 && a->n + 1 <= FH_ACCUM_PAIR_MAX)
     reduce_pair(a, root, comm, all);
   else /* one rank too: MPI's call moves nothing, and tools that count reductions see it */
     reduce_chunks(a, root, comm, all);

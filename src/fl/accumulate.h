@@ -23,10 +23,21 @@ typedef struct {
   double scale;   /* 2^bits                                */
   double limit;   /* 2^62 / max_contributions: per-contribution bound, scaled */
   int64_t *sum;   /* [n + 1]: payload, then the weight sum  */
+  /* fh_accum_share: sum lives in a shared-memory window of the node */
+  struct fh_accum_shm *shm; /* NULL: private memory          */
 } fh_accum;
 
 /* max_contributions: how many fh_accum_add calls, over all ranks, one sum gets. */
 void fh_accum_create(fh_accum *a, size_t n, int bits, int max_contributions);
+/* Collective over comm: where all of comm's ranks share one node, moves the
+ * sums into an MPI shared-memory window (their values kept), so that the
+ * reductions over comm read the other ranks' sums in place: each rank sums
+ * its 1/P block of every rank's sums, then the totals are copied (no message
+ * carries the data, and no copy precedes the additions). No effect on one
+ * rank or across nodes. The bits are those of MPI_Reduce either way. An
+ * accumulator shared this way must be destroyed on every rank of comm at the
+ * same point (fh_accum_destroy is then collective). */
+void fh_accum_share(fh_accum *a, MPI_Comm comm);
 void fh_accum_destroy(fh_accum *a);
 void fh_accum_zero(fh_accum *a);
 /* sum += weight * x (x [n]); also adds weight to the weight sum. Returns 0, or

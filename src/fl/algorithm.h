@@ -72,6 +72,11 @@ typedef struct {
 /* The aggregation weight is the train split's sample weight (fh_split_weight):
  * fedgc.weights = real is honoured. */
 #define FH_ALG_SAMPLE_WEIGHTS 8u
+/* server_step is a deterministic function of the reduced sum and run->global
+ * alone (no server state, no output, nothing only rank 0 holds): the engine
+ * may run it on every rank after one allreduce, instead of the reduction to
+ * rank 0, the step there and the next broadcast (run.allreduce). */
+#define FH_ALG_SERVER_ANY_RANK 16u
 
 /* A case of the registry-driven tests of tests/mpi/ (`fedhpc help algorithms
  * --tests` lists them, one line each): the checks it takes part in, and the

@@ -12,6 +12,7 @@
 #include "fl/blocks/local_sgd.h"
 #include "fl/payload.h"
 #include "fl/run.h"
+#include "nn/loss.h"
 
 const fh_key_spec fh_eval_keys[] = {
     {"eval.global_test", FH_T_BOOL, "true", 0, 0, NULL,
@@ -84,6 +85,13 @@ int fh_eval_check(const fh_config *cfg, const fh_algorithm *alg, int nholdout) {
 enum { COL_CORRECT, COL_COUNT, COL_LOSS, NCOL };
 enum { MODE_GLOBAL, MODE_PERSONAL, MODE_FINETUNE, MODE_HOLDOUT, NMODES };
 
+/* One split in the stream of rows the global model is evaluated on: every
+ * training client's test split, then its train split, clients in id order. */
+typedef struct {
+  const fh_split *sp;
+  int id, train;
+} eval_seg;
+
 struct fh_evaluator {
   int K, evb, dim, C;
   int on[NMODES];     /* mode made in this run                         */
@@ -95,11 +103,27 @@ struct fh_evaluator {
   fh_local_sgd sgd;   /* adaptation and fine-tuning scratch             */
   int ft_steps, ft_epochs, ft_batch, adapt_steps, adapt_batch;
   float ft_lr, adapt_lr;
+  /* the global model on the training clients' splits: one stream of rows */
+  eval_seg *segs;                /* [nsegs] this rank's splits in stream order */
+  int nsegs;
+  long long cs_offset, cs_total; /* this rank's block of the stream, its length */
+  float *probs;                  /* [C] one row's softmax                */
   /* global test set */
   int global_test;
   long long gt_offset, gt_total; /* this rank's block in the whole set   */
-  float *gt_batch;               /* [evb, dim] padded chunk            */
+  float *batch;                  /* [evb, dim] gathered, padded chunk    */
 };
+
+/* This rank's block [*offset, *offset + n) of a stream the ranks hold in rank
+ * order, and the stream's length. Collective. */
+static void stream_block(MPI_Comm comm, long long n, long long *offset, long long *total) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  *offset = 0;
+  MPI_Exscan(&n, offset, 1, MPI_LONG_LONG, MPI_SUM, comm);
+  if (rank == 0) *offset = 0; /* MPI_Exscan leaves rank 0's undefined */
+  MPI_Allreduce(&n, total, 1, MPI_LONG_LONG, MPI_SUM, comm);
+}
 
 int fh_evaluator_create(fh_evaluator **out, fh_run *run) {
   const fh_config *cfg = run->cfg;
@@ -125,6 +149,7 @@ int fh_evaluator_create(fh_evaluator **out, fh_run *run) {
   for (int i = 0; i < NMODES; i++)
     if (ev->on[i]) ev->row[i] = ev->nrows, ev->nrows += NCOL;
   if (has_global) ev->row_train = ev->nrows, ev->nrows += 2;
+  ev->probs = fh_malloc((size_t)ev->C * sizeof(float));
   ev->table = fh_malloc((size_t)ev->nrows * ev->K * sizeof(double) + 1);
   if (run->rank == 0) ev->acc = fh_malloc((size_t)ev->K * sizeof(double));
   fh_local_sgd_create(&ev->sgd, cfg, ev->dim, fh_model_nparams(run->model));
@@ -132,13 +157,23 @@ int fh_evaluator_create(fh_evaluator **out, fh_run *run) {
   ev->sgd.iterations = 0; /* fine-tuning counts eval.finetune_epochs, whatever train.iterations says */
   ev->sgd.opt.lr = ev->ft_lr;
 
+  /* The training clients' splits as one stream: ranks host contiguous blocks
+   * of clients in rank order, so their rows are contiguous blocks of it. */
+  ev->segs = fh_malloc((size_t)(2 * run->nlocal + 1) * sizeof(eval_seg));
+  long long n = 0;
+  for (int i = 0; i < run->nlocal && has_global; i++) {
+    const fh_client_data *cd = &run->data->clients[i];
+    if (run->nholdout && fh_run_is_holdout(run, cd->id)) continue;
+    ev->segs[ev->nsegs++] = (eval_seg){&cd->test, cd->id, 0};
+    ev->segs[ev->nsegs++] = (eval_seg){&cd->train, cd->id, 1};
+    n += cd->test.n + cd->train.n;
+  }
+  stream_block(run->comm, n, &ev->cs_offset, &ev->cs_total);
+
   /* The global test set: blocks over ranks in rank order. */
-  long long n = run->data->global_test.n;
-  MPI_Exscan(&n, &ev->gt_offset, 1, MPI_LONG_LONG, MPI_SUM, run->comm);
-  if (run->rank == 0) ev->gt_offset = 0; /* MPI_Exscan leaves rank 0's undefined */
-  MPI_Allreduce(&n, &ev->gt_total, 1, MPI_LONG_LONG, MPI_SUM, run->comm);
+  stream_block(run->comm, run->data->global_test.n, &ev->gt_offset, &ev->gt_total);
   ev->global_test = has_global && fh_cfg_bool(cfg, "eval.global_test") && ev->gt_total > 0;
-  if (ev->global_test) ev->gt_batch = fh_malloc((size_t)ev->evb * ev->dim * sizeof(float));
+  ev->batch = fh_malloc((size_t)ev->evb * ev->dim * sizeof(float));
   return 0;
 }
 
@@ -147,7 +182,9 @@ void fh_evaluator_free(fh_evaluator *ev) {
   fh_local_sgd_destroy(&ev->sgd);
   free(ev->table);
   free(ev->acc);
-  free(ev->gt_batch);
+  free(ev->segs);
+  free(ev->probs);
+  free(ev->batch);
   free(ev);
 }
 
@@ -202,44 +239,134 @@ static void summarise(fh_evaluator *ev, const double *rows, double *accuracy, do
   client_acc[4] = nacc ? fh_percentile_sorted(ev->acc, nacc, 0.90) : NAN;
 }
 
-/* The global model (loaded in run->model) on this rank's block of the global
- * test set. Forward batches are the chunks [c, c + evb) of the whole set, so
- * that every sample is computed in the same batch position and size on any
- * rank count; a chunk split between ranks is padded with zero rows (rows of a
- * batch do not mix in evaluation). Per-sample losses are summed in fixed
- * point. out: correct, count, loss * 2^32, non-finite losses. */
-static void eval_global_test(fh_evaluator *ev, fh_run *run, int64_t out[4]) {
-  const fh_split *gt = &run->data->global_test;
-  const long long off = ev->gt_offset, end = off + gt->n;
-  const double scale = 4294967296.0;
-  memset(out, 0, 4 * sizeof(int64_t));
+/* A position in a list of splits read as one sequence of rows. */
+typedef struct {
+  const eval_seg *segs;
+  int nsegs, s, r; /* split s, its row r */
+} seg_cursor;
+
+static void cursor_skip_empty(seg_cursor *cur) {
+  while (cur->s < cur->nsegs && cur->r >= cur->segs[cur->s].sp->n) cur->s++, cur->r = 0;
+}
+
+/* What a stream's rows are and what becomes of their logits. */
+typedef struct {
+  const float *(*row)(void *ctx, seg_cursor *cur, long long i); /* local row i's features */
+  void (*take)(void *ctx, fh_evaluator *ev, seg_cursor *cur, long long i, const float *z); /* its logits */
+  void *ctx;
+} stream_io;
+
+/* The model (in evaluation mode) over this rank's block [off, off + n) of a
+ * stream of `total` rows held by the ranks in rank order. Forward batches are
+ * the chunks [c, c + evb) of the whole stream, so every row is computed in the
+ * same batch position and size on any rank count; a chunk split between
+ * ranks is padded with zero rows (rows of a batch do not mix in evaluation).
+ * Rows are taken in stream order, logits handed over in the same order. */
+static void eval_stream(fh_evaluator *ev, fh_model *m, long long off, long long n, long long total,
+                        const stream_io *io, seg_cursor *in, seg_cursor *out) {
+  const long long end = off + n;
+  const size_t rowb = (size_t)ev->dim * sizeof(float);
   for (long long c = off / ev->evb * ev->evb; c < end; c += ev->evb) {
-    int L = (int)(ev->gt_total - c < ev->evb ? ev->gt_total - c : ev->evb);
-    long long lo = c > off ? c : off, hi = c + L < end ? c + L : end;
-    const float *x;
-    if (lo == c && hi == c + L) {
-      x = gt->x + (size_t)(c - off) * ev->dim;
-    } else {
-      memset(ev->gt_batch, 0, (size_t)L * ev->dim * sizeof(float));
-      memcpy(ev->gt_batch + (size_t)(lo - c) * ev->dim, gt->x + (size_t)(lo - off) * ev->dim,
-             (size_t)(hi - lo) * ev->dim * sizeof(float));
-      x = ev->gt_batch;
-    }
-    const float *logits = fh_model_forward(run->model, x, L, 0);
-    for (long long i = lo; i < hi; i++) {
-      const float *z = logits + (size_t)(i - c) * ev->C;
-      int y = gt->y[i - off], arg = 0;
-      for (int j = 1; j < ev->C; j++)
-        if (z[j] > z[arg]) arg = j;
-      double s = 0;
-      for (int j = 0; j < ev->C; j++) s += exp((double)z[j] - z[arg]);
-      double l = (double)z[arg] + log(s) - z[y];
-      out[0] += arg == y;
-      out[1] += 1;
-      if (isfinite(l) && l * scale < 9.0e18 / (double)(ev->gt_total + 1)) out[2] += llround(l * scale);
-      else out[3] += 1;
-    }
+    const int L = (int)(total - c < ev->evb ? total - c : ev->evb);
+    const long long lo = c > off ? c : off, hi = c + L < end ? c + L : end;
+    if (lo > c || hi < c + L) memset(ev->batch, 0, (size_t)L * rowb);
+    for (long long i = lo; i < hi; i++) memcpy(ev->batch + (size_t)(i - c) * ev->dim, io->row(io->ctx, in, i), rowb);
+    const float *logits = fh_model_forward(m, ev->batch, L, 0);
+    for (long long i = lo; i < hi; i++) io->take(io->ctx, ev, out, i, logits + (size_t)(i - c) * ev->C);
   }
+}
+
+static int argmax_row(const float *z, int C) {
+  int best = 0; /* strict > keeps the lowest index on ties, as fh_model_evaluate */
+  for (int j = 1; j < C; j++)
+    if (z[j] > z[best]) best = j;
+  return best;
+}
+
+/* The training clients' stream (ctx: the evaluator): a row is the cursor's,
+ * advanced. */
+static const float *client_row(void *ctx, seg_cursor *cur, long long i) {
+  (void)i;
+  const fh_evaluator *ev = ctx;
+  cursor_skip_empty(cur);
+  return cur->segs[cur->s].sp->x + (size_t)cur->r++ * ev->dim;
+}
+
+/* Its logits: the row's cross-entropy (the per-row term of
+ * fh_softmax_ce_forward) into the client's loss sum of that split, in row
+ * order; a test row's hit into its correct count. */
+static void client_take(void *ctx, fh_evaluator *ev, seg_cursor *cur, long long i, const float *z) {
+  (void)ctx, (void)i;
+  cursor_skip_empty(cur);
+  const eval_seg *sg = &cur->segs[cur->s];
+  const int32_t y = sg->sp->y[cur->r++];
+  const double l = fh_softmax_ce_forward(ev->probs, z, &y, 1, ev->C);
+  const int K = ev->K;
+  if (sg->train) {
+    ev->table[(size_t)ev->row_train * K + sg->id] += l;
+  } else {
+    double *t = ev->table + (size_t)ev->row[MODE_GLOBAL] * K;
+    t[(size_t)COL_CORRECT * K + sg->id] += argmax_row(z, ev->C) == y;
+    t[(size_t)COL_LOSS * K + sg->id] += l;
+  }
+}
+
+/* The global model (loaded in run->model) on every training client's test
+ * and train splits, as one stream in batches of evb rows whatever the
+ * clients' sizes: correct counts and loss sums (in row order, so the same on
+ * any rank count) per client. */
+static void eval_clients(fh_evaluator *ev, fh_run *run) {
+  const int K = ev->K;
+  double *t = ev->table + (size_t)ev->row[MODE_GLOBAL] * K, *train = ev->table + (size_t)ev->row_train * K;
+  long long n = 0;
+  for (int k = 0; k < ev->nsegs; k++) {
+    const eval_seg *sg = &ev->segs[k];
+    if (sg->train) train[(size_t)K + sg->id] = sg->sp->n;
+    else t[(size_t)COL_COUNT * K + sg->id] = sg->sp->n;
+    n += sg->sp->n;
+  }
+  seg_cursor in = {ev->segs, ev->nsegs, 0, 0}, out = in;
+  const stream_io io = {client_row, client_take, ev};
+  eval_stream(ev, run->model, ev->cs_offset, n, ev->cs_total, &io, &in, &out);
+}
+
+/* The global test set's stream: rows in place; per-sample losses summed in
+ * fixed point. out: correct, count, loss * 2^32, non-finite losses. */
+typedef struct {
+  const fh_split *gt;
+  long long off, total;
+  int dim;
+  int64_t *out;
+} gt_ctx;
+
+static const float *gt_row(void *ctx, seg_cursor *cur, long long i) {
+  (void)cur;
+  const gt_ctx *g = ctx;
+  return g->gt->x + (size_t)(i - g->off) * g->dim;
+}
+
+static void gt_take(void *ctx, fh_evaluator *ev, seg_cursor *cur, long long i, const float *z) {
+  (void)cur;
+  gt_ctx *g = ctx;
+  int64_t *out = g->out;
+  const double scale = 4294967296.0;
+  const int y = g->gt->y[i - g->off], arg = argmax_row(z, ev->C);
+  double s = 0;
+  for (int j = 0; j < ev->C; j++) s += exp((double)z[j] - z[arg]);
+  const double l = (double)z[arg] + log(s) - z[y];
+  out[0] += arg == y;
+  out[1] += 1;
+  if (isfinite(l) && l * scale < 9.0e18 / (double)(g->total + 1)) out[2] += llround(l * scale);
+  else out[3] += 1;
+}
+
+/* The global model (loaded in run->model) on this rank's block of the global
+ * test set. */
+static void eval_global_test(fh_evaluator *ev, fh_run *run, int64_t out[4]) {
+  memset(out, 0, 4 * sizeof(int64_t));
+  gt_ctx g = {&run->data->global_test, ev->gt_offset, ev->gt_total, ev->dim, out};
+  const stream_io io = {gt_row, gt_take, &g};
+  eval_stream(ev, run->model, ev->gt_offset, g.gt->n, ev->gt_total, &io, NULL, NULL);
 }
 
 /* ---- one evaluation ------------------------------------------------------------ */
@@ -261,16 +388,7 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
   }
   if (ev->on[MODE_GLOBAL] && rc == 0) {
     fh_model_load_state(model, g);
-    double *train = ev->table + (size_t)ev->row_train * K;
-    for (int i = 0; i < run->nlocal; i++) {
-      const fh_client_data *cd = &run->data->clients[i];
-      if (run->nholdout && fh_run_is_holdout(run, cd->id)) continue;
-      record_test(ev, MODE_GLOBAL, model, cd);
-      double train_loss = 0;
-      eval_split(model, &cd->train, ev->dim, ev->evb, &train_loss);
-      train[cd->id] = train_loss;
-      train[(size_t)K + cd->id] = cd->train.n;
-    }
+    eval_clients(ev, run);
   }
   int64_t gt[4] = {0, 0, 0, 0};
   if (ev->global_test && rc == 0) eval_global_test(ev, run, gt);

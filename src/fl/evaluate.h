@@ -1,5 +1,9 @@
 /* Evaluation of a run, spread over ranks: each rank evaluates the clients it
- * hosts and its block of the global test set; the per-client counts go into
+ * hosts and its block of the global test set. The global model reads every
+ * training client's test and train rows as one stream cut into batches of
+ * run.eval_batch rows, whatever the clients' sizes (the batches are the
+ * stream's, not a rank's: the same on any rank count). The per-client counts
+ * go into
  * arrays indexed by client id where only the owner writes a non-zero value, so
  * their MPI_Reduce(SUM) is exact, and the global test set's losses are summed
  * in fixed point: every number is the same on any rank count.

@@ -121,6 +121,7 @@ void fh_registry_write(FILE *out, int tests) {
       fprintf(out, "  %-12s %s", a->name, a->summary);
       if (a->flags & FH_ALG_LOCAL_SGD) fprintf(out, " [local SGD]");
       if (a->flags & FH_ALG_SAMPLE_WEIGHTS) fprintf(out, " [sample weights]");
+      if (a->flags & FH_ALG_SERVER_ANY_RANK) fprintf(out, " [server step on every rank]");
       if (a->flags & FH_ALG_NO_GLOBAL) fprintf(out, " [no global model]");
       if (a->flags & FH_ALG_NO_GLOBAL_MODEL) fprintf(out, " [payload is no model]");
       fprintf(out, "\n");

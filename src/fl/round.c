@@ -103,6 +103,7 @@ typedef struct {
   size_t bcast_n;
   int communicate;  /* No global model (Local): nothing is broadcast or reduced. */
   int global_model; /* the headline is the global model's accuracy, else the clients' own models' */
+  int replicated;   /* one allreduce, the server step on every rank (FH_ALG_SERVER_ANY_RANK) */
   fh_metrics_file *mf;
   fh_profile_history *hist;
   fh_evaluator *ev;
@@ -129,10 +130,13 @@ static void loop_init(loop_state *L, fh_run *run, const char *run_dir, fh_metric
   /* The headline accuracy: the global model's, or the clients' own models' when the
    * run has no global model of the data (Local; pFedAFM, whose payload is a part). */
   L->global_model = L->communicate && !(run->alg->flags & FH_ALG_NO_GLOBAL_MODEL);
+  L->replicated = L->communicate && (run->alg->flags & FH_ALG_SERVER_ANY_RANK) && run->alg->server_step &&
+                  fh_cfg_bool(run->cfg, "run.allreduce");
   L->mf = mf;
   L->hist = hist;
   fh_evaluator_create(&L->ev, run);
   fh_accum_create(&L->acc, run->payload_n, (int)fh_cfg_int(run->cfg, "run.accum_bits"), L->m);
+  fh_accum_share(&L->acc, run->comm); /* ranks of one node reduce in place */
   L->sampled = fh_malloc((size_t)L->m * sizeof(int));
   L->ctrain = fh_malloc((size_t)2 * L->m * sizeof(double));
   L->all_times = run->rank == 0 ? fh_malloc((size_t)run->nranks * FH_NPHASES * sizeof(double)) : NULL;
@@ -174,6 +178,7 @@ static int resume(loop_state *L) {
   }
   free(old);
   rc = fh_error_agree(run->comm, rc);
+  L->global_in_sync = L->replicated; /* fh_checkpoint_read gave every rank run->global */
   if (rc == 0) fh_info("resumed from %s/checkpoint.h5 after round %d of %d", L->run_dir, L->start, L->R);
   return rc;
 }
@@ -235,7 +240,8 @@ static int train(loop_state *L, int t, fh_round_metrics *rm) {
   rc = fh_error_agree(comm, rc);
   if (rc == 0) fh_schedule_round_end(L->sched, comm);
   if (rc == 0) {
-    if (L->communicate) fh_accum_reduce(&L->acc, 0, comm);
+    if (L->replicated) fh_accum_allreduce(&L->acc, comm); /* saves the next broadcast */
+    else if (L->communicate) fh_accum_reduce(&L->acc, 0, comm);
     MPI_Reduce(is_root ? MPI_IN_PLACE : L->ctrain, L->ctrain, 2 * m, MPI_DOUBLE, MPI_SUM, 0, comm);
   }
   fh_prof_end(&run->prof, FH_PH_REDUCE);
@@ -243,6 +249,7 @@ static int train(loop_state *L, int t, fh_round_metrics *rm) {
 
   fh_prof_begin(&run->prof, FH_PH_SERVER);
   if (run->alg->server_collective) rc = run->alg->server_collective(run, &L->acc); /* every rank */
+  if (L->replicated && !is_root && rc == 0) rc = run->alg->server_step(run, &L->acc); /* the same bits */
   if (is_root) {
     if (rc == 0 && run->alg->server_step) rc = run->alg->server_step(run, &L->acc);
     double wl = 0, ws = 0;
@@ -254,7 +261,7 @@ static int train(loop_state *L, int t, fh_round_metrics *rm) {
   if (rc) return rc;
   rc = fh_addons_round_end(run, t, L->sampled, m, L->run_dir); /* agreed */
   if (rc) return rc;
-  L->global_in_sync = 0;
+  L->global_in_sync = L->replicated;
   return 0;
 }
 
@@ -264,7 +271,7 @@ static int evaluate(loop_state *L, int t, fh_round_metrics *rm) {
   fh_run *run = L->run;
   if ((t + 1) % L->eval_every != 0 && t != L->R - 1) return 0;
   fh_prof_begin(&run->prof, FH_PH_BCAST);
-  if (L->communicate) bcast_floats(run->global, L->bcast_n, run->comm);
+  if (L->communicate && !L->global_in_sync) bcast_floats(run->global, L->bcast_n, run->comm);
   L->global_in_sync = 1;
   fh_prof_end(&run->prof, FH_PH_BCAST);
   fh_prof_begin(&run->prof, FH_PH_EVAL);
@@ -333,7 +340,7 @@ static int run_round(loop_state *L, int t) {
   fh_round_metrics_clear(&rm, t + 1, L->m);
   /* what travels: the payload's head to every node, the fixed-point
    * accumulator (payload and weight sum, int64) from every rank */
-  rm.bcast_bytes = L->communicate ? (double)L->bcast_n * sizeof(float) : 0;
+  rm.bcast_bytes = L->communicate && !(L->replicated && L->global_in_sync) ? (double)L->bcast_n * sizeof(float) : 0;
   rm.reduce_bytes = L->communicate ? (double)(run->payload_n + 1) * sizeof(int64_t) : 0;
   FH_TRY(train(L, t, &rm));
   fh_schedule_moved(L->sched, &rm.moved_clients, &rm.move_bytes, &rm.move_seconds);

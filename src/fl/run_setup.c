@@ -28,6 +28,10 @@ fh_key_spec fh_run_keys_table[] = {
      "rank 0 hosts no clients (needs 2 or more ranks)"},
     {"run.eval_every", FH_T_INT, "1", 1, 1e8, NULL, "evaluate every e rounds (and after the last)"},
     {"run.eval_batch", FH_T_INT, "256", 1, 1 << 20, NULL, "batch size of evaluation"},
+    {"run.allreduce", FH_T_BOOL, "true", 0, 0, NULL,
+     "where the algorithm's server step may run on every rank (`fedhpc help algorithms`: [server step on every "
+     "rank]): one allreduce of the clients' sum and the step on every rank, instead of a reduction to rank 0, "
+     "the step there and a broadcast; false: always the latter (the same bits either way)"},
     {"run.accum_bits", FH_T_INT, "32", 8, 48, NULL,
      "fraction bits of the fixed-point accumulation (rank-count invariant sums)"},
     {"run.schedule", FH_T_ENUM, "static", 0, 0, "static|balanced",

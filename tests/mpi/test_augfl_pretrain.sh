@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # fedhpc pretrain (the server's pretrained model, data-parallel over ranks):
-# - the model file is bitwise identical on 1, 2 and 3 ranks (4 shards: the
-#   ranks hold 4, 2+2 and 1+1+2 of them) and the training loss falls;
+# - the model file is bitwise identical on 1, 2 and 3 ranks, with the shards'
+#   minibatches computed in groups of 2 shards (pretrain.chunk = 16 rows of
+#   batch 8: the ranks hold 2, 1+1 and 0+1+1 groups) and one by one
+#   (pretrain.chunk = 1: 4, 2+2 and 1+1+2 shards), and the training loss falls;
 # - a run checkpointed after epoch 3 and resumed (--resume, on another rank
 #   count) to epoch 6 equals the uninterrupted 6-epoch run bit for bit;
 # - the file loads as the run's pretrained model (shapes checked by AugFL);
@@ -9,7 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 deck="$SRC_DIR/input/augfl_digits.ini"
 common=(--set output.dir="$TMP" --set data.path="$SRC_DIR/input/digits.h5" --set data.server_shards=4 --set pretrain.epochs=6 --set pm.hidden=64
-        --set pretrain.schedule=constant)
+        --set pretrain.schedule=constant --set pretrain.chunk=16)
 
 same_model() { # same_model A B: /params and /buffers of two model files, bit for bit
   "$PY" - "$1" "$2" <<'PY' || fail "$2 differs from $1"
@@ -32,8 +34,15 @@ for np in 1 2 3; do
 done
 same_model "$TMP/pm_np1.h5" "$TMP/pm_np2.h5"
 same_model "$TMP/pm_np1.h5" "$TMP/pm_np3.h5"
-ok "pretrained model bitwise identical on 1, 2 and 3 ranks"
-grep -q "4 shards over 3 ranks" "$TMP/pt_np3.log" || { cat "$TMP/pt_np3.log"; fail "no shard line"; }
+grep -q "4 shards over 3 ranks, in groups of 2 (products of 16 rows" "$TMP/pt_np3.log" \
+  || { cat "$TMP/pt_np3.log"; fail "no shard line"; }
+for np in 1 3; do
+  fh_mpirun "$np" pretrain "$deck" "${common[@]}" --set pretrain.chunk=1 --set pm.path="$TMP/pm1_np$np.h5" \
+    >"$TMP/pt1_np$np.log" 2>&1 || { cat "$TMP/pt1_np$np.log"; fail "pretrain.chunk=1 on $np ranks"; }
+done
+same_model "$TMP/pm1_np1.h5" "$TMP/pm1_np3.h5"
+grep -q "in groups of 1 (products of 8 rows" "$TMP/pt1_np3.log" || { cat "$TMP/pt1_np3.log"; fail "chunk 1: no shard line"; }
+ok "pretrained model bitwise identical on 1, 2 and 3 ranks (groups of 2 shards; and shard by shard on 1 and 3)"
 "$PY" - "$TMP/pt_np1.log" <<'PY' || fail "the pretraining loss does not fall"
 import re, sys
 loss = [float(m.group(1)) for m in re.finditer(r"pretrain epoch +\d+/\d+ +loss ([0-9.]+)", open(sys.argv[1]).read())]

@@ -1,5 +1,6 @@
 /* Fixed-point aggregation and client placement: the two pieces that make a
  * run's result independent of the rank count. */
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -77,6 +78,18 @@ static void test_overflow_is_an_error(void **state) {
   assert_non_null(strstr(fh_error_msg(), "element 1"));
   fh_error_clear();
   assert_int_equal(fh_accum_add(&a, huge, 1.0), FH_ERR_DIVERGED);
+  fh_error_clear();
+  /* the sign does not hide a non-finite value: -Inf, and NaN with its sign bit set */
+  float ninf[3] = {1.f, 2.f, -INFINITY}, nnan[3] = {-NAN, 1.f, 2.f};
+  assert_int_equal(fh_accum_add(&a, ninf, 1.0), FH_ERR_DIVERGED);
+  assert_non_null(strstr(fh_error_msg(), "element 2"));
+  fh_error_clear();
+  assert_int_equal(fh_accum_add(&a, nnan, 1.0), FH_ERR_DIVERGED);
+  assert_non_null(strstr(fh_error_msg(), "element 0"));
+  fh_error_clear();
+  /* the largest finite magnitude passes the finiteness check (then fails the range) */
+  float fmax[3] = {-FLT_MAX, 0.f, 0.f};
+  assert_int_equal(fh_accum_add(&a, fmax, 1.0), FH_ERR_DIVERGED);
   fh_error_clear();
   fh_accum_destroy(&a);
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -32,6 +33,10 @@ const fh_key_spec fh_pretrain_keys[] = {
     {"pretrain.epochs", FH_T_INT, "30", 1, 1e6, NULL, "passes over the server's rows"},
     {"pretrain.batch", FH_T_INT, "16", 1, 1 << 20, NULL,
      "rows each server shard contributes to a step (a step's batch: data.server_shards times this)"},
+    {"pretrain.chunk", FH_T_INT, "256", 1, 1 << 20, NULL,
+     "rows per product: consecutive shards are grouped so that a group's minibatches (group x pretrain.batch "
+     "rows) reach this many, computed as one batch (BatchNorm statistics over the group); ranks share the work "
+     "by whole groups; 1 = each shard's minibatch alone"},
     {"pretrain.lr", FH_T_REAL, "0.05", 0, 1e6, NULL, "SGD learning rate (start of the schedule)"},
     {"pretrain.momentum", FH_T_REAL, "0.9", 0, 1, NULL, "SGD momentum (PyTorch semantics)"},
     {"pretrain.weight_decay", FH_T_REAL, "5e-4", 0, 1e6, NULL, "L2 weight decay added to the gradient"},
@@ -90,6 +95,14 @@ static double test_accuracy(fh_model *m, const fh_split *gt, MPI_Comm comm, long
   return c[1] > 0 ? (double)c[0] / (double)c[1] : NAN;
 }
 
+/* CPU seconds of this process: on a shared machine the rate per CPU second is
+ * the one to hold against the sgemm rate. */
+static double cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* ---- the command, in named steps ------------------------------------------------------- */
 
 /* What the steps of one pretraining share. */
@@ -97,6 +110,7 @@ typedef struct {
   const fh_config *cfg;
   MPI_Comm comm;
   int rank, nranks, E, b;
+  int G; /* shards per group: a group's minibatches are one product */
   uint64_t seed;
   fh_dataset *ds;
   fh_server_shards sh;
@@ -123,12 +137,12 @@ static int pt_open(pretrainer *P, const fh_config *cfg, MPI_Comm comm) {
   P->seed = (uint64_t)fh_cfg_int(cfg, "run.seed");
   P->E = (int)fh_cfg_int(cfg, "pretrain.epochs");
   P->b = (int)fh_cfg_int(cfg, "pretrain.batch");
+  P->G = fh_server_group_for((int)fh_cfg_int(cfg, "data.server_shards"), P->b, (int)fh_cfg_int(cfg, "pretrain.chunk"));
   int rc = fh_dataset_load(&P->ds, cfg, 0, 0, P->rank, P->nranks);
-  if (rc == 0) rc = fh_server_shards_load(&P->sh, cfg, P->rank, P->nranks);
-  const int evb = (int)fh_cfg_int(cfg, "run.eval_batch");
+  if (rc == 0) rc = fh_server_shards_load_grouped(&P->sh, cfg, P->rank, P->nranks, P->G);
+  const int evb = (int)fh_cfg_int(cfg, "run.eval_batch"), gb = P->G * P->b;
   fh_model *m = NULL;
-  if (rc == 0)
-    rc = fh_pm_create(&m, cfg, P->ds->c, P->ds->h, P->ds->w, P->ds->num_classes, P->b > evb ? P->b : evb);
+  if (rc == 0) rc = fh_pm_create(&m, cfg, P->ds->c, P->ds->h, P->ds->w, P->ds->num_classes, gb > evb ? gb : evb);
   rc = fh_error_agree(comm, rc);
   if (rc) {
     fh_server_shards_free(&P->sh);
@@ -158,10 +172,11 @@ static void pt_prepare(pretrainer *P) {
   P->steps_per_epoch = (P->sh.max_rows + P->b - 1) / P->b;
   const int nlocal_shards = P->sh.s1 - P->sh.s0;
   fh_accum_create(&P->acc, P->len, (int)fh_cfg_int(cfg, "run.accum_bits"), P->sh.nshards);
+  fh_accum_share(&P->acc, P->comm); /* every step's allreduce in place on one node */
   P->vec = fh_malloc(P->len * sizeof(float));
   P->buf0 = fh_malloc((P->nb ? P->nb : 1) * sizeof(float));
-  P->xb = fh_malloc((size_t)P->b * P->ds->dim * sizeof(float));
-  P->yb = fh_malloc((size_t)P->b * sizeof(int32_t));
+  P->xb = fh_malloc((size_t)P->G * P->b * P->ds->dim * sizeof(float));
+  P->yb = fh_malloc((size_t)P->G * P->b * sizeof(int32_t));
   P->perm = fh_calloc((size_t)(nlocal_shards ? nlocal_shards : 1), sizeof(int *));
   for (int j = P->sh.s0; j < P->sh.s1; j++) {
     int rb, re;
@@ -195,23 +210,28 @@ static void pt_shuffle(pretrainer *P, int e) {
   }
 }
 
-/* Shard j's minibatch of step s (none past the shard's end) into the sum:
- * its gradient times its rows, its BatchNorm statistics from the step's
- * start, its loss and counts. Rank-local. */
-static int pt_shard_minibatch(pretrainer *P, int j, int s, int e) {
+/* Group g's minibatch of step s into the sum: the rows [s b, s b + b) of
+ * each of its shards' orders (none past a shard's end), in shard order, as
+ * one batch; its gradient times its rows, its BatchNorm statistics from the
+ * step's start, its loss and counts. The group never depends on the rank
+ * count, so neither does its product. Rank-local. */
+static int pt_group_minibatch(pretrainer *P, int grp, int s, int e) {
   fh_model *m = P->st.m;
   const size_t np = P->np, nb = P->nb;
   const int dim = P->ds->dim;
-  int rb, re;
-  fh_server_shard_rows(&P->sh, j, &rb, &re);
-  const int lo = s * P->b, hi = lo + P->b < re - rb ? lo + P->b : re - rb;
-  if (hi <= lo) return 0;
-  const int B = hi - lo;
-  for (int i = 0; i < B; i++) {
-    const int row = rb + P->perm[j - P->sh.s0][lo + i];
-    memcpy(P->xb + (size_t)i * dim, P->sh.rows.x + (size_t)row * dim, (size_t)dim * sizeof(float));
-    P->yb[i] = P->sh.rows.y[row];
+  int j0, j1, B = 0;
+  fh_server_group_shards(&P->sh, grp, &j0, &j1);
+  for (int j = j0; j < j1; j++) {
+    int rb, re;
+    fh_server_shard_rows(&P->sh, j, &rb, &re);
+    const int lo = s * P->b, hi = lo + P->b < re - rb ? lo + P->b : re - rb;
+    for (int i = lo; i < hi; i++, B++) {
+      const int row = rb + P->perm[j - P->sh.s0][i];
+      memcpy(P->xb + (size_t)B * dim, P->sh.rows.x + (size_t)row * dim, (size_t)dim * sizeof(float));
+      P->yb[B] = P->sh.rows.y[row];
+    }
   }
+  if (B == 0) return 0;
   if (nb) memcpy(fh_model_buffers(m), P->buf0, nb * sizeof(float)); /* every shard from the step's start */
   const float loss = fh_model_loss_grad(m, P->xb, P->yb, B);
   if (!isfinite(loss))
@@ -226,7 +246,7 @@ static int pt_shard_minibatch(pretrainer *P, int j, int s, int e) {
   return fh_accum_add(&P->acc, P->vec, 1.0);
 }
 
-/* Step s of epoch e: every shard's minibatch, the one reduction, the same SGD
+/* Step s of epoch e: every group's minibatch, the one reduction, the same SGD
  * step on every rank. Collective, errors agreed. */
 static int pt_step(pretrainer *P, int s, int e, double *loss_sum, double *rows_sum) {
   fh_model *m = P->st.m;
@@ -234,7 +254,7 @@ static int pt_step(pretrainer *P, int s, int e, double *loss_sum, double *rows_s
   int rc = 0;
   fh_accum_zero(&P->acc);
   if (nb) memcpy(P->buf0, fh_model_buffers(m), nb * sizeof(float));
-  for (int j = P->sh.s0; j < P->sh.s1 && rc == 0; j++) rc = pt_shard_minibatch(P, j, s, e);
+  for (int g = P->sh.g0; g < P->sh.g1 && rc == 0; g++) rc = pt_group_minibatch(P, g, s, e);
   FH_TRY(fh_error_agree(P->comm, rc));
   fh_accum_allreduce(&P->acc, P->comm); /* the step's one reduction */
   const fh_accum *acc = &P->acc;
@@ -303,10 +323,10 @@ int fh_pretrain(const fh_config *cfg, MPI_Comm comm, int resume) {
   char summary[512];
   fh_model_summary(P.st.m, summary, sizeof summary);
   fh_info("pretrain: %s", summary);
-  fh_info("pretrain: %lld server rows of %s (data.server_fraction = %g) in %d shards over %d ranks; %d epochs of %d "
-          "steps, batch %d x %d; writes %s",
-          (long long)P.sh.total, P.ds->name, fh_cfg_real(cfg, "data.server_fraction"), P.sh.nshards, P.nranks, E,
-          P.steps_per_epoch, P.sh.nshards, P.b, path);
+  fh_info("pretrain: %lld server rows of %s (data.server_fraction = %g) in %d shards over %d ranks, in groups of %d "
+          "(products of %d rows, pretrain.chunk); %d epochs of %d steps, batch %d x %d; writes %s",
+          (long long)P.sh.total, P.ds->name, fh_cfg_real(cfg, "data.server_fraction"), P.sh.nshards, P.nranks, P.G,
+          P.G * P.b, E, P.steps_per_epoch, P.sh.nshards, P.b, path);
   if (resume && rc == 0) fh_info("pretrain: resumed from %s after epoch %d of %d", ckpt, P.st.epoch, E);
 
   double t0 = MPI_Wtime();
@@ -315,17 +335,22 @@ int fh_pretrain(const fh_config *cfg, MPI_Comm comm, int resume) {
   long long ntest = 0;
   double acc_test = NAN;
   for (int e = P.st.epoch; e < E && rc == 0; e++) {
-    double te = MPI_Wtime(), loss = 0;
+    double te = MPI_Wtime(), ce = cpu_seconds(), loss = 0;
     rc = pt_epoch(&P, e, &loss);
     if (rc) break;
+    /* the training's rate: a step's FLOPs per row, times the rows (every rank ran its share) */
+    const double t_train = MPI_Wtime() - te, c_train = cpu_seconds() - ce,
+                 gflop = (fh_model_flops_forward(P.st.m, 1) + fh_model_flops_backward(P.st.m, 1)) *
+                         (double)P.sh.total * 1e-9;
     acc_test = test_accuracy(P.st.m, &P.ds->global_test, comm, &ntest);
     char eta[32], tacc[48];
     const double el = MPI_Wtime() - t0;
     fh_format_eta(el / (e + 1 - e_start) * (E - e - 1), eta, sizeof eta);
     if (ntest > 0) snprintf(tacc, sizeof tacc, "test acc %6.2f%%", 100 * acc_test);
     else snprintf(tacc, sizeof tacc, "test acc      -");
-    fh_info("pretrain epoch %*d/%d  loss %.4f  %s  lr %.4g  %.2f s  ETA %s", (int)snprintf(NULL, 0, "%d", E), e + 1,
-            E, loss, tacc, (double)P.opt.lr, MPI_Wtime() - te, eta);
+    fh_info("pretrain epoch %*d/%d  loss %.4f  %s  lr %.4g  %.2f s (training %.2f s, %.1f GFLOP/s; rank 0: %.2f "
+            "CPU s)  ETA %s", (int)snprintf(NULL, 0, "%d", E), e + 1, E, loss, tacc, (double)P.opt.lr,
+            MPI_Wtime() - te, t_train, gflop / t_train, c_train, eta);
     stop_sig = e + 1 < E ? fh_signals_agree(comm) : 0;
     if (stop_sig || (P.ck_every > 0 && (e + 1) % P.ck_every == 0)) {
       if (P.rank == 0) rc = fh_pretrain_ckpt_write(ckpt, &P.st);

@@ -5,15 +5,19 @@
  * Training is data-parallel over all ranks: each rank holds whole shards of
  * the server rows (fl/blocks/server_shards.h). A step takes pretrain.batch rows from
  * every shard (from a permutation of the shard drawn per epoch from (seed,
- * FH_RNG_SERVER, shard, epoch)), forms each shard's minibatch gradient on the
- * rank that holds it, and sums them in fixed point with ONE MPI_Allreduce of
- * [gradient sums | BatchNorm statistics | loss, rows, minibatches]. Every rank
+ * FH_RNG_SERVER, shard, epoch)). Groups of G = ceil(pretrain.chunk /
+ * pretrain.batch) consecutive shards are the unit of work (ranks hold whole
+ * groups, fh_server_shards_load_grouped): a group's minibatches are one batch,
+ * so its products are large enough to run near the sgemm rate and do not
+ * depend on the rank count. The groups' gradients are summed in fixed point
+ * with ONE MPI_Allreduce of [gradient sums | BatchNorm statistics | loss,
+ * rows, minibatches]. Every rank
  * then takes the same SGD step (torch.optim.SGD: momentum, weight decay), so
  * the model is the same on every rank and, bit for bit, on any rank count. A
  * step's batch is data.server_shards x pretrain.batch rows; BatchNorm layers
- * normalise each shard's minibatch by its own statistics (as data-parallel
+ * normalise each group's batch by its own statistics (as data-parallel
  * training without synchronised BatchNorm does) and the running statistics
- * become the mean of the shards' updates.
+ * become the mean of the groups' updates.
  *
  * With pretrain.checkpoint_every = e, PM.ckpt.h5 (parameters, buffers,
  * momentum, step count, epoch) is written every e epochs and when SIGTERM or

@@ -40,6 +40,6 @@ const fh_algorithm fh_alg_fedavg = {
     .client_update = fedavg_client_update,
     .server_step = fh_server_mean,
     .destroy = fedavg_destroy,
-    .flags = FH_ALG_LOCAL_SGD | FH_ALG_SAMPLE_WEIGHTS,
+    .flags = FH_ALG_LOCAL_SGD | FH_ALG_SAMPLE_WEIGHTS | FH_ALG_SERVER_ANY_RANK,
     .tests = fedavg_tests,
 };

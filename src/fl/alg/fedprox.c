@@ -64,6 +64,6 @@ const fh_algorithm fh_alg_fedprox = {
     .client_update = fedprox_client_update,
     .server_step = fh_server_mean,
     .destroy = fedprox_destroy,
-    .flags = FH_ALG_LOCAL_SGD | FH_ALG_SAMPLE_WEIGHTS,
+    .flags = FH_ALG_LOCAL_SGD | FH_ALG_SAMPLE_WEIGHTS | FH_ALG_SERVER_ANY_RANK,
     .tests = fedprox_tests,
 };
