@@ -68,7 +68,9 @@ static void test_run_sends_nothing(void **state) {
   fh_round_metrics m;
   whole_run("fedavg", &b, &r, &m);
   print_message("fedavg: %ld float broadcasts, %ld int64 reductions\n", b, r);
-  assert_true(b >= 4 && r >= 4);
+  /* FedAvg's round is one allreduce (run.allreduce): one reduction per
+   * round, and a broadcast of theta^0 at least */
+  assert_true(b >= 1 && r >= 4);
   assert_true(isfinite(m.test_accuracy) && isnan(m.personal.accuracy));
   whole_run("local", &b, &r, &m);
   print_message("local: %ld float broadcasts, %ld int64 reductions; own models' accuracy %.4f\n", b, r,
