@@ -60,7 +60,8 @@ const fh_key_spec fh_encode_keys[] = {
     {"encode.out", FH_T_STRING, "", 0, 0, NULL,
      "fedhpc encode: the feature file to write; empty = output.dir/NAME/features.h5"},
     {"encode.skip_train", FH_T_INT, "0", 0, 9.2e18, NULL,
-     "fedhpc encode: train rows at the start of the pool left out (e.g. the part the encoder was trained on)"},
+     "fedhpc encode: train rows at the start of the pool left out (e.g. the part the encoder was trained on); "
+     "with data.server_fraction the held-out rows are left out instead and give the class embeddings"},
     {"encode.center", FH_T_BOOL, "true", 0, 0, NULL,
      "fedhpc encode: subtract the mean feature of the encoder's training data before normalising"},
     {"encode.logit_scale", FH_T_REAL, "20", 1e-6, 1e6, NULL,

@@ -331,7 +331,12 @@ static int check_routes(const fh_run *run, const char *pool, int64_t pn, const f
   const char *data = fh_cfg_str(run->cfg, "data.path");
   free(*route);
   FH_TRY(fh_pool_client_domains(data, K, route));
-  for (int k = 0; k < K; k++) *R = (*route)[k] + 1 > *R ? (*route)[k] + 1 : *R;
+  for (int k = 0; k < K; k++) {
+    if ((*route)[k] >= 1 << 20) /* domains index arrays of R x C pool groups */
+      return FH_FAIL(FH_ERR_DATA, "data.path = %s: /train/client_domain[%d] = %d; number domains 0, 1, ... (below "
+                                  "2^20)", data, k, (*route)[k]);
+    *R = (*route)[k] + 1 > *R ? (*route)[k] + 1 : *R;
+  }
   char *held = fh_calloc((size_t)*R, 1);
   for (int k = 0; k < K; k++) held[(*route)[k]] = 1;
   int rc = 0;
