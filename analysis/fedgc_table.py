@@ -22,7 +22,8 @@ chance) without and with generated data.
 Budgets (when a sweep ran --part budgets): each algorithm without FedGC and
 with it at each budget (design and guidance at their defaults), accuracy
 and MI AUC, and the seconds per training round: the median of metrics.h5's
-wall_time over the rounds without an evaluation, mean over the seeds.
+wall_time over the rounds without an evaluation, then the median over the
+row's runs (with and without FedGC).
 """
 import argparse
 import os
@@ -126,7 +127,7 @@ def main():
         aucs = [ms([r["auc"] for r in plain], 1.0, 3)] + [ms([r["auc"] for r in rs], 1.0, 3) for rs in by]
         spr = [r["spr"] for rs in [plain] + by for r in rs]
         seeds = "/".join(str(len(rs)) for rs in [plain] + by)
-        rows.append([alg, seeds] + cells + aucs + [f"{np.nanmean(spr):.2f}" if spr else "-"])
+        rows.append([alg, seeds] + cells + aucs + [f"{np.nanmedian(spr):.3g}" if spr else "-"])
     if rows:
         print()
         print(f"Budgets: without FedGC and with it at each budget (design and guidance at their defaults), "

@@ -126,15 +126,17 @@ def main():
             fail(f"--budget {a.budget}: no method with that label")
         budget = ref[0]["mb_total"]
 
-    head = ["method", "runs", "final %", "std", "range %", "best %", "floats/client", "MB/round", "total MB", "s/round"]
+    head = ["method", "runs", "final %", "std", "range %", "best %", "floats/client", "MB/round", "total MB"]
     if budget is not None:
         head.append(f"@{a.budget} budget %")
+    head.append("s/round")
     rows = []
     for s in stats:
         row = [s["label"], str(s["n"]), pct(s["mean"]), pct(s["std"]), f"{pct(s['min'])}-{pct(s['max'])}",
-               pct(s["best"]), str(s["floats"]), f"{s['mb_round']:.3f}", f"{s['mb_total']:.2f}", f"{s['spr']:.3f}"]
+               pct(s["best"]), str(s["floats"]), f"{s['mb_round']:.3f}", f"{s['mb_total']:.2f}"]
         if budget is not None:
             row.append(pct(at_budget(s, budget)))
+        row.append(f"{s['spr']:.3g}")
         rows.append(row)
     print(table(rows, head, a.markdown))
     print(f"({a.metric}: last round of each run, mean and sample std over its runs; traffic in 4-byte floats, "
