@@ -18,6 +18,12 @@ Headline: FedAvg, FedProx and SCAFFOLD without and with FedGC (defaults),
 the gain in points, and the loss-threshold membership-inference AUC on the
 final global model (membership.h5; 0.5 = the attack does no better than
 chance) without and with generated data.
+
+Budgets (when a sweep ran --part budgets): each algorithm without FedGC and
+with it at each budget (design and guidance at their defaults), accuracy
+and MI AUC, and the seconds per training round: the median of metrics.h5's
+wall_time over the rounds without an evaluation, then the median over the
+row's runs (with and without FedGC).
 """
 import argparse
 import os
@@ -46,7 +52,10 @@ def load(out, last):
             continue
         with h5py.File(os.path.join(out, name, "metrics.h5"), "r") as f:
             acc = f["test_accuracy"][()]
-        acc = acc[np.isfinite(acc)]
+            wall = np.asarray(f["wall_time"][()], dtype=float) if "wall_time" in f else np.array([np.nan])
+        ev = np.isfinite(acc)
+        spr = float(np.median(wall[~ev])) if len(wall) == len(acc) and (~ev).any() else float(np.median(wall))
+        acc = acc[ev]
         if len(acc) == 0:
             continue
         auc = np.nan
@@ -56,7 +65,7 @@ def load(out, last):
                 auc = float(f.attrs["auc"])
         setting = (m["b"], m["d"], m["g"]) if m["b"] else None
         groups.setdefault((m["alg"], setting), []).append(
-            {"final": float(acc[-1]), "last": float(np.mean(acc[-last:])), "auc": auc})
+            {"final": float(acc[-1]), "last": float(np.mean(acc[-last:])), "auc": auc, "spr": spr})
     return groups
 
 
@@ -106,6 +115,26 @@ def main():
         print(f"Headline: without / with FedGC (defaults), test accuracy in % and membership-inference AUC, {a.out}")
         print(table(rows, ["algorithm", "seeds", "without", "with FedGC", "gain", "MI AUC without", "MI AUC with"],
                     a.markdown))
+        printed = True
+    rows = []
+    budgets = AXES[0][2]
+    for alg in ALGS:
+        plain = g.get((alg, None), [])
+        by = [g.get((alg, (b, DEFAULT[1], DEFAULT[2])), []) for b in budgets]
+        if sum(1 for rs in by if rs) < 2:
+            continue
+        cells = [ms([r["final"] for r in plain])] + [ms([r["final"] for r in rs]) for rs in by]
+        aucs = [ms([r["auc"] for r in plain], 1.0, 3)] + [ms([r["auc"] for r in rs], 1.0, 3) for rs in by]
+        spr = [r["spr"] for rs in [plain] + by for r in rs]
+        seeds = "/".join(str(len(rs)) for rs in [plain] + by)
+        rows.append([alg, seeds] + cells + aucs + [f"{np.nanmedian(spr):.3g}" if spr else "-"])
+    if rows:
+        print()
+        print(f"Budgets: without FedGC and with it at each budget (design and guidance at their defaults), "
+              f"test accuracy in % and MI AUC, {a.out}")
+        head = ["algorithm", "seeds", "without"] + [f"FedGC {b}" for b in budgets] + \
+               ["AUC without"] + [f"AUC {b}" for b in budgets] + ["s/round"]
+        print(table(rows, head, a.markdown))
         printed = True
     if not printed:
         sys.exit(f"{a.out}: runs found, but none of the design-space or headline settings")

@@ -16,6 +16,9 @@ Each -m names a method and its run folders (one per seed). Per method:
             zeroshot variant, which trains nothing (the runs still broadcast)
   MB/round  4-byte floats of all sampled clients, both ways, per round (mean)
   total MB  over the whole run (mean over the runs)
+  s/round   seconds per training round: the median of metrics.h5's
+            wall_time over the rounds without an evaluation (all rounds
+            when each has one), mean over the runs
   @budget   with --budget LABEL: the accuracy of the last round whose
             cumulative traffic stays within LABEL's total traffic ("-" when
             the first round already exceeds it): methods at equal
@@ -51,6 +54,7 @@ def load_run(run, metric):
             fail(f"{path}: no dataset {metric}")
         acc = f[metric][()]
         sampled = f["clients_sampled"][()]
+        wall = np.asarray(f["wall_time"][()], dtype=float) if "wall_time" in f else np.array([np.nan])
         cfg = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
         cfg.read_string(text(f.attrs["config"]))
     model = os.path.join(run, "model.h5")
@@ -62,7 +66,9 @@ def load_run(run, metric):
     if alg == "fstcbdg" and cfg.get("fstcbdg", "variant", fallback="cbdg") == "zeroshot":
         floats = 0
     traffic = 2.0 * 4.0 * floats * sampled.astype(float) / 1e6  # MB per round, both ways
-    return {"name": name, "acc": acc, "traffic": traffic, "floats": floats, "alg": alg}
+    train = ~np.isfinite(acc) if len(wall) == len(acc) and (~np.isfinite(acc)).any() else np.ones(len(wall), bool)
+    return {"name": name, "acc": acc, "traffic": traffic, "floats": floats, "alg": alg,
+            "spr": float(np.median(wall[train]))}
 
 
 def summarise(label, runs):
@@ -79,6 +85,7 @@ def summarise(label, runs):
         "floats": runs[0]["floats"],
         "mb_round": float(np.mean([r["traffic"].mean() for r in runs])),
         "mb_total": float(np.mean([r["traffic"].sum() for r in runs])),
+        "spr": float(np.mean([r["spr"] for r in runs])),
         "runs": runs,
     }
 
@@ -122,12 +129,14 @@ def main():
     head = ["method", "runs", "final %", "std", "range %", "best %", "floats/client", "MB/round", "total MB"]
     if budget is not None:
         head.append(f"@{a.budget} budget %")
+    head.append("s/round")
     rows = []
     for s in stats:
         row = [s["label"], str(s["n"]), pct(s["mean"]), pct(s["std"]), f"{pct(s['min'])}-{pct(s['max'])}",
                pct(s["best"]), str(s["floats"]), f"{s['mb_round']:.3f}", f"{s['mb_total']:.2f}"]
         if budget is not None:
             row.append(pct(at_budget(s, budget)))
+        row.append(f"{s['spr']:.3g}")
         rows.append(row)
     print(table(rows, head, a.markdown))
     print(f"({a.metric}: last round of each run, mean and sample std over its runs; traffic in 4-byte floats, "

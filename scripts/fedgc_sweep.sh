@@ -3,8 +3,8 @@
 # every run in OUT/<name>_s<seed>/ with its log next to it; then
 # analysis/fedgc_table.py OUT makes the tables (docs/fedgc.md).
 #
-#   scripts/fedgc_sweep.sh DECK OUT [--np N] [--seeds "1 2 3"] [--part design|headline|all]
-#                          [--set section.key=value ...]
+#   scripts/fedgc_sweep.sh DECK OUT [--np N] [--jobs J] [--seeds "1 2 3"]
+#                          [--part design|headline|budgets|all] [--set section.key=value ...]
 #
 # design    FedAvg + FedGC, one axis varied at a time, the others at their
 #           defaults (budget inverse, design diverse, guidance mixed):
@@ -13,6 +13,10 @@
 # headline  FedAvg, FedProx (fedprox.mu = 0.01) and SCAFFOLD (train.momentum
 #           = 0) without generated data (<alg>-plain) and with FedGC's
 #           defaults (<alg>-gc-inverse-diverse-mixed)
+# budgets   the three algorithms without generated data and with FedGC at
+#           each budget equal|inverse|waterfill (design and guidance at
+#           their defaults); not part of all
+# --jobs J  runs at a time (default 1), each on --np ranks
 # Run names: <alg>-plain_s<seed>, <alg>-gc-<budget>-<design>-<guidance>_s<seed>.
 # The deck should set fedgc.membership = true for the attack's AUCs. Runs
 # already complete (metrics.h5 present) are skipped, so a sweep resumes.
@@ -21,11 +25,12 @@ cd "$(dirname "$0")/.."
 [[ $# -ge 2 ]] || { sed -n '2,19p' "$0"; exit 2; }
 deck=$1 out=$2
 shift 2
-np=2 seeds="1 2 3" part=all
+np=2 seeds="1 2 3" part=all jobs=1
 sets=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --np) np=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --part) part=$2; shift 2 ;;
     --set) sets+=(--set "$2"); shift 2 ;;
@@ -51,12 +56,15 @@ one() {
   fi
   for seed in $seeds; do
     local run="${name}_s$seed"
+    while (($(jobs -rp | wc -l) >= jobs)); do wait -n || true; done
     if [[ -f $out/$run/metrics.h5 ]]; then echo "skip $run (complete)"; continue; fi
     echo "run  $run"
-    "${MPIEXEC:-mpirun}" --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS=1 "${FEDHPC:-build/fedhpc}" run "$deck" \
-      --set run.algorithm="$alg" --set run.seed="$seed" "${extra[@]}" "${sets[@]}" --set output.dir="$out" \
-      --set output.name="$run" >"$out/$run.log" 2>&1 \
-      || { echo "FAILED: $run (log: $out/$run.log)" >&2; tail -3 "$out/$run.log" >&2; }
+    {
+      "${MPIEXEC:-mpirun}" --oversubscribe -np "$np" -x OPENBLAS_NUM_THREADS=1 "${FEDHPC:-build/fedhpc}" run "$deck" \
+        --set run.algorithm="$alg" --set run.seed="$seed" "${extra[@]}" "${sets[@]}" --set output.dir="$out" \
+        --set output.name="$run" >"$out/$run.log" 2>&1 \
+        || { echo "FAILED: $run (log: $out/$run.log)" >&2; tail -3 "$out/$run.log" >&2; }
+    } &
   done
 }
 
@@ -71,3 +79,10 @@ if [[ $part == headline || $part == all ]]; then
     one "$alg" on inverse diverse mixed
   done
 fi
+if [[ $part == budgets ]]; then
+  for alg in fedavg fedprox scaffold; do
+    one "$alg" off
+    for b in equal inverse waterfill; do one "$alg" on "$b" diverse mixed; done
+  done
+fi
+wait

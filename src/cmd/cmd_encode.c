@@ -10,13 +10,19 @@
  *   inputs      the deck's [data] pool, raw rows normalised as the encoder's
  *               training deck normalised its own (the encoder's fixed
  *               preprocessing, as CLIP's): rows encode.skip_train .. N-1 of
- *               the train pool and every test row
- *   features    z = normalise(f - mu), mu the mean feature of the encoder's
- *               training data (encode.center; 0 without), f the extractor's
- *               output
- *   classes     t_c = normalise(mean of z over the encoder's training rows
- *               of class c): the class prototypes stand in for CLIP's text
+ *               the train pool, or with data.server_fraction > 0 the train
+ *               rows not held out for the server, and every test row
+ *   features    z = normalise(f - mu), mu the mean feature of the labelled
+ *               rows (encode.center; 0 without), f the extractor's output
+ *   classes     t_c = normalise(mean of z over the labelled rows of class
+ *               c): the class prototypes stand in for CLIP's text
  *               embeddings; the logit scale is encode.logit_scale
+ *   labelled    the encoder's training rows (its stored deck's data); or,
+ *   rows        with data.server_fraction > 0 in this deck, the rows it holds
+ *               out (data/server_split.h: the rows `fedhpc pretrain` trains
+ *               on with the same fraction and run.seed), which then leave the
+ *               encoded train pool: a labelled split disjoint from the
+ *               federated rows
  *
  * The pool is encoded rather than each client's rows: every row once, and the
  * partition (label skew, clients) stays a choice of the run that reads the
@@ -43,6 +49,7 @@
 #include "core/paths.h"
 #include "data/features.h"
 #include "data/partition.h"
+#include "data/server_split.h"
 #include "data/source.h"
 #include "io/h5util.h"
 #include "nn/model.h"
@@ -53,7 +60,8 @@ const fh_key_spec fh_encode_keys[] = {
     {"encode.out", FH_T_STRING, "", 0, 0, NULL,
      "fedhpc encode: the feature file to write; empty = output.dir/NAME/features.h5"},
     {"encode.skip_train", FH_T_INT, "0", 0, 9.2e18, NULL,
-     "fedhpc encode: train rows at the start of the pool left out (e.g. the part the encoder was trained on)"},
+     "fedhpc encode: train rows at the start of the pool left out (e.g. the part the encoder was trained on); "
+     "with data.server_fraction the held-out rows are left out instead and give the class embeddings"},
     {"encode.center", FH_T_BOOL, "true", 0, 0, NULL,
      "fedhpc encode: subtract the mean feature of the encoder's training data before normalising"},
     {"encode.logit_scale", FH_T_REAL, "20", 1e-6, 1e6, NULL,
@@ -248,10 +256,11 @@ static int encoder_norm(encoder *E, const fh_source *train_src) {
 }
 
 /* Raw rows first .. first+n-1 of the pool (global row r is source row
- * r + off) through the encoder, into out [n, F]. Chunks of B aligned in
- * [0, total); rows of a chunk outside [first, first+n) are zeros. */
-static int encode_block(encoder *E, fh_source *src, int split, int64_t off, int64_t total, int64_t first, int64_t n,
-                        float *out) {
+ * map[r], ascending, or r + off without a map) through the encoder, into out
+ * [n, F]. Chunks of B aligned in [0, total); rows of a chunk outside
+ * [first, first+n) are zeros. */
+static int encode_block(encoder *E, fh_source *src, int split, const int64_t *map, int64_t off, int64_t total,
+                        int64_t first, int64_t n, float *out) {
   const int64_t end = first + n, B = E->B;
   const size_t plane = (size_t)E->h * (size_t)E->w;
   int64_t *rows = fh_malloc(sizeof(int64_t) * (size_t)B);
@@ -259,7 +268,7 @@ static int encode_block(encoder *E, fh_source *src, int split, int64_t off, int6
   for (int64_t c = first / B * B; c < end && rc == 0; c += B) {
     const int64_t L = total - c < B ? total - c : B, lo = c > first ? c : first, hi = c + L < end ? c + L : end;
     memset(E->xb, 0, sizeof(float) * (size_t)L * (size_t)E->dim);
-    for (int64_t r = lo; r < hi; r++) rows[r - lo] = r + off;
+    for (int64_t r = lo; r < hi; r++) rows[r - lo] = map ? map[r] : r + off;
     float *dst = E->xb + (size_t)(lo - c) * (size_t)E->dim;
     rc = src->read_rows(src, split, rows, hi - lo, dst);
     for (int64_t r = 0; r < hi - lo && rc == 0; r++)
@@ -314,8 +323,9 @@ static const char *write_cause(const char *path) {
 
 /* Rank 0: the file with every dataset sized, the labels, class embeddings,
  * names and attributes written; the feature rows follow from each rank. */
-static int write_layout(const char *path, const fh_source *src, int64_t skip, int64_t ntr, int64_t nte, int F,
-                        const float *T, double scale, const char *encoder_text, const char *ini) {
+static int write_layout(const char *path, const fh_source *src, const int32_t *ytr, int64_t skip, int64_t nsrv,
+                        int64_t ntr, int64_t nte, int F, const float *T, double scale, const char *encoder_text,
+                        const char *ini) {
   const int C = src->num_classes;
   hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0) {
@@ -328,7 +338,7 @@ static int write_layout(const char *path, const fh_source *src, int64_t skip, in
   ok &= (d = create_ds(f, "test/x", H5T_IEEE_F32LE, 2, (hsize_t)nte, (hsize_t)F)) >= 0 && H5Dclose(d) >= 0;
   ok &= (d = create_ds(f, "train/y", H5T_STD_I32LE, 1, (hsize_t)ntr, 0)) >= 0 &&
         (ntr == 0 ||
-         H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, src->labels[FH_SPLIT_TRAIN] + skip) >= 0) &&
+         H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, ytr) >= 0) &&
         H5Dclose(d) >= 0;
   ok &= (d = create_ds(f, "test/y", H5T_STD_I32LE, 1, (hsize_t)nte, 0)) >= 0 &&
         (nte == 0 || H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, src->labels[FH_SPLIT_TEST]) >= 0) &&
@@ -356,6 +366,7 @@ static int write_layout(const char *path, const fh_source *src, int64_t skip, in
   if (rc == 0) rc = fh_h5_attr_double(f, "logit_scale", scale);
   if (rc == 0) rc = fh_h5_attr_int(f, "num_classes", C);
   if (rc == 0) rc = fh_h5_attr_int(f, "skip_train", skip);
+  if (rc == 0) rc = fh_h5_attr_int(f, "server_rows", nsrv); /* left out of /train: the labelled split */
   if (rc == 0) rc = fh_h5_attr_str(f, "config", ini);
   if (rc == 0) return fh_h5_close(f, path); /* on failure, left open (io/h5util.h) */
   return rc;
@@ -408,9 +419,43 @@ typedef struct {
   encoder E;
   fh_source *psrc, *src; /* the encoder's training data, the deck's data */
   int64_t skip, ntr, nte, tb, te, sb, se;
+  int64_t *srv, nsrv; /* data.server_fraction: the held-out train rows [nsrv], ascending (NULL: none) */
+  int64_t *keep;      /*   .. and the others [ntr], the encoded train pool       */
+  int32_t *ytr;       /* [ntr] the encoded train rows' labels                   */
   float *zp, *ztr, *zte, *T, *mu;
   int64_t *sums;
 } encode_job;
+
+/* data.server_fraction > 0: the held-out train rows (the labelled split the
+ * class embeddings come from) and the others (the encoded pool), the same on
+ * every rank; a warning when the encoder's stored deck held out other rows. */
+static int server_split(encode_job *J) {
+  const fh_config *cfg = J->cfg;
+  const fh_source *src = J->src;
+  const double f = fh_cfg_real(cfg, "data.server_fraction");
+  if (f <= 0) return 0;
+  if (J->skip > 0)
+    return FH_FAIL(FH_ERR_CONFIG, "encode.skip_train = %lld and data.server_fraction = %g both pick the labelled rows; "
+                                  "set one of them", (long long)J->skip, f);
+  const int64_t n = src->n[FH_SPLIT_TRAIN];
+  FH_TRY(fh_server_rows(cfg, (uint64_t)fh_cfg_int(cfg, "run.seed"), src->labels[FH_SPLIT_TRAIN], n, src->num_classes,
+                        &J->srv, &J->nsrv));
+  if (J->nsrv == 0 || J->nsrv == n)
+    return FH_FAIL(FH_ERR_CONFIG, "data.server_fraction = %g holds out %lld of the %lld train rows of %s; it must "
+                                  "leave rows on both sides", f, (long long)J->nsrv, (long long)n, src->name);
+  J->keep = fh_malloc(sizeof(int64_t) * (size_t)(n - J->nsrv));
+  for (int64_t i = 0, j = 0, k = 0; i < n; i++)
+    if (j < J->nsrv && J->srv[j] == i) j++;
+    else J->keep[k++] = i;
+  const fh_config *ec = J->E.cfg;
+  if (fh_cfg_real(ec, "data.server_fraction") != f || fh_cfg_int(ec, "run.seed") != fh_cfg_int(cfg, "run.seed") ||
+      strcmp(fh_cfg_str(ec, "data.source"), fh_cfg_str(cfg, "data.source")) != 0)
+    fh_warn("encode: the encoder %s was trained with data.source = %s, data.server_fraction = %g, run.seed = %lld, "
+            "this deck has %s, %g, %lld: the class embeddings' rows are not the rows the encoder was trained on",
+            J->model_path, fh_cfg_str(ec, "data.source"), fh_cfg_real(ec, "data.server_fraction"),
+            fh_cfg_int(ec, "run.seed"), fh_cfg_str(cfg, "data.source"), f, fh_cfg_int(cfg, "run.seed"));
+  return 0;
+}
 
 /* The encoder, both sources, and whether they fit each other. Errors agreed. */
 static int encode_open(encode_job *J) {
@@ -434,20 +479,23 @@ static int encode_open(encode_job *J) {
   if (rc == 0 && J->skip >= src->n[FH_SPLIT_TRAIN])
     rc = FH_FAIL(FH_ERR_CONFIG, "encode.skip_train = %lld leaves none of the %lld train rows of %s", (long long)J->skip,
                  (long long)src->n[FH_SPLIT_TRAIN], src->name);
+  if (rc == 0) rc = fh_error_agree(J->comm, server_split(J));
   return rc;
 }
 
 /* The encoder's training rows: their mean feature mu (encode.center), then
  * the class prototypes T [C, F], centred and normalised. Errors agreed. */
 static int class_embeddings(encode_job *J) {
-  const fh_source *psrc = J->psrc;
+  /* the labelled rows: the deck's server rows, or the encoder's training pool */
+  fh_source *psrc = J->srv ? J->src : J->psrc;
+  const int64_t *map = J->srv;
   const int F = J->F, C = J->C;
   MPI_Comm comm = J->comm;
   int64_t b, e;
-  const int64_t np_ = psrc->n[FH_SPLIT_TRAIN];
+  const int64_t np_ = J->srv ? J->nsrv : psrc->n[FH_SPLIT_TRAIN];
   fh_block_range(np_, J->nranks, J->rank, &b, &e);
   J->zp = fh_malloc(sizeof(float) * (size_t)((e - b) ? (e - b) : 1) * F);
-  FH_TRY(fh_error_agree(comm, encode_block(&J->E, J->psrc, FH_SPLIT_TRAIN, 0, np_, b, e - b, J->zp)));
+  FH_TRY(fh_error_agree(comm, encode_block(&J->E, psrc, FH_SPLIT_TRAIN, map, 0, np_, b, e - b, J->zp)));
   int64_t *sums = J->sums = fh_calloc((size_t)(C + 1) * F + C, sizeof(int64_t)); /* [F] mu, [C, F] class sums, [C] counts */
   int rc = 0;
   if (J->center) {
@@ -465,7 +513,7 @@ static int class_embeddings(encode_job *J) {
   FH_TRY(fh_error_agree(comm, rc));
   int64_t *csum = sums + F, *count = sums + (size_t)(C + 1) * F;
   for (int64_t i = 0; i < e - b; i++) {
-    const int y = psrc->labels[FH_SPLIT_TRAIN][b + i];
+    const int y = psrc->labels[FH_SPLIT_TRAIN][map ? map[b + i] : b + i];
     fix_add(csum + (size_t)y * F, J->zp + (size_t)i * F, F, 2.0);
     count[y]++;
   }
@@ -487,13 +535,13 @@ static int class_embeddings(encode_job *J) {
 static int encode_pool(encode_job *J) {
   const fh_source *src = J->src;
   const int F = J->F;
-  J->ntr = src->n[FH_SPLIT_TRAIN] - J->skip, J->nte = src->n[FH_SPLIT_TEST];
+  J->ntr = src->n[FH_SPLIT_TRAIN] - (J->srv ? J->nsrv : J->skip), J->nte = src->n[FH_SPLIT_TEST];
   fh_block_range(J->ntr, J->nranks, J->rank, &J->tb, &J->te);
   fh_block_range(J->nte, J->nranks, J->rank, &J->sb, &J->se);
   J->ztr = fh_malloc(sizeof(float) * (size_t)((J->te - J->tb) ? (J->te - J->tb) : 1) * F);
   J->zte = fh_malloc(sizeof(float) * (size_t)((J->se - J->sb) ? (J->se - J->sb) : 1) * F);
-  int rc = encode_block(&J->E, J->src, FH_SPLIT_TRAIN, J->skip, J->ntr, J->tb, J->te - J->tb, J->ztr);
-  if (rc == 0) rc = encode_block(&J->E, J->src, FH_SPLIT_TEST, 0, J->nte, J->sb, J->se - J->sb, J->zte);
+  int rc = encode_block(&J->E, J->src, FH_SPLIT_TRAIN, J->keep, J->skip, J->ntr, J->tb, J->te - J->tb, J->ztr);
+  if (rc == 0) rc = encode_block(&J->E, J->src, FH_SPLIT_TEST, NULL, 0, J->nte, J->sb, J->se - J->sb, J->zte);
   if (rc == 0 && (center_normalise(J->ztr, J->te - J->tb, F, J->mu) >= 0 ||
                   center_normalise(J->zte, J->se - J->sb, F, J->mu) >= 0))
     rc = FH_FAIL(FH_ERR_DATA, "encode: a feature of %s is zero after centring; cannot normalise it", src->name);
@@ -512,12 +560,17 @@ static int write_feature_file(encode_job *J) {
   FH_TRY(fh_error_agree(comm, rc));
   MPI_Bcast(path, sizeof path, MPI_CHAR, 0, comm);
   snprintf(partial, sizeof partial, "%s.partial", path);
-  snprintf(text, sizeof text, "fedhpc encode: the %s extractor (%d features) of %s%s", J->E.arch, F, J->model_path,
-           J->center ? ", centred on its training data's mean feature" : "");
+  snprintf(text, sizeof text, "fedhpc encode: the %s extractor (%d features) of %s%s%s", J->E.arch, F, J->model_path,
+           J->center ? ", centred on the labelled rows' mean feature" : "",
+           J->srv ? "; class embeddings from the data.server_fraction rows, left out of /train" : "");
   if (rank == 0) {
     char *ini = fh_config_dump(cfg);
-    rc = write_layout(partial, J->src, J->skip, J->ntr, J->nte, F, J->T, fh_cfg_real(cfg, "encode.logit_scale"), text,
-                      ini);
+    int32_t *ytr = fh_malloc(sizeof(int32_t) * (size_t)(J->ntr ? J->ntr : 1));
+    for (int64_t i = 0; i < J->ntr; i++)
+      ytr[i] = J->src->labels[FH_SPLIT_TRAIN][J->keep ? J->keep[i] : J->skip + i];
+    rc = write_layout(partial, J->src, ytr, J->skip, J->nsrv, J->ntr, J->nte, F, J->T,
+                      fh_cfg_real(cfg, "encode.logit_scale"), text, ini);
+    free(ytr);
     free(ini);
   }
   rc = fh_error_agree(comm, rc);
@@ -550,8 +603,14 @@ static int encode(const fh_config *cfg, MPI_Comm comm) {
   int rc = encode_open(&J);
   if (rc == 0) {
     J.F = J.E.F, J.C = J.src->num_classes;
-    fh_info("encode: %s extractor of %s (%d features) on %s; class embeddings from %s (%lld rows); %d ranks", J.E.arch,
-            J.model_path, J.F, J.src->name, J.psrc->name, (long long)J.psrc->n[FH_SPLIT_TRAIN], J.nranks);
+    if (J.srv)
+      fh_info("encode: %s extractor of %s (%d features) on %s; class embeddings from its %lld server rows "
+              "(data.server_fraction = %g), which leave the encoded train pool; %d ranks",
+              J.E.arch, J.model_path, J.F, J.src->name, (long long)J.nsrv, fh_cfg_real(cfg, "data.server_fraction"),
+              J.nranks);
+    else
+      fh_info("encode: %s extractor of %s (%d features) on %s; class embeddings from %s (%lld rows); %d ranks",
+              J.E.arch, J.model_path, J.F, J.src->name, J.psrc->name, (long long)J.psrc->n[FH_SPLIT_TRAIN], J.nranks);
     rc = class_embeddings(&J);
   }
   if (rc == 0) rc = encode_pool(&J);
@@ -562,6 +621,8 @@ static int encode(const fh_config *cfg, MPI_Comm comm) {
   free(J.T);
   free(J.mu);
   free(J.sums);
+  free(J.srv);
+  free(J.keep);
   fh_source_close(J.psrc);
   fh_source_close(J.src);
   encoder_free(&J.E);

@@ -119,3 +119,25 @@ void fh_generator_sample(const fh_generator *g, const fh_gen_options *o, int c, 
  * transposed to the data set's C x H x W; else [N, D], [N, C, H, W] or, for
  * one channel, [N, H, W]. A layout that does not match is refused. */
 int fh_generator_pool_load(const char *path, const fh_dataset *ds, int nhwc, float **x, int32_t **y, int64_t *n);
+
+/* Routes of a pool's rows (docs/dataset-format.md, "Generated pool"): none;
+ * /client [N] (row i only for client id[i]); or /domain [N] (row i only for
+ * the clients whose data-side domain is id[i]). */
+enum { FH_POOL_ROUTE_NONE = 0, FH_POOL_ROUTE_CLIENT, FH_POOL_ROUTE_DOMAIN };
+typedef struct {
+  int kind;    /* FH_POOL_ROUTE_*                   */
+  int32_t *id; /* [n]: a client or a domain per row; NULL for none */
+} fh_pool_routes;
+
+/* Reads the optional /client or /domain of the pool at path, which holds n
+ * rows: one-dimensional integer datasets of n values >= 0; both at once, a
+ * wrong length or a negative value is FH_ERR_DATA naming the file and the
+ * dataset. The values are checked against the run's clients by the caller
+ * (fl/addons/fedgc.c). rt->id is the caller's to free. */
+int fh_generator_pool_routes(const char *path, int64_t n, fh_pool_routes *rt);
+
+/* The data-side domain of each of K clients: data file data_path's
+ * /train/client_domain [K] (integers >= 0), *dom [K] the caller's to free.
+ * FH_ERR_DATA naming the file and dataset when it is missing, of another
+ * length or negative. */
+int fh_pool_client_domains(const char *data_path, int K, int32_t **dom);

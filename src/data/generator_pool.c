@@ -1,6 +1,7 @@
 /* An external pool of generated samples with labels (fedgc.pool), used in
  * place of the built-in generator: e.g. images from a diffusion model. */
 #include <hdf5.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,4 +128,86 @@ int fh_generator_pool_load(const char *path, const fh_dataset *ds, int nhwc, flo
       for (size_t i = 0; i < plane; i++) p[i] = (p[i] / ds->value_scale - ds->mean[ch]) / ds->std[ch];
     }
   return 0;
+}
+
+/* A one-dimensional integer dataset name [n] of the open file f into *v (the
+ * caller's to free), or FH_ERR_DATA naming file (what: "fedgc.pool = X" or
+ * "data.path = X") and dataset. Values must be >= 0. */
+static int read_ids(hid_t f, const char *what, const char *name, int64_t n, int32_t **v) {
+  *v = NULL;
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  hid_t sp = d >= 0 ? H5Dget_space(d) : -1, ty = d >= 0 ? H5Dget_type(d) : -1;
+  hsize_t dims[2] = {0};
+  int rc = 0;
+  if (d < 0)
+    rc = FH_FAIL(FH_ERR_DATA, "%s: cannot open %s", what, name);
+  else if (H5Tget_class(ty) != H5T_INTEGER || H5Sget_simple_extent_ndims(sp) != 1 ||
+           (H5Sget_simple_extent_dims(sp, dims, NULL), (int64_t)dims[0] != n))
+    rc = FH_FAIL(FH_ERR_DATA, "%s: %s must be integers [%lld], one per %s", what, name, (long long)n,
+                 strcmp(name, "/train/client_domain") == 0 ? "client (run.clients)" : "row of /x");
+  if (rc == 0) {
+    *v = fh_malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
+    if (H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, *v) < 0) {
+      char why[256];
+      rc = FH_FAIL(FH_ERR_DATA, "%s: cannot read %s (%s)", what, name, fh_h5_reason(why));
+    }
+  }
+  for (int64_t i = 0; rc == 0 && i < n; i++)
+    if ((*v)[i] < 0)
+      rc = FH_FAIL(FH_ERR_DATA, "%s: %s[%lld] = %d is negative; %s are numbered from 0", what, name, (long long)i,
+                   (*v)[i], strstr(name, "domain") ? "domains" : "clients");
+  if (ty >= 0) H5Tclose(ty);
+  if (sp >= 0) H5Sclose(sp);
+  if (d >= 0) H5Dclose(d);
+  if (rc) free(*v), *v = NULL;
+  return rc;
+}
+
+int fh_generator_pool_routes(const char *path, int64_t n, fh_pool_routes *rt) {
+  rt->kind = FH_POOL_ROUTE_NONE, rt->id = NULL;
+  fh_h5_quiet q;
+  fh_h5_quiet_begin(&q);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  int rc = 0;
+  char what[1100];
+  snprintf(what, sizeof what, "fedgc.pool = %s", path);
+  if (f < 0) {
+    char why[256];
+    rc = FH_FAIL(FH_ERR_DATA, "%s: cannot open it as HDF5 (%s)", what, fh_h5_reason(why));
+  } else {
+    const int by_client = fh_h5_path_exists(f, "/client"), by_domain = fh_h5_path_exists(f, "/domain");
+    if (by_client && by_domain)
+      rc = FH_FAIL(FH_ERR_DATA, "%s: holds both /client and /domain; route its rows by one of them", what);
+    else if (by_client || by_domain) {
+      rt->kind = by_client ? FH_POOL_ROUTE_CLIENT : FH_POOL_ROUTE_DOMAIN;
+      rc = read_ids(f, what, by_client ? "/client" : "/domain", n, &rt->id);
+      if (rc) rt->kind = FH_POOL_ROUTE_NONE;
+    }
+    H5Fclose(f);
+  }
+  fh_h5_quiet_end(&q);
+  return rc;
+}
+
+int fh_pool_client_domains(const char *data_path, int K, int32_t **dom) {
+  *dom = NULL;
+  fh_h5_quiet q;
+  fh_h5_quiet_begin(&q);
+  hid_t f = H5Fopen(data_path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  int rc = 0;
+  char what[1100];
+  snprintf(what, sizeof what, "data.path = %s", data_path);
+  if (f < 0) {
+    char why[256];
+    rc = FH_FAIL(FH_ERR_DATA, "%s: cannot open it as HDF5 (%s)", what, fh_h5_reason(why));
+  } else {
+    if (!fh_h5_path_exists(f, "/train/client_domain"))
+      rc = FH_FAIL(FH_ERR_DATA, "%s: no /train/client_domain; a pool routed by /domain needs each client's domain "
+                                "there ([run.clients] integers, docs/dataset-format.md)", what);
+    else
+      rc = read_ids(f, what, "/train/client_domain", K, dom);
+    H5Fclose(f);
+  }
+  fh_h5_quiet_end(&q);
+  return rc;
 }

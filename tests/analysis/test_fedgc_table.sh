@@ -4,7 +4,9 @@
 # two -> three design tables with a row per candidate (the default marked),
 # accuracies in [0, 100], MI AUCs in [0, 1], and the headline table with a row
 # per algorithm over 2 seeds each way; a sweep run again skips what is
-# complete; an empty folder -> exit 1.
+# complete; the budgets part, two runs at a time (--jobs 2): a row per
+# algorithm with its run without FedGC and one per budget, MI AUCs in [0, 1]
+# and seconds per round > 0; an empty folder -> exit 1.
 # Env (from ctest): FEDHPC, SRC_DIR, and the OMPI root variables.
 set -euo pipefail
 : "${FEDHPC:?FEDHPC must point to the fedhpc binary}"
@@ -47,6 +49,21 @@ PY
 echo "ok:   design and headline tables"
 /usr/bin/python3 analysis/fedgc_table.py "$TMP/sweep" --markdown >"$TMP/table.md" || fail "markdown"
 grep -q "^| fedavg | 2/2 |" "$TMP/table.md" || fail "markdown rows"
+scripts/fedgc_sweep.sh input/fedgc_digits.ini "$TMP/budgets" --np 1 --jobs 2 --seeds "1" --part budgets "${sets[@]}" \
+  >"$TMP/budgets.log" 2>&1 || { cat "$TMP/budgets.log"; fail "budgets sweep"; }
+! grep -q FAILED "$TMP/budgets.log" || { cat "$TMP/budgets.log"; fail "a run of the budgets sweep failed"; }
+/usr/bin/python3 analysis/fedgc_table.py "$TMP/budgets" >"$TMP/budgets.txt" || fail "budgets table"
+/usr/bin/python3 - "$TMP/budgets.txt" <<'PY' || { cat "$TMP/budgets.txt"; fail "budgets table content"; }
+import re, sys
+part = open(sys.argv[1]).read().split("Budgets:")[1]
+num = r"([\d.]+) \+- [\d.]+\s+"
+for alg in ("fedavg", "fedprox", "scaffold"):
+    row = re.search(rf"^{alg}\s+1/1/1/1\s+" + num * 8 + r"([\d.]+)\s*$", part, re.M)
+    assert row, alg
+    v = [float(row.group(i)) for i in range(1, 10)]
+    assert all(0 < x <= 100 for x in v[:4]) and all(0 <= x <= 1 for x in v[4:8]) and v[8] > 0, (alg, v)
+PY
+echo "ok:   budgets table: 3 algorithms x (without, equal, inverse, waterfill), 2 runs at a time"
 mkdir -p "$TMP/empty"
 rc=0
 /usr/bin/python3 analysis/fedgc_table.py "$TMP/empty" 2>"$TMP/err" || rc=$?

@@ -17,6 +17,11 @@
 #   shapes unless fedgc.pool_layout = nhwc, and a 3-channel pool stored
 #   channels last and read with nhwc gives the same run bit for bit as the
 #   same pool stored channels first;
+# - a pool routed by /client or by /domain (the clients' domains in the data
+#   file's /train/client_domain) runs bitwise on 1 and 3 ranks and differs
+#   from the unrouted run; a client id or a domain no client has, both routes
+#   at once, and /domain without /train/client_domain are refused (4) naming
+#   the file and dataset;
 # - decks that cannot work are refused naming the key or file: no server rows
 #   and no pool (3), a pool of the wrong sample shape (4), a pool label out of
 #   range (4).
@@ -119,4 +124,53 @@ fh_mpirun 2 run "$deck" "${common[@]}" "${img[@]}" --set fedgc.pool="$TMP/pool3_
   --set output.name=p3l >"$TMP/p3l.log" 2>&1 || { cat "$TMP/p3l.log"; fail "3-channel pool, channels last"; }
 "$PY" "$(dirname "$0")/compare_runs.py" "$TMP" p3c p3l >/dev/null || fail "the channels-last pool read with nhwc differs"
 ok "a 3-channel pool stored channels last and read with fedgc.pool_layout = nhwc equals the channels-first run"
+
+# routed pools: every digits train row, by client (30 clients) or by domain (3)
+"$PY" - "$SRC_DIR/input/digits.h5" "$TMP" <<'PY'
+import sys, shutil, h5py, numpy as np
+src, tmp = sys.argv[1:]
+with h5py.File(src, "r") as f:
+    x, y = f["train/x"][:], f["train/y"][:].astype(np.int32)
+n = len(y)
+def pool(name, **routes):
+    with h5py.File(f"{tmp}/{name}.h5", "w") as g:
+        g["x"], g["y"] = x, y
+        for k, v in routes.items():
+            g[k] = np.asarray(v, dtype=np.int32)
+pool("pool_all")
+pool("pool_client", client=np.arange(n) % 30)
+pool("pool_domain", domain=np.arange(n) % 3)
+pool("pool_badclient", client=np.where(np.arange(n) == 11, 30, np.arange(n) % 30))
+pool("pool_baddomain", domain=np.where(np.arange(n) == 5, 3, np.arange(n) % 3))
+pool("pool_both", client=np.arange(n) % 30, domain=np.arange(n) % 3)
+shutil.copy(src, f"{tmp}/digits_dom.h5")
+with h5py.File(f"{tmp}/digits_dom.h5", "a") as f:
+    f["train/client_domain"] = (np.arange(30) % 3).astype(np.int32)
+PY
+routed=(--set data.server_fraction=0 --set fedgc.total=200 --set fedgc.budget=equal)
+for route in client domain; do
+  dpath=()
+  [[ $route == domain ]] && dpath=(--set data.path="$TMP/digits_dom.h5")
+  for np in 1 3; do
+    fh_mpirun "$np" run "$deck" "${common[@]}" "${routed[@]}" "${dpath[@]}" --set fedgc.pool="$TMP/pool_$route.h5" \
+      --set output.name="route_${route}_np$np" >"$TMP/route_${route}_np$np.log" 2>&1 \
+      || { cat "$TMP/route_${route}_np$np.log"; fail "pool routed by $route on $np ranks"; }
+  done
+  grep -q "routed by /$route" "$TMP/route_${route}_np1.log" || { cat "$TMP/route_${route}_np1.log"; fail "no routing line"; }
+  "$PY" "$(dirname "$0")/compare_runs.py" "$TMP" "route_${route}_np1" "route_${route}_np3" >/dev/null \
+    || fail "pool routed by $route differs over rank counts"
+  ok "pool routed by /$route: 1 and 3 ranks bitwise"
+done
+fh_mpirun 1 run "$deck" "${common[@]}" "${routed[@]}" --set fedgc.pool="$TMP/pool_all.h5" --set output.name=route_none \
+  >"$TMP/route_none.log" 2>&1 || { cat "$TMP/route_none.log"; fail "unrouted pool"; }
+for route in client domain; do
+  ! "$PY" "$(dirname "$0")/compare_runs.py" "$TMP" route_none "route_${route}_np1" >/dev/null 2>&1 \
+    || fail "routing by $route changed nothing"
+done
+ok "the same rows routed by client or by domain give other runs than unrouted"
+expect_fail 4 "/client[11] = 30 is not a client of this run" "${routed[@]}" --set fedgc.pool="$TMP/pool_badclient.h5"
+expect_fail 4 "/domain[5] = 3 is the domain of no client (data.path = $TMP/digits_dom.h5, /train/client_domain)" \
+  "${routed[@]}" --set data.path="$TMP/digits_dom.h5" --set fedgc.pool="$TMP/pool_baddomain.h5"
+expect_fail 4 "holds both /client and /domain" "${routed[@]}" --set fedgc.pool="$TMP/pool_both.h5"
+expect_fail 4 "no /train/client_domain" "${routed[@]}" --set fedgc.pool="$TMP/pool_domain.h5"
 echo "$NCHECKS passed, 0 failed"

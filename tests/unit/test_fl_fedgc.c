@@ -19,7 +19,11 @@
  * - a run on the digits with generated data: each client's generated labels
  *   are exactly the class counts of its mix (pool shares and missing
  *   classes), the generated rows sum to M, and fedgc.weights = real leaves
- *   them out of the aggregation weight. */
+ *   them out of the aggregation weight;
+ * - a pool routed by /client or by /domain (the clients' domains in the data
+ *   file's /train/client_domain): every generated row is a pool row of the
+ *   client's route (found by its features), of its label, no pool row goes to
+ *   two clients, and each client's class counts are its route's mix. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,7 +34,9 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <hdf5.h>
 #include <mpi.h>
+#include <unistd.h>
 
 #include "cmd/commands.h"
 #include "core/config.h"
@@ -383,6 +389,135 @@ static void test_run_class_mix(void **state) {
   check_mix("missing", FH_MIX_MISSING, "real");
 }
 
+/* ---- a routed pool ------------------------------------------------------------------ */
+
+enum { RP_N = 1200, RP_K = 6 };
+
+/* The 64 raw features of pool row i: its id in the first three (0..16 each,
+ * the digits' range), the rest a function of the label. */
+static void pool_row(int i, int y, float *x) {
+  for (int j = 0; j < 64; j++) x[j] = (float)((y + j) % 17);
+  x[0] = (float)(i % 16), x[1] = (float)((i / 16) % 16), x[2] = (float)(i / 256);
+}
+
+static void write_ints(hid_t f, const char *name, const int32_t *v, hsize_t n) {
+  hid_t sp = H5Screate_simple(1, &n, NULL);
+  hid_t d = H5Dcreate2(f, name, H5T_NATIVE_INT32, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(d >= 0);
+  assert_true(H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+  H5Dclose(d), H5Sclose(sp);
+}
+
+/* pool.h5 of RP_N rows routed by route ("client", "domain") ids id [RP_N]. */
+static void write_pool(const char *path, const char *route, const int32_t *id, int32_t *y) {
+  float *x = malloc((size_t)RP_N * 64 * sizeof(float));
+  for (int i = 0; i < RP_N; i++) y[i] = (int32_t)((i * 7 + i / 13) % 10), pool_row(i, y[i], x + (size_t)i * 64);
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  hsize_t dims[2] = {RP_N, 64};
+  hid_t sp = H5Screate_simple(2, dims, NULL);
+  hid_t d = H5Dcreate2(f, "/x", H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+  H5Dclose(d), H5Sclose(sp);
+  write_ints(f, "/y", y, RP_N);
+  char name[32];
+  snprintf(name, sizeof name, "/%s", route);
+  write_ints(f, name, id, RP_N);
+  H5Fclose(f);
+  free(x);
+}
+
+/* dst: a copy of the digits file with /train/client_domain = dom [RP_K]. */
+static void digits_with_domains(const char *dst, const int32_t *dom) {
+  FILE *in = fopen(DIGITS, "rb"), *out = fopen(dst, "wb");
+  assert_non_null(in), assert_non_null(out);
+  char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+  fclose(in), fclose(out);
+  hid_t f = H5Fopen(dst, H5F_ACC_RDWR, H5P_DEFAULT);
+  assert_true(f >= 0);
+  write_ints(f, "/train/client_domain", dom, RP_K);
+  H5Fclose(f);
+}
+
+/* A run on the digits (data) with the routed pool; every generated row is
+ * looked up among the pool's rows, normalised as the run normalises them. */
+static void check_routed(const char *data, const char *pool, const int32_t *row_route, const int32_t *client_route,
+                         const int32_t *py) {
+  char sd[600], sp[600];
+  snprintf(sd, sizeof sd, "data.path=%s", data);
+  snprintf(sp, sizeof sp, "fedgc.pool=%s", pool);
+  const char *sets[] = {"data.source=hdf5", sd, "data.server_fraction=0", "run.clients=6",
+                        "partition.method=dirichlet", "partition.alpha=0.3", "partition.min_size=2",
+                        "model.hidden=8", "fedgc.enabled=true", "fedgc.total=420", "fedgc.budget=inverse",
+                        sp, "output.save_model=false"};
+  const fh_key_spec *tables[64];
+  int nt = fh_all_key_tables(tables, 64);
+  fh_config *cfg = NULL;
+  if (fh_config_load(&cfg, NULL, sets, (int)(sizeof sets / sizeof *sets), tables, nt) != 0)
+    fail_msg("config: %s", fh_error_msg());
+  fh_run *run = NULL;
+  if (fh_run_create(&run, cfg, MPI_COMM_WORLD) != 0) fail_msg("run: %s", fh_error_msg());
+  const fh_dataset *ds = run->data;
+  assert_int_equal(run->nlocal, RP_K);
+  float *norm = malloc((size_t)RP_N * 64 * sizeof(float));
+  for (int i = 0; i < RP_N; i++) {
+    float *p = norm + (size_t)i * 64;
+    pool_row(i, py[i], p);
+    for (int j = 0; j < 64; j++) p[j] = (p[j] / ds->value_scale - ds->mean[0]) / ds->std[0];
+  }
+  char *used = calloc(RP_N, 1);
+  long long gen = 0;
+  for (int k = 0; k < RP_K; k++) {
+    const fh_split *tr = &ds->clients[k].train;
+    assert_true(tr->generated > 0);
+    gen += tr->generated;
+    int have[10] = {0}, got[10] = {0}, want[10], rows_r = 0;
+    double freq[10] = {0};
+    for (int i = 0; i < tr->n - tr->generated; i++) have[tr->y[i]]++;
+    for (int i = 0; i < RP_N; i++)
+      if (row_route[i] == client_route[k]) freq[py[i]] += 1, rows_r++;
+    for (int c = 0; c < 10; c++) freq[c] /= rows_r;
+    for (int i = tr->n - tr->generated; i < tr->n; i++) {
+      const float *xi = tr->x + (size_t)i * 64;
+      int hit = -1;
+      for (int r = 0; r < RP_N && hit < 0; r++)
+        if (memcmp(xi, norm + (size_t)r * 64, 64 * sizeof(float)) == 0) hit = r;
+      if (hit < 0) fail_msg("client %d: generated row %d is no pool row", k, i);
+      assert_int_equal(row_route[hit], client_route[k]); /* routed to the client's id or domain */
+      assert_int_equal(tr->y[i], py[hit]);
+      assert_int_equal(used[hit], 0); /* disjoint */
+      used[hit] = 1;
+      got[tr->y[i]]++;
+    }
+    fh_fedgc_class_counts(FH_MIX_POOL, tr->generated, 10, freq, have, want);
+    for (int c = 0; c < 10; c++) assert_int_equal(got[c], want[c]);
+  }
+  assert_int_equal(gen, 420);
+  free(used), free(norm);
+  fh_run_free(run);
+  fh_config_free(cfg);
+}
+
+static void test_routed_pool(void **state) {
+  (void)state;
+  char dir[] = "/tmp/fh_fedgc_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char pool[128], data[128];
+  snprintf(pool, sizeof pool, "%s/pool.h5", dir);
+  snprintf(data, sizeof data, "%s/digits_dom.h5", dir);
+  int32_t id[RP_N], y[RP_N], self[RP_K], dom[RP_K] = {2, 0, 1, 2, 0, 1};
+  for (int k = 0; k < RP_K; k++) self[k] = k;
+  for (int i = 0; i < RP_N; i++) id[i] = (int32_t)((i / 3) % RP_K); /* by client */
+  write_pool(pool, "client", id, y);
+  check_routed(DIGITS, pool, id, self, y);
+  for (int i = 0; i < RP_N; i++) id[i] = (int32_t)((i / 5) % 3); /* by domain */
+  write_pool(pool, "domain", id, y);
+  digits_with_domains(data, dom);
+  check_routed(data, pool, id, dom, y);
+  unlink(pool), unlink(data), rmdir(dir);
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   const struct CMUnitTest tests[] = {
@@ -393,6 +528,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_generator_recovery, setup_fit, teardown_fit),
       cmocka_unit_test_setup_teardown(test_guidance_limits, setup_fit, teardown_fit),
       cmocka_unit_test(test_run_class_mix),
+      cmocka_unit_test(test_routed_pool),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   MPI_Finalize();

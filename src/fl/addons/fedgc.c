@@ -42,8 +42,9 @@ const fh_key_spec fh_fedgc_keys[] = {
     {"fedgc.var_floor", FH_T_REAL, "1e-3", 0, 1, NULL,
      "generator: floor of a component's variances, relative to the class's variance"},
     {"fedgc.pool", FH_T_STRING, "", 0, 0, NULL,
-     "HDF5 file of generated samples /x and labels /y used instead of the built-in generator "
-     "(docs/dataset-format.md)"},
+     "HDF5 file of generated samples /x and labels /y used instead of the built-in generator, optionally routed: "
+     "/client (a client id per row) or /domain (a domain per row, clients' domains in data.path's "
+     "/train/client_domain) (docs/dataset-format.md)"},
     {"fedgc.pool_layout", FH_T_ENUM, "nchw", 0, 0, "nchw|nhwc",
      "fedgc.pool: /x as [N, C, H, W] (or flat [N, D]), or channels last [N, H, W, C] (numpy image arrays), "
      "transposed on reading; a layout that does not match the data is refused"},
@@ -212,22 +213,29 @@ typedef struct {
   const fh_generator *g; /* built-in generator, or                 */
   const float *px;       /* the external pool [pn, dim] ..          */
   const int32_t *py;
-  const int64_t *pstart; /* [C + 1] its rows by class (CSR)          */
+  const int64_t *pstart; /* [R C + 1] its rows by route and class (CSR: group r C + c) */
   const int64_t *prow;
+  const int32_t *route;  /* [K] client k's route r (its id or its domain); NULL: one route, 0 */
+  int routes;            /* R, the number of routes (1 without routing)  */
+  const char *route_by;  /* "client" or "domain" (routed pools)           */
   fh_gen_options opt;
   int mix;
-  const double *freq;    /* [C] the pool's class shares            */
+  const double *freq;    /* [R, C] the class shares of each route's pool rows (the generator: [C]) */
   const int64_t *first;  /* disjoint pool draws: [K, C] client k's first position in class c's shuffled rows; NULL:
                             with replacement */
 } source;
 
-/* A client's Mk generated samples per class, cnt [C], from its train split's
- * class counts have [C] (filled here) and the source's class mix: the one
- * rule generate_client draws by and pool_disjoint reserves pool rows by. */
-static void client_class_counts(const source *s, const fh_split *tr, int Mk, int C, int *have, int *cnt) {
+/* Client k's route: its group of pool rows (0 without routing). */
+static int route_of(const source *s, int k) { return s->route ? s->route[k] : 0; }
+
+/* Client k's Mk generated samples per class, cnt [C], from its train split's
+ * class counts have [C] (filled here) and the source's class mix over its
+ * route's rows: the one rule generate_client draws by and pool_disjoint
+ * reserves pool rows by. */
+static void client_class_counts(const source *s, int k, const fh_split *tr, int Mk, int C, int *have, int *cnt) {
   memset(have, 0, (size_t)C * sizeof(int));
   for (int i = 0; i < tr->n; i++) have[tr->y[i]]++;
-  fh_fedgc_class_counts(s->mix, Mk, C, s->freq, have, cnt);
+  fh_fedgc_class_counts(s->mix, Mk, C, s->freq + (size_t)route_of(s, k) * C, have, cnt);
 }
 
 /* Client k's Mk samples into *x [Mk, dim] and *y [Mk], from the stream
@@ -237,7 +245,7 @@ static void generate_client(const fh_run *run, const source *s, int k, const fh_
   const fh_dataset *ds = run->data;
   const int C = ds->num_classes, d = ds->dim;
   int *have = fh_calloc((size_t)C + 1, sizeof(int)), *cnt = fh_calloc((size_t)C, sizeof(int));
-  client_class_counts(s, tr, Mk, C, have, cnt);
+  client_class_counts(s, k, tr, Mk, C, have, cnt);
   /* the client's rows by class (CSR) */
   int *start = fh_calloc((size_t)C + 1, sizeof(int)), *rows = fh_malloc((size_t)(tr->n ? tr->n : 1) * sizeof(int));
   for (int c = 0; c < C; c++) start[c + 1] = start[c] + have[c];
@@ -249,15 +257,16 @@ static void generate_client(const fh_run *run, const source *s, int k, const fh_
   double *zbuf = s->g ? fh_malloc((size_t)(3 * s->g->q + d) * sizeof(double)) : NULL;
   fh_rng r;
   fh_rng_init(&r, run->seed, FH_RNG_GENERATE, (uint32_t)k, FH_RNG_NONE);
+  const size_t g0 = (size_t)route_of(s, k) * C; /* the client's route's first group */
   for (int c = 0, j = 0; c < C; c++)
     for (int t = 0; t < cnt[c]; t++, j++) {
       float *xj = *x + (size_t)j * d;
-      if (!s->g) { /* a pool row of class c: the client's next one in the shuffle, or any */
-        const int64_t nc = s->pstart[c + 1] - s->pstart[c];
+      if (!s->g) { /* a pool row of class c in the client's route: its next one in the shuffle, or any */
+        const int64_t nc = s->pstart[g0 + c + 1] - s->pstart[g0 + c];
         const int64_t pick = s->first                 ? s->first[(size_t)k * C + c] + t
                              : nc <= 0xffffffffLL ? (int64_t)fh_rng_below(&r, (uint32_t)nc)
                                                   : (int64_t)(fh_rng_u64(&r) % (uint64_t)nc);
-        const int64_t row = s->prow[s->pstart[c] + pick];
+        const int64_t row = s->prow[s->pstart[g0 + c] + pick];
         memcpy(xj, s->px + (size_t)row * d, (size_t)d * sizeof(float));
         (*y)[j] = c;
         continue;
@@ -286,28 +295,111 @@ static void generate_client(const fh_run *run, const source *s, int k, const fh_
 
 static int fedgc_enabled(const fh_config *cfg) { return fh_cfg_bool(cfg, "fedgc.enabled"); }
 
-/* The external pool (fedgc.pool) as a source: its rows by class (CSR) and
- * its class shares freq [C]. The arrays are the caller's to free. */
-static int pool_source(fh_run *run, const char *pool, source *s, float **px, int32_t **py, int64_t **pstart,
-                       int64_t **prow, double *freq) {
-  const int C = run->data->num_classes;
+/* What a pool source owns (pool_source fills it; pool_free frees it). */
+typedef struct {
+  float *x;
+  int32_t *y;
+  int64_t *start, *row, *first;
+  int32_t *route;
+  double *freq;
+} pool_arrays;
+
+static void pool_free(pool_arrays *a) {
+  free(a->x), free(a->y), free(a->start), free(a->row), free(a->first), free(a->route), free(a->freq);
+}
+
+/* The pool's routes against the run: rt's /client ids must be clients of the
+ * run, rt's /domain values domains of some client (data.path's
+ * /train/client_domain). *route [K] gets each client's route (its id, its
+ * domain, or 0 without routing), *R the number of routes, and rt->id is left
+ * as each row's route. */
+static int check_routes(const fh_run *run, const char *pool, int64_t pn, const fh_pool_routes *rt, int32_t **route,
+                        int *R) {
+  const int K = run->map.num_clients;
+  *route = fh_calloc((size_t)K, sizeof(int32_t)), *R = 1;
+  if (rt->kind == FH_POOL_ROUTE_NONE) return 0;
+  if (rt->kind == FH_POOL_ROUTE_CLIENT) {
+    for (int k = 0; k < K; k++) (*route)[k] = k;
+    *R = K;
+    for (int64_t i = 0; i < pn; i++)
+      if (rt->id[i] >= K)
+        return FH_FAIL(FH_ERR_DATA, "fedgc.pool = %s: /client[%lld] = %d is not a client of this run (0..%d, "
+                                    "run.clients = %d); route the row to one of them or drop it",
+                       pool, (long long)i, rt->id[i], K - 1, K);
+    return 0;
+  }
+  const char *data = fh_cfg_str(run->cfg, "data.path");
+  free(*route);
+  FH_TRY(fh_pool_client_domains(data, K, route));
+  for (int k = 0; k < K; k++) {
+    if ((*route)[k] >= 1 << 20) /* domains index arrays of R x C pool groups */
+      return FH_FAIL(FH_ERR_DATA, "data.path = %s: /train/client_domain[%d] = %d; number domains 0, 1, ... (below "
+                                  "2^20)", data, k, (*route)[k]);
+    *R = (*route)[k] + 1 > *R ? (*route)[k] + 1 : *R;
+  }
+  char *held = fh_calloc((size_t)*R, 1);
+  for (int k = 0; k < K; k++) held[(*route)[k]] = 1;
+  int rc = 0;
+  for (int64_t i = 0; i < pn && rc == 0; i++)
+    if (rt->id[i] >= *R || !held[rt->id[i]])
+      rc = FH_FAIL(FH_ERR_DATA, "fedgc.pool = %s: /domain[%lld] = %d is the domain of no client (data.path = %s, "
+                                "/train/client_domain); route the row to a client's domain or drop it",
+                   pool, (long long)i, rt->id[i], data);
+  free(held);
+  return rc;
+}
+
+/* The external pool (fedgc.pool) as a source: its rows grouped by route and
+ * class (CSR over groups r C + c) and each route's class shares freq [R, C];
+ * a client with a budget (Mk [K]) whose route holds no row is refused, naming
+ * the dataset that routes. */
+static int pool_source(fh_run *run, const char *pool, const int *Mk, source *s, pool_arrays *a) {
+  const int C = run->data->num_classes, K = run->map.num_clients;
   int64_t pn = 0;
   const int nhwc = fh_cfg_enum(run->cfg, "fedgc.pool_layout") == 1; /* nchw|nhwc */
-  FH_TRY(fh_error_agree(run->comm, fh_generator_pool_load(pool, run->data, nhwc, px, py, &pn)));
-  *pstart = fh_calloc((size_t)C + 1, sizeof(int64_t));
-  *prow = fh_malloc((size_t)pn * sizeof(int64_t));
-  int64_t *start = *pstart, *row = *prow;
-  const int32_t *y = *py;
-  for (int64_t i = 0; i < pn; i++) start[y[i] + 1]++;
-  for (int c = 0; c < C; c++) start[c + 1] += start[c];
-  int64_t *fill = fh_malloc((size_t)C * sizeof(int64_t));
-  memcpy(fill, start, (size_t)C * sizeof(int64_t));
-  for (int64_t i = 0; i < pn; i++) row[fill[y[i]]++] = i;
+  FH_TRY(fh_error_agree(run->comm, fh_generator_pool_load(pool, run->data, nhwc, &a->x, &a->y, &pn)));
+  fh_pool_routes rt;
+  int R = 1;
+  int rc = fh_generator_pool_routes(pool, pn, &rt);
+  if (rc == 0) rc = check_routes(run, pool, pn, &rt, &a->route, &R);
+  rc = fh_error_agree(run->comm, rc);
+  if (rc) {
+    free(rt.id);
+    return rc;
+  }
+  const size_t G = (size_t)R * C;
+  a->start = fh_calloc(G + 1, sizeof(int64_t));
+  a->row = fh_malloc((size_t)pn * sizeof(int64_t));
+  a->freq = fh_calloc(G, sizeof(double));
+  int64_t *start = a->start;
+  for (int64_t i = 0; i < pn; i++) start[(size_t)(rt.id ? rt.id[i] : 0) * C + a->y[i] + 1]++;
+  for (size_t g = 0; g < G; g++) start[g + 1] += start[g];
+  int64_t *fill = fh_malloc(G * sizeof(int64_t));
+  memcpy(fill, start, G * sizeof(int64_t));
+  for (int64_t i = 0; i < pn; i++) a->row[fill[(size_t)(rt.id ? rt.id[i] : 0) * C + a->y[i]]++] = i;
   free(fill);
-  for (int c = 0; c < C; c++) freq[c] = (double)(start[c + 1] - start[c]) / (double)pn;
-  s->px = *px, s->py = *py, s->pstart = *pstart, s->prow = *prow;
-  fh_info("fedgc: %lld generated samples from the pool %s", (long long)pn, pool);
-  return 0;
+  for (int r = 0; r < R; r++) {
+    const int64_t nr = start[(size_t)(r + 1) * C] - start[(size_t)r * C];
+    for (int c = 0; c < C && nr > 0; c++)
+      a->freq[(size_t)r * C + c] = (double)(start[(size_t)r * C + c + 1] - start[(size_t)r * C + c]) / (double)nr;
+  }
+  static const char *const by[] = {"", "/client", "/domain"};
+  for (int k = 0; k < K && rc == 0; k++) {
+    const int r = a->route[k];
+    if (Mk[k] > 0 && start[(size_t)(r + 1) * C] == start[(size_t)r * C])
+      rc = FH_FAIL(FH_ERR_DATA, "fedgc.pool = %s: client %d has a budget of %d generated rows but %s routes no row "
+                                "to %s %d; give it rows or change fedgc.budget",
+                   pool, k, Mk[k], by[rt.kind], rt.kind == FH_POOL_ROUTE_CLIENT ? "client" : "domain", r);
+  }
+  free(rt.id);
+  s->px = a->x, s->py = a->y, s->pstart = a->start, s->prow = a->row, s->freq = a->freq;
+  s->route = rt.kind == FH_POOL_ROUTE_NONE ? NULL : a->route;
+  s->routes = R;
+  s->route_by = rt.kind == FH_POOL_ROUTE_CLIENT ? "client" : "domain";
+  if (rc == 0)
+    fh_info("fedgc: %lld generated samples from the pool %s%s%s", (long long)pn, pool,
+            rt.kind == FH_POOL_ROUTE_NONE ? "" : ", routed by ", by[rt.kind]);
+  return rc;
 }
 
 /* Every hosted client's Mk [K] samples, merged into its train split. */
@@ -351,44 +443,50 @@ static void report(const fh_run *run, const source *s, const int *Mk, long long 
             fh_cfg_str(cfg, "fedgc.guidance"), s->opt.strength, s->opt.noise);
 }
 
-/* fedgc.pool_draw = disjoint: each class's pool rows shuffled once (stream
- * (seed, FH_RNG_GENERATE, none, class), the same on every rank) and dealt in
- * client order: *first [K, C] gets where client k's rows of class c start.
- * The class counts are each hosted client's (as generate_client draws them),
- * summed over ranks. A class asked for more rows than the pool holds is
- * refused, naming the key that draws with replacement. */
+/* fedgc.pool_draw = disjoint: the pool rows of each route's class shuffled
+ * once (stream (seed, FH_RNG_GENERATE, none, r C + c), the same on every
+ * rank; r = 0 without routing) and dealt to the route's clients in id order:
+ * *first [K, C] gets where client k's rows of class c start in its route's
+ * segment. The class counts are each hosted client's (as generate_client
+ * draws them), summed over ranks. A route's class asked for more rows than
+ * the pool holds is refused, naming the key that draws with replacement. */
 static int pool_disjoint(fh_run *run, const source *s, const int *Mk, int64_t *prow, int64_t **first) {
   const fh_dataset *ds = run->data;
-  const int K = run->map.num_clients, C = ds->num_classes;
+  const int K = run->map.num_clients, C = ds->num_classes, R = s->routes;
   int *need = fh_calloc((size_t)K * C, sizeof(int)), *have = fh_calloc((size_t)C + 1, sizeof(int));
   for (int i = 0; i < run->nlocal; i++) {
     const int k = run->first_client + i;
-    client_class_counts(s, &ds->clients[i].train, Mk[k], C, have, need + (size_t)k * C);
+    client_class_counts(s, k, &ds->clients[i].train, Mk[k], C, have, need + (size_t)k * C);
   }
   MPI_Allreduce(MPI_IN_PLACE, need, K * C, MPI_INT, MPI_SUM, run->comm);
   *first = fh_malloc((size_t)K * C * sizeof(int64_t));
   int rc = 0;
-  for (int c = 0; c < C && rc == 0; c++) {
-    const int64_t nc = s->pstart[c + 1] - s->pstart[c];
-    int64_t at = 0;
-    for (int k = 0; k < K; k++) (*first)[(size_t)k * C + c] = at, at += need[(size_t)k * C + c];
-    if (at > nc) {
-      rc = FH_FAIL(FH_ERR_CONFIG, "fedgc.pool_draw = disjoint: the clients need %lld generated rows of class %d but "
-                                  "the pool %s holds %lld; lower fedgc.total, bring a larger pool, or set "
-                                  "fedgc.pool_draw = replace",
-                   (long long)at, c, fh_cfg_str(run->cfg, "fedgc.pool"), (long long)nc);
-      break;
+  for (int r = 0; r < R && rc == 0; r++)
+    for (int c = 0; c < C && rc == 0; c++) {
+      const size_t g = (size_t)r * C + c;
+      const int64_t nc = s->pstart[g + 1] - s->pstart[g];
+      int64_t at = 0;
+      for (int k = 0; k < K; k++)
+        if (route_of(s, k) == r) (*first)[(size_t)k * C + c] = at, at += need[(size_t)k * C + c];
+      if (at > nc) {
+        char in[64] = "";
+        if (s->route) snprintf(in, sizeof in, " routed to %s %d", s->route_by, r);
+        rc = FH_FAIL(FH_ERR_CONFIG, "fedgc.pool_draw = disjoint: the clients need %lld generated rows of class %d%s "
+                                    "but the pool %s holds %lld; lower fedgc.total, bring a larger pool, or set "
+                                    "fedgc.pool_draw = replace",
+                     (long long)at, c, in, fh_cfg_str(run->cfg, "fedgc.pool"), (long long)nc);
+        break;
+      }
+      fh_rng rng;
+      fh_rng_init(&rng, run->seed, FH_RNG_GENERATE, FH_RNG_NONE, (uint32_t)g);
+      int64_t *seg = prow + s->pstart[g];
+      for (int64_t i = nc - 1; i > 0; i--) { /* Fisher-Yates */
+        const int64_t j = i < 0xffffffffLL ? (int64_t)fh_rng_below(&rng, (uint32_t)(i + 1))
+                                           : (int64_t)(fh_rng_u64(&rng) % (uint64_t)(i + 1));
+        const int64_t tmp = seg[i];
+        seg[i] = seg[j], seg[j] = tmp;
+      }
     }
-    fh_rng r;
-    fh_rng_init(&r, run->seed, FH_RNG_GENERATE, FH_RNG_NONE, (uint32_t)c);
-    int64_t *seg = prow + s->pstart[c];
-    for (int64_t i = nc - 1; i > 0; i--) { /* Fisher-Yates */
-      const int64_t j = i < 0xffffffffLL ? (int64_t)fh_rng_below(&r, (uint32_t)(i + 1))
-                                         : (int64_t)(fh_rng_u64(&r) % (uint64_t)(i + 1));
-      const int64_t tmp = seg[i];
-      seg[i] = seg[j], seg[j] = tmp;
-    }
-  }
   free(need);
   free(have);
   return rc;
@@ -435,28 +533,25 @@ int fh_fedgc_prepare(fh_run *run) {
 
   fh_generator g;
   memset(&g, 0, sizeof g);
-  float *px = NULL;
-  int32_t *py = NULL;
-  int64_t *pstart = NULL, *prow = NULL;
-  double *freq = fh_calloc((size_t)C, sizeof(double));
+  pool_arrays pa;
+  memset(&pa, 0, sizeof pa);
+  double *freq = NULL;
   const char *pool = fh_cfg_str(cfg, "fedgc.pool");
   int rc = 0;
-  int64_t *first = NULL;
   if (pool[0]) {
-    rc = pool_source(run, pool, &s, &px, &py, &pstart, &prow, freq);
-    s.freq = freq;
+    rc = fh_error_agree(run->comm, pool_source(run, pool, Mk, &s, &pa));
     if (rc == 0 && fh_cfg_enum(cfg, "fedgc.pool_draw") == 0) { /* disjoint|replace */
-      rc = fh_error_agree(run->comm, pool_disjoint(run, &s, Mk, prow, &first));
-      s.first = first;
+      rc = fh_error_agree(run->comm, pool_disjoint(run, &s, Mk, pa.row, &pa.first));
+      s.first = pa.first;
     }
     if (rc == 0) warn_pool_ignores(run);
   } else {
     rc = fit_server(run, &g);
+    freq = fh_calloc((size_t)C, sizeof(double));
     if (rc == 0) memcpy(freq, g.class_freq, (size_t)C * sizeof(double));
-    s.g = &g;
+    s.g = &g, s.freq = freq, s.routes = 1;
   }
   const double t_fit = MPI_Wtime() - t0;
-  s.freq = freq;
 
   if (rc == 0) {
     generate_all(run, &s, Mk);
@@ -465,7 +560,8 @@ int fh_fedgc_prepare(fh_run *run) {
     report(run, &s, Mk, level, pool[0] != 0, t_fit, t_gen);
   }
   fh_generator_free(&g);
-  free(px), free(py), free(pstart), free(prow), free(freq), free(n), free(Mk), free(first);
+  pool_free(&pa);
+  free(freq), free(n), free(Mk);
   return rc;
 }
 
