@@ -15,6 +15,10 @@ client test accuracy, mean +- standard deviation over seeds, in %:
             every client's test split, averaged over clients
   global-N  the same over the last N evaluations
   best      the best of the method's headline (own where it exists, else global)
+  fine-tuned  finetune/client_accuracy/mean at its one evaluation: each client's
+            own model (the global one where the method has no own models)
+            after the final fine-tune (eval.finetune_final, the authors'
+            reported number); "-" when the runs did not fine-tune
 Cost, means over seeds (from the logs and metrics.h5):
   mask ms/rd  seconds rank 0 spent scoring and masking per round (its clients)
   local s/rd  the local-training phase per round (max over ranks)
@@ -45,6 +49,7 @@ def one(run, last):
     r = {}
     with h5py.File(os.path.join(run, "metrics.h5"), "r") as f:
         own, glob = evaluated(f, "personal/client_accuracy/mean"), evaluated(f, "client_accuracy/mean")
+        ft = evaluated(f, "finetune/client_accuracy/mean")
         rounds = len(f["round"][()])
         local = f["time/local"][()]
     r["own"] = 100 * own[-1] if own.size else np.nan
@@ -53,6 +58,7 @@ def one(run, last):
     r["global_n"] = 100 * glob[-last:].mean() if glob.size else np.nan
     head = own if own.size else glob
     r["best"] = 100 * head.max() if head.size else np.nan
+    r["ft"] = 100 * ft[-1] if ft.size else np.nan
     r["local"] = float(np.mean(local)) if len(local) else np.nan
     r["mask"] = r["ns"] = np.nan
     log = run + ".log"
@@ -89,13 +95,13 @@ def main():
         sys.exit(f"lips_table.py: {a.out}: no complete runs (<method>_s<seed>/metrics.h5)")
     methods = [m for m in ORDER if m in groups] + sorted(m for m in groups if m not in ORDER)
     head = ["method", "seeds", "own", f"own-{a.last}", "global", f"global-{a.last}", "best",
-            "mask ms/rd", "local s/rd", "ns/weight"]
+            "mask ms/rd", "local s/rd", "ns/weight", "fine-tuned"]
     rows = []
     for m in methods:
         rs = [one(r, a.last) for r in groups[m]]
         col = lambda k, prec=2: fmt([r[k] for r in rs], prec)  # noqa: E731
         rows.append([m, str(len(rs)), col("own"), col("own_n"), col("global"), col("global_n"), col("best"),
-                     col("mask", 1), col("local", 2), col("ns", 1)])
+                     col("mask", 1), col("local", 2), col("ns", 1), col("ft")])
     print(f"Mean client test accuracy (%), mean +- sd over seeds; cost per round ({a.out})")
     print(table(rows, head, a.markdown))
 

@@ -120,6 +120,8 @@ static const struct {
     {"shards k=2", {"partition.method=shards", "partition.classes_per_client=2"}},
     {"shards_pfedafm k=2", {"partition.method=shards_pfedafm", "partition.classes_per_client=2"}},
     {"lowdata 100/client", {"partition.method=lowdata", "partition.samples_per_client=100", "partition.alpha=0.1"}},
+    {"lips 100/client", /* 4 test rows each: 100,000 clients x 400 would be 40M rows */
+     {"partition.method=lips", "partition.samples_per_client=100", "partition.alpha=0.1", "partition.test_per_client=4"}},
     {"twoclass", {"partition.method=twoclass"}},
     {"quantity s=1", {"partition.method=quantity", "partition.size_sigma=1", "partition.min_size=1"}},
 };

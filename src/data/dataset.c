@@ -37,6 +37,9 @@ const fh_key_spec fh_data_keys[] = {
      "per-channel mean subtracted after dividing by the value scale, 1 or C numbers (empty: the dataset's usual)"},
     {"data.std", FH_T_STRING, "", 0, 0, NULL,
      "per-channel std divided by after the mean, 1 or C numbers (empty: the dataset's usual)"},
+    {"data.normalise", FH_T_BOOL, "true", 0, 0, NULL,
+     "false: pixels only divided by the value scale, in [0, 1] (torchvision's ToTensor alone, as LIPS's code "
+     "feeds them); data.mean and data.std must then be empty"},
     {"data.emnist_split", FH_T_ENUM, "none", 0, 0, "none|byclass|bymerge|balanced|letters|digits|mnist",
      "idx: read EMNIST's emnist-<split>-* files; none = MNIST / Fashion-MNIST file names"},
     {"data.cifar100_labels", FH_T_ENUM, "fine", 0, 0, "fine|coarse",
@@ -140,9 +143,20 @@ static int parse_norm(const fh_config *cfg, const char *key, int c, float *out, 
 }
 
 /* ds->mean / std [c]: the deck's data.mean / data.std where given, else the
- * source's usual values (NULL: 0 and 1). */
+ * source's usual values (NULL: 0 and 1); data.normalise = false: 0 and 1. */
 static int set_norm(fh_dataset *ds, const fh_config *cfg, const float *src_mean, const float *src_std) {
   const int c = ds->c;
+  if (!fh_cfg_bool(cfg, "data.normalise")) {
+    const char *given = fh_cfg_str(cfg, "data.mean")[0]  ? "data.mean"
+                        : fh_cfg_str(cfg, "data.std")[0] ? "data.std"
+                                                         : NULL;
+    if (given)
+      return FH_FAIL(FH_ERR_CONFIG,
+                     "data.normalise = false feeds pixels in [0, 1] unnormalised, but %s = '%s' is set; remove %s "
+                     "or set data.normalise = true",
+                     given, fh_cfg_str(cfg, given), given);
+    src_mean = src_std = NULL;
+  }
   ds->mean = fh_malloc(sizeof(float) * (size_t)c);
   ds->std = fh_malloc(sizeof(float) * (size_t)c);
   float *m = fh_malloc(sizeof(float) * (size_t)c), *s = fh_malloc(sizeof(float) * (size_t)c);

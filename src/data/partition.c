@@ -22,6 +22,11 @@
  *   lowdata    LIPS: partition.samples_per_client rows per client with label
  *              proportions ~ Dir(alpha); a class's rows are dealt without
  *              replacement until they run out, then reshuffled and dealt again
+ *   lips       LIPS as their code splits (lips_counts, train_lips): the same
+ *              Dir(alpha) proportions q, counts int(s q + 0.5) with the rest
+ *              to the last class, each client drawing its rows from the whole
+ *              class pools on its own (clients may share rows); the test
+ *              split with the same q
  *   twoclass   AugFL: after a seeded shuffle of the clients, the client in
  *              slot s holds classes 2s and 2s+1 (mod C) with base + b rows of
  *              each, b uniform in 0..size_jitter per client; with
@@ -54,11 +59,11 @@
 
 const fh_key_spec fh_partition_keys[] = {
     {"partition.method", FH_T_ENUM, "auto", 0, 0,
-     "auto|iid|dirichlet|shards|shards_pfedafm|lowdata|twoclass|quantity|natural",
+     "auto|iid|dirichlet|shards|shards_pfedafm|lowdata|lips|twoclass|quantity|natural",
      "how pool rows are dealt to clients (auto: the source's natural clients if it has them, else iid); "
      "see docs/partitioners.md"},
     {"partition.alpha", FH_T_REAL, "0.5", 1e-4, 1e6, NULL,
-     "dirichlet, lowdata: concentration of the Dirichlet label proportions (small: few classes per client)"},
+     "dirichlet, lowdata, lips: concentration of the Dirichlet label proportions (small: few classes per client)"},
     {"partition.min_size", FH_T_INT, "10", 0, 1e9, NULL,
      "dirichlet, quantity: train rows every client must have at least"},
     {"partition.max_retries", FH_T_INT, "100", 1, 1e6, NULL,
@@ -68,7 +73,7 @@ const fh_key_spec fh_partition_keys[] = {
     {"partition.share_min", FH_T_REAL, "0.4", 1e-6, 1e6, NULL,
      "shards_pfedafm: a client's share of a class is drawn from U(share_min, share_max), then normalised"},
     {"partition.share_max", FH_T_REAL, "0.6", 1e-6, 1e6, NULL, "shards_pfedafm: see partition.share_min"},
-    {"partition.samples_per_client", FH_T_INT, "100", 1, 1e9, NULL, "lowdata: train rows of every client"},
+    {"partition.samples_per_client", FH_T_INT, "100", 1, 1e9, NULL, "lowdata, lips: train rows of every client"},
     {"partition.class_samples", FH_T_INT, "0", 0, 1e9, NULL,
      "twoclass: base rows per class and client (0: as many as the smallest class allows)"},
     {"partition.size_jitter", FH_T_INT, "10", 0, 1e9, NULL,
@@ -80,7 +85,8 @@ const fh_key_spec fh_partition_keys[] = {
     {"partition.size_sigma", FH_T_REAL, "1.0", 0, 20, NULL,
      "quantity: sigma of the log-normal client sizes"},
     {"partition.test_per_client", FH_T_INT, "0", 0, 1e9, NULL,
-     "test rows per client, with its train label mix (0: see partition.test_fraction)"},
+     "test rows per client, with its train label mix (0: see partition.test_fraction; lips: required, with its "
+     "train proportions q)"},
     {"partition.test_fraction", FH_T_REAL, "0", 0, 1000, NULL,
      "test rows per client = test_fraction x its train rows, with its train label mix (0 and test_per_client = "
      "0: each class's test rows shared among clients in proportion to their train rows of it; iid: blocks)"},
@@ -109,9 +115,9 @@ void fh_client_rows_free(fh_client_rows *r) {
 
 /* ---- deck ---------------------------------------------------------------------- */
 
-enum { M_IID, M_DIRICHLET, M_SHARDS, M_SHARDS_PFEDAFM, M_LOWDATA, M_TWOCLASS, M_QUANTITY, M_NATURAL };
-static const char *const method_names[] = {"iid",     "dirichlet", "shards",   "shards_pfedafm",
-                                           "lowdata", "twoclass",  "quantity", "natural"};
+enum { M_IID, M_DIRICHLET, M_SHARDS, M_SHARDS_PFEDAFM, M_LOWDATA, M_LIPS, M_TWOCLASS, M_QUANTITY, M_NATURAL };
+static const char *const method_names[] = {"iid",  "dirichlet", "shards",   "shards_pfedafm", "lowdata",
+                                           "lips", "twoclass",  "quantity", "natural"};
 
 typedef struct {
   int method;
@@ -173,6 +179,10 @@ static int read_params(const fh_config *cfg, int has_natural, params *p) {
     return FH_FAIL(FH_ERR_CONFIG,
                    "partition.test_per_client = %lld and partition.test_fraction = %g both set; give only one",
                    (long long)p->test_per_client, p->test_fraction);
+  if (p->method == M_LIPS && p->test_per_client == 0)
+    return FH_FAIL(FH_ERR_CONFIG, "partition.method = lips draws a fixed number of test rows per client with its "
+                                  "train proportions: set partition.test_per_client (the authors: 400)%s",
+                   p->test_fraction > 0 ? " instead of partition.test_fraction" : "");
   return 0;
 }
 
@@ -203,7 +213,8 @@ enum {
   TAG_SHARES,          /* pFedAFM shares of a class's holders (who = class) */
   TAG_LOWDATA,         /* a client's label proportions (who = client)      */
   TAG_TWOCLASS,        /* client order (who = none) and sizes (who = client) */
-  TAG_QUANTITY         /* a client's size (who = client), the shuffle (none) */
+  TAG_QUANTITY,        /* a client's size (who = client), the shuffle (none) */
+  TAG_LIPS             /* lips: q (who = client, sub 0), rows (sub 1 train, 2 test) */
 };
 
 static void split_stream(fh_rng *r, uint64_t seed, uint32_t tag, uint32_t who, uint32_t sub) {
@@ -672,6 +683,111 @@ static int train_lowdata(const job *j, fh_client_rows *out) {
   return 0;
 }
 
+/* ---- lips: the authors' own split ------------------------------------------------ */
+
+static int cmp_row(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+void fh_lips_class_counts(const double *q, int last, int64_t s, int64_t *cnt) {
+  int64_t dealt = 0;
+  for (int c = 0; c <= last; c++) {
+    int64_t want = s - dealt;
+    if (c < last) {
+      want = (int64_t)floor((double)s * q[c] + 0.5); /* their int(s * q + 0.5) */
+      if (want > s - dealt) want = s - dealt;
+      if (want < 0) want = 0;
+    }
+    cnt[c] = want;
+    dealt += want;
+  }
+}
+
+/* Client k's class counts in LIPS's split: q ~ Dir(alpha) from the stream
+ * (seed, TAG_LIPS, k, 0), the same for the train and the test split (their
+ * code reseeds both splits with one seed), normalised, then
+ * fh_lips_class_counts. Classes absent from the pool get q_c = 0
+ * (client_mix); the rest goes to the last class present (their code would
+ * ask an absent last class for it and fail). cnt [C] sums to s. */
+static void lips_counts(uint64_t seed, int k, double alpha, const int64_t *size, int C, int64_t s, double *q,
+                        int64_t *cnt) {
+  fh_rng r;
+  split_stream(&r, seed, TAG_LIPS, (uint32_t)k, 0);
+  client_mix(&r, alpha, size, C, q);
+  double sum = 0;
+  for (int c = 0; c < C; c++) sum += q[c];
+  for (int c = 0; c < C; c++) q[c] /= sum;
+  int last = C - 1;
+  while (last > 0 && size[last] == 0) last--;
+  for (int c = last + 1; c < C; c++) cnt[c] = 0;
+  fh_lips_class_counts(q, last, s, cnt);
+}
+
+/* LIPS's split of one pool: every client draws cnt_c rows of each class c
+ * from the whole class pool (N_c rows) with its own stream
+ * (seed, TAG_LIPS, k, sub): distinct rows by Floyd's algorithm when
+ * cnt_c <= N_c, else cnt_c independent uniform picks (numpy's
+ * choice(replace = cnt_c > N_c), as theirs). Clients draw independently, so
+ * two clients may hold the same row. Each client's rows are then sorted.
+ * O(n + K s log s). */
+static void split_lips(const params *p, uint64_t seed, const int32_t *labels, int64_t n, int C, int K, int64_t s,
+                       uint32_t sub, fh_client_rows *out) {
+  int64_t *size = fh_calloc((size_t)C, sizeof(int64_t)), *start = fh_calloc((size_t)C + 1, sizeof(int64_t));
+  for (int64_t r = 0; r < n; r++) size[labels[r]]++;
+  for (int c = 0; c < C; c++) start[c + 1] = start[c] + size[c];
+  /* class_rows: the rows of class c ascending at start[c] .. start[c+1]-1 */
+  int64_t *class_rows = fh_malloc((size_t)(n > 0 ? n : 1) * sizeof(int64_t)), *cur = fh_malloc((size_t)C * sizeof(int64_t));
+  memcpy(cur, start, (size_t)C * sizeof(int64_t));
+  for (int64_t r = 0; r < n; r++) class_rows[cur[labels[r]]++] = r;
+  unsigned char *taken = fh_calloc((size_t)(n > 0 ? n : 1), 1); /* by position in class_rows */
+  double *q = fh_malloc((size_t)C * sizeof(double));
+  int64_t *cnt = fh_malloc((size_t)C * sizeof(int64_t));
+  out->num_clients = K;
+  out->offsets = fh_malloc(((size_t)K + 1) * sizeof(int64_t));
+  out->rows = fh_malloc((size_t)(K * s > 0 ? K * s : 1) * sizeof(int64_t));
+  for (int k = 0; k <= K; k++) out->offsets[k] = (int64_t)k * s;
+  for (int k = 0; k < K; k++) {
+    lips_counts(seed, k, p->alpha, size, C, s, q, cnt);
+    fh_rng r;
+    split_stream(&r, seed, TAG_LIPS, (uint32_t)k, sub);
+    int64_t *dst = out->rows + (int64_t)k * s, got = 0;
+    for (int c = 0; c < C; c++) {
+      const int64_t N = size[c], *pool = class_rows + start[c];
+      unsigned char *tk = taken + start[c];
+      if (cnt[c] > N) { /* with replacement */
+        for (int64_t i = 0; i < cnt[c]; i++) dst[got++] = pool[fh_rng_below(&r, (uint32_t)N)];
+        continue;
+      }
+      int64_t first = got;
+      for (int64_t j = N - cnt[c]; j < N; j++) { /* Floyd: cnt[c] distinct positions of N */
+        int64_t t = fh_rng_below(&r, (uint32_t)(j + 1));
+        if (tk[t]) t = j;
+        tk[t] = 1;
+        dst[got++] = t;
+      }
+      for (int64_t i = first; i < got; i++) { /* positions -> rows; taken cleared for the next client */
+        tk[dst[i]] = 0;
+        dst[i] = pool[dst[i]];
+      }
+    }
+    qsort(dst, (size_t)got, sizeof(int64_t), cmp_row);
+  }
+  free(size);
+  free(start);
+  free(class_rows);
+  free(cur);
+  free(taken);
+  free(q);
+  free(cnt);
+}
+
+static int train_lips(const job *j, fh_client_rows *out) {
+  if (j->n == 0) return FH_FAIL(FH_ERR_DATA, "partition.method = lips: the train pool is empty");
+  split_lips(j->p, j->seed, j->labels, j->n, j->C, j->K, j->p->samples_per_client, 1, out);
+  return 0;
+}
+
 /* twoclass's draw, the same for the train and the test split: the client in
  * slot slot[k] holds classes 2 slot[k] and 2 slot[k] + 1 (mod C), with
  * base + extra[k] rows of each. */
@@ -913,6 +1029,7 @@ int fh_partition_train(const fh_config *cfg, uint64_t seed, const int32_t *label
     case M_SHARDS: rc = train_shards(&j, 0, out); break;
     case M_SHARDS_PFEDAFM: rc = train_shards(&j, 1, out); break;
     case M_LOWDATA: rc = train_lowdata(&j, out); break;
+    case M_LIPS: rc = train_lips(&j, out); break;
     case M_TWOCLASS: rc = train_twoclass(&j, out); break;
     case M_QUANTITY: rc = train_quantity(&j, out); break;
     case M_NATURAL: rc = natural_rows(natural_offsets, num_clients, n, "train", out); break;
@@ -1036,6 +1153,10 @@ int fh_partition_test(const fh_config *cfg, uint64_t seed, const fh_client_rows 
     test_iid_blocks(seed, train->offsets[K], m, K, out);
   else if (p.method == M_TWOCLASS && p.train_share > 0)
     rc = test_twoclass_share(&p, seed, test_labels, m, num_classes, K, out);
+  else if (p.method == M_LIPS && m == 0)
+    rc = FH_FAIL(FH_ERR_DATA, "partition.method = lips: the test pool is empty");
+  else if (p.method == M_LIPS)
+    split_lips(&p, seed, test_labels, m, num_classes, K, p.test_per_client, 2, out);
   else
     rc = test_follow(&p, seed, train, train_labels, test_labels, m, num_classes, out);
   if (rc == 0) rc = check_nonempty(out, method_names[p.method], m, "test");

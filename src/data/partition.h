@@ -59,6 +59,12 @@ int fh_partition_test(const fh_config *cfg, uint64_t seed, const fh_client_rows 
                       const int32_t *train_labels, const int32_t *test_labels, int64_t m,
                       int num_classes, const int64_t *natural_offsets, fh_client_rows *out);
 
+/* LIPS's class counts of one client (partition.method = lips; their
+ * sampling.py, dirichlet_sampling): for c < last, int(s q[c] + 0.5) capped at
+ * what is left of s (never below 0); class last takes the rest. q [last+1]
+ * sums to 1; cnt [last+1] sums to s. */
+void fh_lips_class_counts(const double *q, int last, int64_t s, int64_t *cnt);
+
 /* ---- statistics (data/partition_stats.c) ------------------------------------ */
 
 /* Client x class counts of a partition, newly allocated [num_clients,

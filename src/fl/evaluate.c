@@ -23,6 +23,11 @@ const fh_key_spec fh_eval_keys[] = {
     {"eval.finetune_epochs", FH_T_INT, "0", 0, 1e6, NULL,
      "fine-tune evaluation by epochs of local SGD (train.* settings) instead of steps; 0 = off"},
     {"eval.finetune_lr", FH_T_REAL, "0", 0, 1e6, NULL, "fine-tuning learning rate; 0 = train.lr"},
+    {"eval.finetune_from", FH_T_ENUM, "global", 0, 0, "global|own",
+     "fine-tuning starts from the global model, or from each client's own model (LIPS: the global weights with "
+     "its own biases and BatchNorm; a run without client models: the global model)"},
+    {"eval.finetune_final", FH_T_BOOL, "false", 0, 0, NULL,
+     "fine-tune only at the run's last evaluation (LIPS's final fine-tune), not at every one"},
     {"eval.holdout_clients", FH_T_REAL, "0", 0, 1e8, NULL,
      "clients held out of training and evaluated by adapting the global model: a fraction of "
      "run.clients (below 1) or a count"},
@@ -102,6 +107,7 @@ struct fh_evaluator {
   double *acc;        /* [K] rank 0: accuracies for the distribution    */
   fh_local_sgd sgd;   /* adaptation and fine-tuning scratch             */
   int ft_steps, ft_epochs, ft_batch, adapt_steps, adapt_batch;
+  int ft_own, ft_final; /* eval.finetune_from = own, eval.finetune_final */
   float ft_lr, adapt_lr;
   /* the global model on the training clients' splits: one stream of rows */
   eval_seg *segs;                /* [nsegs] this rank's splits in stream order */
@@ -137,6 +143,8 @@ int fh_evaluator_create(fh_evaluator **out, fh_run *run) {
   ev->ft_steps = (int)fh_cfg_int(cfg, "eval.finetune_steps");
   ev->ft_epochs = (int)fh_cfg_int(cfg, "eval.finetune_epochs");
   ev->ft_batch = (int)fh_cfg_int(cfg, "train.batch_size");
+  ev->ft_own = strcmp(fh_cfg_str(cfg, "eval.finetune_from"), "own") == 0 && fh_run_has_client_model(run);
+  ev->ft_final = fh_cfg_bool(cfg, "eval.finetune_final");
   double lr = fh_cfg_real(cfg, "train.lr");
   ev->ft_lr = (float)(fh_cfg_real(cfg, "eval.finetune_lr") > 0 ? fh_cfg_real(cfg, "eval.finetune_lr") : lr);
   ev->adapt_steps = (int)fh_cfg_int(cfg, "eval.adapt_steps");
@@ -412,13 +420,21 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
     if (rc) bad = cd->id;
   }
 
-  /* Fine-tuning the global model, then held-out clients adapting it. */
+  /* Fine-tuning the global model (or the client's own), then held-out
+   * clients adapting it. */
+  const int ft_now = ev->on[MODE_FINETUNE] && (!ev->ft_final || t == run->rounds - 1);
   for (int mode = MODE_FINETUNE; mode <= MODE_HOLDOUT && rc == 0; mode++) {
-    if (!ev->on[mode]) continue;
+    if (!ev->on[mode] || (mode == MODE_FINETUNE && !ft_now)) continue;
     for (int i = 0; i < run->nlocal && rc == 0; i++) {
       const fh_client_data *cd = &run->data->clients[i];
       if ((mode == MODE_HOLDOUT) != (run->nholdout && fh_run_is_holdout(run, cd->id))) continue;
-      fh_model_load_state(model, g);
+      fh_client_ctx own = {.id = cd->id, .round = t, .data = cd, .model = model};
+      if (mode == MODE_FINETUNE && ev->ft_own) rc = fh_run_client_model(run, &own);
+      else fh_model_load_state(model, g);
+      if (rc) {
+        bad = cd->id;
+        break;
+      }
       fh_rng rng;
       fh_rng_init(&rng, run->seed, FH_RNG_EVAL, (uint32_t)cd->id, (uint32_t)t);
       if (mode == MODE_HOLDOUT) {
@@ -459,7 +475,7 @@ int fh_evaluate(fh_evaluator *ev, fh_run *run, int t, fh_round_metrics *m) {
   }
   fh_eval_stats *stats[NMODES] = {NULL, &m->personal, &m->finetune, &m->holdout};
   for (int mode = MODE_PERSONAL; mode < NMODES; mode++)
-    if (ev->on[mode])
+    if (ev->on[mode] && (mode != MODE_FINETUNE || ft_now))
       summarise(ev, ev->table + (size_t)ev->row[mode] * K, &stats[mode]->accuracy, &stats[mode]->loss,
                 stats[mode]->client_acc);
   return 0;

@@ -2,8 +2,9 @@
 # LIPS (docs/lips.md) end to end:
 # - FedAvg+LIPS on the digits deck, FedProx+LIPS and SCAFFOLD+LIPS: the model,
 #   every metric and inertia.h5 are bitwise identical on 1, 2 and 3 ranks, and
-#   each client's own model (its biases and BatchNorm) is evaluated; the hdf5
-#   state backend gives the memory backend's run;
+#   each client's own model (its biases and BatchNorm) is evaluated, and
+#   fine-tuned at the last round only (eval.finetune_from = own,
+#   eval.finetune_final); the hdf5 state backend gives the memory backend's run;
 # - lips.d0 = 1 with global biases and BatchNorm is FedAvg bit for bit (the
 #   hooks change nothing else), with the inertia record on or off;
 # - inertia.h5: NaN before the round-3 snapshot, cosine 1 and distance 0 at it,
@@ -15,7 +16,8 @@ deck="$SRC_DIR/input/lips_digits.ini"
 # resnet4 (two middle convs), 20 clients of 40 images in minibatches of 20
 common=(--set data.path="$SRC_DIR/input/digits.h5" --set output.dir="$TMP" --set run.rounds=7 --set run.eval_every=7 --set lips.every=3 --set train.epochs=1
         --set model.arch=resnet4 --set partition.samples_per_client=40 --set partition.test_per_client=20
-        --set train.batch_size=20 --set train.lr=0.05)
+        --set train.batch_size=20 --set train.lr=0.05
+        --set eval.finetune_epochs=1 --set eval.finetune_from=own --set eval.finetune_final=true)
 
 # inertia_equal A B: every dataset of A/inertia.h5 equals B's bit for bit
 inertia_equal() {
@@ -45,6 +47,8 @@ for spec in "${runs[@]}"; do
   for o in "${others[@]}"; do inertia_equal "${name}_np1" "$o"; done
   "$PY" -c "import sys,h5py,numpy as np; a=h5py.File(sys.argv[1])['personal/client_accuracy/mean'][-1]; sys.exit(not (np.isfinite(a) and 0 < a <= 1))" \
     "$TMP/${name}_np1/metrics.h5" || fail "$name+lips: the clients' own models were not evaluated"
+  "$PY" -c "import sys,h5py,numpy as np; a=h5py.File(sys.argv[1])['finetune/client_accuracy/mean'][()]; sys.exit(not (np.isfinite(a[-1]) and np.isnan(a[:-1]).all()))" \
+    "$TMP/${name}_np1/metrics.h5" || fail "$name+lips: the final fine-tune is not in the last row alone"
   grep -q "lips: rank 0 masked [1-9][0-9]* client starts" "$TMP/${name}_np1.log" \
     || { cat "$TMP/${name}_np1.log"; fail "$name+lips: no client started sparse"; }
   ok "$name+lips: 1, 2, 3 ranks bitwise equal (model, metrics, inertia.h5)"

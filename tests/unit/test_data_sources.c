@@ -683,6 +683,47 @@ static void test_norm_keys(void **state) {
   fh_dataset_free(ds);
   fh_config_free(cfg);
 
+  /* data.normalise = false: ToTensor only, x = pixel / 255 in [0, 1] */
+  const char *raw[] = {"data.source=cifar10", path, "run.clients=2", "data.normalise=false"};
+  cfg = make_cfg(raw, 4);
+  fh_source *src = NULL;
+  assert_int_equal(fh_source_open(&src, cfg), 0);
+  float *pool = read_all(src, 0);
+  assert_int_equal(fh_dataset_load(&ds, cfg, 0, 1, 0, 1), 0);
+  assert_true(ds->mean[0] == 0.0f && ds->std[2] == 1.0f);
+  const fh_split *sp = &ds->clients[0].train;
+  assert_true(sp->n > 0);
+  int in_pool = 0;
+  float lo = 1, hi = 0;
+  for (int i = 0; i < sp->n; i++) {
+    const float *x = sp->x + (size_t)i * ds->dim;
+    for (int f = 0; f < ds->dim; f++) {
+      lo = x[f] < lo ? x[f] : lo;
+      hi = x[f] > hi ? x[f] : hi;
+    }
+    for (int r = 0; r < src->n[0]; r++) {
+      int same = 1;
+      for (int f = 0; f < ds->dim && same; f++) same = x[f] == pool[(size_t)r * ds->dim + f] / 255.0f;
+      if (same) {
+        in_pool++;
+        break;
+      }
+    }
+  }
+  assert_int_equal(in_pool, sp->n); /* every row is a pool row / 255 */
+  assert_true(lo >= 0.0f && hi <= 1.0f && hi > lo);
+  free(pool);
+  fh_source_close(src);
+  fh_dataset_free(ds);
+  fh_config_free(cfg);
+  const char *clash[] = {"data.source=cifar10", path, "run.clients=2", "data.normalise=false", "data.std=2"};
+  cfg = make_cfg(clash, 5);
+  fh_error_clear();
+  assert_int_equal(fh_dataset_load(&ds, cfg, 0, 1, 0, 1), FH_ERR_CONFIG);
+  assert_non_null(strstr(fh_error_msg(), "data.normalise = false"));
+  assert_non_null(strstr(fh_error_msg(), "data.std = '2'"));
+  fh_config_free(cfg);
+
   const char *bad[][2] = {{"data.mean=0.1,0.2", "has 2 values; give 1 (every channel) or 3"},
                           {"data.std=0,1,1", "channel 0 has std 0"},
                           {"data.mean=abc", "data.mean = 'abc': expected 1 or 3 comma-separated numbers"},

@@ -12,6 +12,9 @@
 #include <cmocka.h>
 #include <mpi.h>
 
+#include "core/rng.h"
+#include "fl/addon.h"
+#include "fl/blocks/local_sgd.h"
 #include "fl/evaluate.h"
 #include "fl_rig.h"
 
@@ -127,12 +130,104 @@ static void test_holdout_never_trains(void **state) {
   rig_free(run, cfg);
 }
 
+/* LIPS's final fine-tune (eval.finetune_from = own, eval.finetune_final):
+ * after a FedAvg+LIPS run with client-local biases and BatchNorm, the
+ * fine-tune mode equals fine-tuning each client's own model by hand (its
+ * client model, eval.finetune_epochs epochs of local SGD from the stream
+ * (seed, FH_RNG_EVAL, client, round), then its test split); it is made only
+ * at the last round; from the global model it differs; and in a run without
+ * client models "own" is the global model. */
+static void manual_finetune(fh_run *run, const fh_config *cfg, int t, int from_own, int epochs, double *mean_acc,
+                            double *loss) {
+  fh_local_sgd sgd;
+  fh_local_sgd_create(&sgd, cfg, run->data->dim, fh_model_nparams(run->model));
+  sgd.epochs = epochs;
+  sgd.iterations = 0;
+  double acc = 0, lsum = 0, n = 0;
+  for (int k = 0; k < run->nlocal; k++) {
+    const fh_client_data *cd = &run->data->clients[k];
+    fh_client_ctx ctx = {.id = cd->id, .round = t, .data = cd, .model = run->model};
+    if (from_own && fh_run_has_client_model(run)) assert_int_equal(fh_run_client_model(run, &ctx), 0);
+    else fh_model_load_state(run->model, run->global);
+    fh_rng rng;
+    fh_rng_init(&rng, run->seed, FH_RNG_EVAL, (uint32_t)cd->id, (uint32_t)t);
+    double last;
+    assert_int_equal(fh_local_sgd_run_rng(&sgd, run->model, &cd->train, &rng, &last), 0);
+    double l = 0;
+    double correct = fh_model_evaluate(run->model, cd->test.x, cd->test.y, cd->test.n, &l);
+    acc += correct / cd->test.n;
+    lsum += l;
+    n += cd->test.n;
+  }
+  fh_local_sgd_destroy(&sgd);
+  *mean_acc = acc / run->nlocal;
+  *loss = lsum / n;
+}
+
+static void finetune_case(int lips, const char *from, fh_round_metrics *last, fh_round_metrics *first,
+                          double manual[2][2]) {
+  char f[64];
+  snprintf(f, sizeof f, "eval.finetune_from=%s", from);
+  const char *sets[] = {"data.source=synthimg", "data.synthimg_channels=3", "data.synthimg_height=8",
+                        "data.synthimg_width=8", "data.synthimg_classes=4", "data.synthimg_train=400",
+                        "data.synthimg_test=200", "partition.method=lowdata", "partition.alpha=0.1",
+                        "partition.samples_per_client=20", "partition.test_per_client=20", "model.arch=resnet4",
+                        "train.batch_size=10", "train.lr=0.05", "train.momentum=0.9", "eval.finetune_epochs=2",
+                        "eval.finetune_final=true", f, lips ? "lips.enable=true" : "lips.enable=false",
+                        "lips.d0=0.5", "lips.every=1", "run.eval_every=1", "run.client_fraction=0.5"};
+  fh_config *cfg;
+  fh_run *run = rig_run(&cfg, sets, sizeof sets / sizeof sets[0]);
+  assert_int_equal(fh_run_has_client_model(run), lips);
+  char dir[] = "/tmp/fedhpc-finetune-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  assert_int_equal(fh_run_execute(run, dir), 0);
+  fh_evaluator *ev;
+  fh_evaluator_create(&ev, run);
+  fh_round_metrics_clear(last, 3, 8);
+  fh_round_metrics_clear(first, 1, 8);
+  assert_int_equal(fh_evaluate(ev, run, run->rounds - 1, last), 0);
+  assert_int_equal(fh_evaluate(ev, run, 0, first), 0);
+  fh_evaluator_free(ev);
+  manual_finetune(run, cfg, run->rounds - 1, 1, 2, &manual[0][0], &manual[0][1]);
+  manual_finetune(run, cfg, run->rounds - 1, 0, 2, &manual[1][0], &manual[1][1]);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+  rig_free(run, cfg);
+}
+
+static void test_finetune_own_final(void **state) {
+  (void)state;
+  fh_round_metrics last, first, glast, gfirst, plast, pfirst;
+  double man[2][2], gman[2][2], pman[2][2];
+  finetune_case(1, "own", &last, &first, man);
+  /* made at the last round only; the clients' own models every time */
+  assert_true(isfinite(last.finetune.accuracy) && isnan(first.finetune.accuracy));
+  assert_true(isfinite(first.personal.accuracy));
+  /* equals the hand fine-tune of each client's own model (mean client
+   * accuracy and pooled loss), and not the one from the global model */
+  assert_true(fabs(last.finetune.client_acc[0] - man[0][0]) < 1e-12);
+  assert_true(fabs(last.finetune.loss - man[0][1]) < 1e-9 * (1 + fabs(man[0][1])));
+  assert_true(fabs(last.finetune.loss - man[1][1]) > 1e-6);
+  /* eval.finetune_from = global in the same run: the hand fine-tune from
+   * the global model */
+  finetune_case(1, "global", &glast, &gfirst, gman);
+  assert_true(fabs(glast.finetune.client_acc[0] - gman[1][0]) < 1e-12);
+  assert_true(fabs(glast.finetune.loss - gman[1][1]) < 1e-9 * (1 + fabs(gman[1][1])));
+  assert_true(last.personal.accuracy == glast.personal.accuracy); /* the runs are the same */
+  /* no client models (plain FedAvg): "own" is the global model */
+  finetune_case(0, "own", &plast, &pfirst, pman);
+  assert_true(isnan(plast.personal.accuracy));
+  assert_true(fabs(plast.finetune.loss - pman[1][1]) < 1e-9 * (1 + fabs(pman[1][1])));
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_holdout_draw),
       cmocka_unit_test(test_bad_settings),
       cmocka_unit_test(test_holdout_never_trains),
+      cmocka_unit_test(test_finetune_own_final),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   MPI_Finalize();

@@ -172,6 +172,8 @@ static const method_case cases[] = {
     {{"partition.method=shards", "partition.classes_per_client=3"}, 1, 1},
     {{"partition.method=shards_pfedafm", "partition.classes_per_client=2"}, 1, 1},
     {{"partition.method=lowdata", "partition.samples_per_client=40", "partition.alpha=0.5"}, 1, 0},
+    {{"partition.method=lips", "partition.samples_per_client=40", "partition.alpha=0.5", "partition.test_per_client=30"},
+     0, 0},
     {{"partition.method=twoclass", "partition.class_samples=20"}, 1, 0},
     {{"partition.method=quantity", "partition.size_sigma=1.5", "partition.min_size=3"}, 1, 1},
 };
@@ -195,7 +197,8 @@ static void test_every_method_rows_and_determinism(void **state) {
     int64_t dealt = check_rows(&a, K, n, cases[i].unique);
     if (cases[i].uses_all) assert_int_equal(dealt, n);
     assert_int_equal(fh_partition_test(cfg, 5, &a, y, yt, m, C, NULL, &ta), 0);
-    check_rows(&ta, K, m, 1); /* the test pool suffices here: no test row twice */
+    check_rows(&ta, K, m, cases[i].unique); /* the test pool suffices here: no test row twice, except in lips
+                                               where clients draw independently */
 
     /* a different seed deals differently */
     train_ok(cfg, 6, y, n, C, K, &c);
@@ -406,6 +409,118 @@ static void test_lowdata_fixed_count(void **state) {
   fh_client_rows_free(&r);
   fh_config_free(cfg);
   free(y);
+}
+
+/* ---- lips: the authors' split ------------------------------------------------------- */
+
+/* Their rule (sampling.py, dirichlet_sampling), values from numpy running it:
+ * int(s q + 0.5) per class, capped at what is left, the rest to the last. */
+static void test_lips_counts_rule(void **state) {
+  (void)state;
+  const struct {
+    double q[3];
+    int last;
+    int64_t s, want[3];
+  } t[] = {
+      {{0.125, 0.375, 0.5}, 2, 100, {13, 38, 49}},   /* 12.5 rounds up, the last absorbs it */
+      {{0.505, 0.495, 0.0}, 2, 100, {51, 49, 0}},    /* the cap: 50 asked, 49 left */
+      {{0.004, 0.001, 0.995}, 2, 100, {0, 0, 100}},  /* small shares vanish */
+      {{0.00125, 0.99875, 0}, 1, 400, {1, 399, -1}}, /* last = 1: class 2 untouched */
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    int64_t cnt[3] = {-1, -1, -1};
+    fh_lips_class_counts(t[i].q, t[i].last, t[i].s, cnt);
+    for (int c = 0; c < 3; c++) assert_int_equal(cnt[c], t[i].want[c]);
+  }
+}
+
+/* The whole split: exactly s train and t test rows per client; a client's
+ * rows of a class are distinct while the class pool suffices, drawn with
+ * replacement only when it does not; clients overlap; client k's rows do not
+ * depend on how many other clients there are (each draws on its own); the
+ * train and test counts come from one q; alpha 0.1 gives few classes. */
+static void test_lips_split(void **state) {
+  (void)state;
+  const int C = 10, K = 100;
+  const int64_t n = 6000, m = 1000; /* 600 train and about 100 test rows per class */
+  int32_t *y = make_labels(n, C, 21, 0), *yt = make_labels(m, C, 22, 0);
+  const char *sets[] = {"partition.method=lips", "partition.samples_per_client=100", "partition.alpha=0.1",
+                        "partition.test_per_client=400"};
+  fh_config *cfg = make_cfg(sets, 4);
+  fh_client_rows tr, te, half;
+  train_ok(cfg, 3, y, n, C, K, &tr);
+  assert_int_equal(fh_partition_test(cfg, 3, &tr, y, yt, m, C, NULL, &te), 0);
+  check_rows(&tr, K, n, 0);
+  check_rows(&te, K, m, 0);
+  int64_t size[10] = {0}, tsize[10] = {0};
+  for (int64_t i = 0; i < n; i++) size[y[i]]++;
+  for (int64_t i = 0; i < m; i++) tsize[yt[i]]++;
+  int64_t *a = fh_partition_counts(&tr, y, C), *b = fh_partition_counts(&te, yt, C);
+  int *uses = calloc((size_t)n, sizeof(int));
+  int repeats_test = 0;
+  double classes = 0;
+  for (int k = 0; k < K; k++) {
+    assert_int_equal(client_n(&tr, k), 100);
+    assert_int_equal(client_n(&te, k), 400);
+    /* train: no repeated row within a client (every class pool holds 600) */
+    for (int64_t i = tr.offsets[k] + 1; i < tr.offsets[k + 1]; i++) assert_true(tr.rows[i] > tr.rows[i - 1]);
+    for (int64_t i = tr.offsets[k]; i < tr.offsets[k + 1]; i++) uses[tr.rows[i]]++;
+    /* test: a class asked for more than its pool repeats rows, else none */
+    for (int64_t i = te.offsets[k] + 1; i < te.offsets[k + 1]; i++)
+      if (te.rows[i] == te.rows[i - 1]) {
+        assert_true(b[k * C + yt[te.rows[i]]] > tsize[yt[te.rows[i]]]);
+        repeats_test++;
+      }
+    /* one q: wherever neither split has reached its total yet (no cap),
+     * |cnt - s q| <= 1/2 in both, so the shares agree within the rounding */
+    int64_t ca = 0, cb = 0;
+    for (int c = 0; c < C - 1; c++) {
+      ca += a[k * C + c];
+      cb += b[k * C + c];
+      if (ca >= 100 || cb >= 400) break;
+      double lo = ((double)a[k * C + c] - 0.5) / 100, hi = ((double)a[k * C + c] + 0.5) / 100;
+      assert_true((double)b[k * C + c] >= 400 * lo - 0.5 - 1e-9);
+      assert_true((double)b[k * C + c] <= 400 * hi + 0.5 + 1e-9);
+    }
+    for (int c = 0; c < C; c++) classes += a[k * C + c] > 0;
+  }
+  assert_true(repeats_test > 0); /* 400 rows with alpha 0.1 exceed some 100-row class pools */
+  int shared = 0;
+  for (int64_t i = 0; i < n; i++) shared += uses[i] > 1;
+  assert_true(shared > 0); /* 10,000 draws from 6,000 rows: clients overlap */
+  /* alpha 0.1: a class appears when q_c >= 0.005; q_c ~ Beta(0.1, 0.9) puts
+   * about 42% of its mass there, so about 4.2 of 10 classes per client */
+  assert_true(classes / K > 3 && classes / K < 5.5);
+  /* client k's draw is its own: the first 50 of 100 clients hold the same
+   * rows when there are only 50 */
+  train_ok(cfg, 3, y, n, C, 50, &half);
+  assert_memory_equal(half.rows, tr.rows, (size_t)half.offsets[50] * sizeof(int64_t));
+  fh_client_rows_free(&half);
+  /* a class with no rows is never asked for */
+  for (int64_t i = 0; i < n; i++)
+    if (y[i] == 9) y[i] = 8;
+  train_ok(cfg, 3, y, n, C, K, &half);
+  int64_t *h = fh_partition_counts(&half, y, C);
+  for (int k = 0; k < K; k++) {
+    assert_int_equal(h[k * C + 9], 0);
+    assert_int_equal(client_n(&half, k), 100);
+  }
+  free(h);
+  fh_client_rows_free(&half);
+  /* the test rows are required */
+  const char *no_test[] = {"partition.method=lips"};
+  fh_config *bad = make_cfg(no_test, 1);
+  const char *needles[] = {"partition.method = lips", "partition.test_per_client", NULL};
+  expect_error(fh_partition_train(bad, 3, y, n, C, K, NULL, &half), FH_ERR_CONFIG, needles);
+  fh_config_free(bad);
+  free(uses);
+  free(a);
+  free(b);
+  fh_client_rows_free(&tr);
+  fh_client_rows_free(&te);
+  fh_config_free(cfg);
+  free(y);
+  free(yt);
 }
 
 /* ---- twoclass -------------------------------------------------------------------- */
@@ -802,6 +917,8 @@ int main(void) {
       cmocka_unit_test(test_dirichlet_min_size),
       cmocka_unit_test(test_shards_exact_classes),
       cmocka_unit_test(test_lowdata_fixed_count),
+      cmocka_unit_test(test_lips_counts_rule),
+      cmocka_unit_test(test_lips_split),
       cmocka_unit_test(test_twoclass),
       cmocka_unit_test(test_twoclass_share),
       cmocka_unit_test(test_quantity),
