@@ -53,12 +53,28 @@
  * evaluation mode (fl/blocks/gn_head.h), the classifier's from the features of R's
  * pass.
  *
+ * CRD (augfl.crd_weight > 0; the default R is the authors' 1 CE + 0 KL +
+ * 0.8 CRD): R gains a_crd CRD(f, f_PM) (fl/blocks/crd.h): the features are
+ * embedded by two linear heads, L2-normalised and contrasted against memory
+ * banks of every server row's embeddings, K negatives per row drawn from rows
+ * of other classes (stream (seed, FH_RNG_ALGORITHM, 2^31 + row, pass)). Its
+ * feature gradient joins R's backward through the meta-model. Once per round,
+ * after the pass at theta^t: the heads take one SGD step of augfl.crd_lr on
+ * their CRD gradient (summed with g_R), and every row's memory moves to
+ * norm(m M + (1 - m) v) from this pass's embeddings. Z is set at the first
+ * chunk of shard 0 in the first pass. Heads, banks, Z and the pass count are
+ * server state; the second-order step leaves CRD out of H (g_R only).
+ *
  * State: per client the dual y_i [nparams] and the counter k_i (client store,
  * so they survive checkpoints); nothing else lasts beyond a round. Buffers
- * (BatchNorm statistics) average over the sources. Evaluation: source clients
- * personalise with one full-batch SGD step of rate alpha (client_model); the
+ * (BatchNorm statistics): augfl.bn_buffers = local (the authors': only
+ * parameters() travel) keeps each source's own in the client store and never
+ * moves the global model's; averaged gives the global model the sources'
+ * mean. Evaluation: source clients personalise with one full-batch SGD step
+ * of rate alpha (client_model, from their own statistics when local); the
  * target clients are eval.holdout_clients with eval.adapt_steps = 1 and
- * eval.adapt_lr = alpha, as the authors evaluate. */
+ * eval.adapt_lr = alpha, as the authors evaluate, scored with the batch
+ * statistics of their test split (eval.target_bn = train, the authors'). */
 #include "fl/alg/augfl.h"
 
 #include <math.h>
@@ -104,6 +120,9 @@ static const fh_key_spec augfl_keys[] = {
     {"augfl.crd_lr", FH_T_REAL, "1", 0, 1e6, NULL,
      "CRD: step size of the embedding heads' one SGD step per round on R's CRD term (ours; the authors take "
      "one epoch of momentum SGD at 0.002 per round)"},
+    {"augfl.bn_buffers", FH_T_ENUM, "local", 0, 0, "local|averaged",
+     "BatchNorm running statistics: each source keeps its own and the global model's never move (local, the "
+     "authors': only parameters() travel), or the global model takes the sources' mean (averaged)"},
     {"augfl.batch", FH_T_INT, "0", 0, 1 << 30, NULL,
      "rows of D^tr and of D^te a client step uses, drawn per round; 0 = all (full batch, as the authors)"},
     {"augfl.server_batch", FH_T_INT, "128", 1, 1 << 20, NULL,
@@ -137,6 +156,7 @@ typedef struct {
   int N;                   /* source clients                               */
   double ntotal;           /* sum of n_i over the sources                  */
   int fy, fk;              /* client-store fields y_i, k_i                 */
+  int bn_local, fb;        /* augfl.bn_buffers = local; the field of a source's buffers [nb] (-1: none) */
   size_t np, nb;
   float *ghat;             /* [np]                                         */
   float *contrib;          /* [model_n] u_i | buffers                      */
@@ -434,6 +454,9 @@ static int augfl_setup(fh_run *run) {
   s->ntotal = (double)ntot;
   FH_TRY(fh_client_store_field(run->state, "augfl.y", FH_STATE_F32, s->np, &s->fy));
   FH_TRY(fh_client_store_field(run->state, "augfl.k", FH_STATE_I32, 1, &s->fk));
+  s->bn_local = fh_cfg_enum(cfg, "augfl.bn_buffers") == 0; /* local|averaged */
+  s->fb = -1;
+  if (s->bn_local && s->nb > 0) FH_TRY(fh_client_store_field(run->state, "augfl.buffers", FH_STATE_F32, s->nb, &s->fb));
   if (s->sgd.iterations > 0)
     return FH_FAIL(FH_ERR_CONFIG, "run.algorithm = augfl takes one ADMM step per client and round (augfl.batch sets "
                                   "its rows); train.iterations = %lld is not honoured: remove it",
@@ -485,6 +508,9 @@ static int augfl_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_
   const float delta = (float)(1.0 / (10.0 * k[0] + 100.0));
   const double w = (double)(tr->n + te->n) / s->ntotal, rho = s->rho;
   fh_model_load_state(c->model, theta);
+  int fresh = 1;
+  float *buf = s->fb >= 0 ? fh_client_store_acquire(run->state, s->fb, c->id, &fresh) : NULL;
+  if (buf && !fresh) memcpy(fh_model_buffers(c->model), buf, s->nb * sizeof(float)); /* its own statistics */
   rep->weight = (double)(tr->n + te->n);
   rep->train_loss = 0;
   int rc = 0;
@@ -515,18 +541,28 @@ static int augfl_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_
     }
     if (mn > np) memcpy(s->contrib + np, fh_model_buffers(c->model), (mn - np) * sizeof(float));
   }
+  if (buf && rc == 0) memcpy(buf, fh_model_buffers(c->model), s->nb * sizeof(float));
+  int rc_b = buf ? fh_client_store_release(run->state, s->fb, c->id, rc == 0) : 0;
   int rc_y = fh_client_store_release(run->state, s->fy, c->id, rc == 0);
   int rc_k = fh_client_store_release(run->state, s->fk, c->id, rc == 0);
   FH_TRY(rc);
+  FH_TRY(rc_b);
   FH_TRY(rc_y);
   FH_TRY(rc_k);
   return fh_accum_add(acc, s->contrib, 1.0);
 }
 
-/* One full-batch SGD step of rate alpha on the client's train split. */
+/* One full-batch SGD step of rate alpha on the client's train split (with
+ * augfl.bn_buffers = local from the source's own BatchNorm statistics). */
 static int augfl_client_model(fh_run *run, fh_client_ctx *c) {
   augfl_state *s = run->alg_state;
   fh_model_load_state(c->model, run->global);
+  if (s->fb >= 0 && !fh_run_is_holdout(run, c->id)) {
+    int fresh = 1;
+    const float *buf = fh_client_store_acquire(run->state, s->fb, c->id, &fresh);
+    if (!fresh) memcpy(fh_model_buffers(c->model), buf, s->nb * sizeof(float));
+    FH_TRY(fh_client_store_release(run->state, s->fb, c->id, 0));
+  }
   fh_rng rng;
   fh_rng_init(&rng, run->seed, FH_RNG_ALGORITHM, (uint32_t)c->id, (uint32_t)c->round);
   return fh_local_sgd_adapt(&s->sgd, c->model, &c->data->train, 1, 0, s->alpha, &rng);
@@ -725,7 +761,8 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
 }
 
 /* Rank 0: theta^{t+1} = (sum u_i - lambda g_R) / (N rho); the classifier
- * theta^t + Delta with the second-order step; buffers the sources' mean. */
+ * theta^t + Delta with the second-order step; buffers the sources' mean
+ * (augfl.bn_buffers = averaged) or unchanged (local). */
 static int augfl_server_step(fh_run *run, const fh_accum *acc) {
   augfl_state *s = run->alg_state;
   const double nrho = (double)s->N * s->rho, inv = 1.0 / acc->scale;
@@ -738,7 +775,8 @@ static int augfl_server_step(fh_run *run, const fh_accum *acc) {
     const double reg = s->server ? (double)s->lambda * s->gR[i] : 0.0;
     g[i] = (float)(((double)acc->sum[i] * inv - reg) / nrho);
   }
-  for (size_t i = s->np; i < run->model_n; i++) g[i] = (float)((double)acc->sum[i] * inv / s->N);
+  if (!s->bn_local) /* local: the global model's statistics stay where they started */
+    for (size_t i = s->np; i < run->model_n; i++) g[i] = (float)((double)acc->sum[i] * inv / s->N);
   return 0;
 }
 
