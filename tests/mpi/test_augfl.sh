@@ -3,7 +3,8 @@
 # - the final model and every metric are bitwise identical on 1, 2 and 3
 #   ranks, with full-batch and with minibatch client steps, without the
 #   pretrained model (lambda = 0, ADMM-FedMeta), with the default R (CE + CRD,
-#   the authors' weights; 64 negatives, 32-wide embeddings to stay short),
+#   the authors' weights; 64 negatives, 32-wide embeddings to stay short, the
+#   heads stepped each round),
 #   with KD instead of CRD, and with the feature hint; the target clients
 #   (held-out) and the sources' personalised accuracy are measured;
 # - a run checkpointed after round 4 and resumed on another rank count to
@@ -21,7 +22,7 @@ source "$(dirname "$0")/checkpoint_lib.sh"
 deck="$SRC_DIR/input/augfl_digits.ini"
 common=(--set output.dir="$TMP" --set data.path="$SRC_DIR/input/digits.h5" --set data.server_shards=6
         --set pm.hidden=64 --set pm.path="$TMP/pm.h5" --set run.rounds=6 --set run.eval_every=2
-        --set augfl.crd_k=64 --set augfl.crd_dim=32)
+        --set augfl.crd_k=64 --set augfl.crd_dim=32 --set augfl.crd_lr=0.05)
 fh_mpirun 2 pretrain "$deck" "${common[@]}" --set pretrain.epochs=4 >"$TMP/pretrain.log" 2>&1 \
   || { cat "$TMP/pretrain.log"; fail "pretrain"; }
 

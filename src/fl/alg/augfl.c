@@ -117,9 +117,10 @@ static const fh_key_spec augfl_keys[] = {
     {"augfl.crd_dim", FH_T_INT, "128", 1, 1 << 16, NULL, "CRD: width of the two embeddings (feat_dim)"},
     {"augfl.crd_t", FH_T_REAL, "0.07", 1e-6, 1e6, NULL, "CRD: temperature of the NCE scores (nce_t)"},
     {"augfl.crd_momentum", FH_T_REAL, "0.5", 0, 1, NULL, "CRD: momentum of the memory banks (nce_m)"},
-    {"augfl.crd_lr", FH_T_REAL, "1", 0, 1e6, NULL,
-     "CRD: step size of the embedding heads' one SGD step per round on R's CRD term (ours; the authors take "
-     "one epoch of momentum SGD at 0.002 per round)"},
+    {"augfl.crd_lr", FH_T_REAL, "0", 0, 1e6, NULL,
+     "CRD: step size of the embedding heads' one SGD step per round on R's CRD term; 0 = the heads stay at "
+     "their first draw (ours: the authors take one epoch of momentum SGD at 0.002 per round; one step per round "
+     "of 0.002 to 1 diverged on Fashion-MNIST with their CNN, docs/augfl.md)"},
     {"augfl.bn_buffers", FH_T_ENUM, "local", 0, 0, "local|averaged",
      "BatchNorm running statistics: each source keeps its own and the global model's never move (local, the "
      "authors': only parameters() travel), or the global model takes the sources' mean (averaged)"},
