@@ -5,7 +5,7 @@
 # from the raw Fashion-MNIST files, the normalisation (x / 255 - 0.2860) /
 # 0.3530, the clients' row lists and target ids that `fedhpc partition` writes
 # into partition.h5, and the MLP's forward and cross-entropy gradient written
-# out by hand; the pooled count of correct target rows must equal the run's
+# out by hand (the deck with an MLP 784-256-10 as meta-model); the pooled count of correct target rows must equal the run's
 # holdout/accuracy times the targets' test rows, and a step of another size
 # must not score the same logits. Also: partition.h5's row lists give the
 # counts it stores, and its targets are 10 of the 50 clients.
@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib.sh"
 FMNIST=/usr/share/datasets/fashion-mnist
 [[ -f $FMNIST/train-images-idx3-ubyte.gz ]] || { echo "skip: $FMNIST missing"; exit 77; }
 deck="$SRC_DIR/input/augfl_fmnist.ini"
-common=(--set output.dir="$TMP" --set augfl.lambda=0 --set run.rounds=3 --set run.eval_every=3
+common=(--set output.dir="$TMP" --set augfl.lambda=0 --set model.arch=mlp --set model.hidden=256 --set run.rounds=3 --set run.eval_every=3
         --set eval.global_test=false --set output.name=r)
 fh_mpirun 1 partition "$deck" "${common[@]}" >"$TMP/p.log" 2>&1 || { cat "$TMP/p.log"; fail "partition"; }
 fh_mpirun 2 run "$deck" "${common[@]}" >"$TMP/r.log" 2>&1 || { cat "$TMP/r.log"; fail "run"; }
