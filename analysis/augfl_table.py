@@ -30,21 +30,25 @@ import runfiles  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-METHODS = ["FedAvg (+1 step)", "Per-FedAvg", "AugFL without PM", "AugFL", "AugFL second-order",
-           "AugFL second-order (model)"]
+METHODS = ["FedAvg (+1 step)", "Per-FedAvg", "First-order MAML", "AugFL without PM", "AugFL",
+           "AugFL second-order", "AugFL second-order (model)"]
 # made by --print-commands (the whole-model step only for small models: --whole-model)
-DEFAULT_METHODS = METHODS[:5]
+DEFAULT_METHODS = METHODS[:6]
 
 # deck overrides of each method on top of an AugFL deck
 METHOD_SETS = {
     "FedAvg (+1 step)": "--set run.algorithm=fedavg --set train.lr=0.05 --set train.epochs=1",
     "Per-FedAvg": "--set run.algorithm=perfedavg --set perfedavg.alpha=0.05 --set perfedavg.beta=0.05",
+    # the authors' train_maml: one step of alpha on D^tr, the gradient on D^te there, a step of alpha with it
+    "First-order MAML": "--set run.algorithm=perfedavg --set perfedavg.variant=fo --set perfedavg.alpha=0.05 "
+                        "--set perfedavg.beta=0.05",
     "AugFL without PM": "--set augfl.lambda=0",
     "AugFL": "",
     "AugFL second-order": "--set augfl.step=second_order",
     "AugFL second-order (model)": "--set augfl.step=second_order --set augfl.second_order_block=all",
 }
-METHOD_NAMES = {"FedAvg (+1 step)": "fedavg", "Per-FedAvg": "perfedavg", "AugFL without PM": "augfl_nopm",
+METHOD_NAMES = {"FedAvg (+1 step)": "fedavg", "Per-FedAvg": "perfedavg", "First-order MAML": "fomaml",
+                "AugFL without PM": "augfl_nopm",
                 "AugFL": "augfl", "AugFL second-order": "augfl_so", "AugFL second-order (model)": "augfl_som"}
 
 
@@ -93,15 +97,22 @@ def method_of(cfg):
     if alg == "fedavg":
         return "FedAvg (+1 step)"
     if alg == "perfedavg":
-        return "Per-FedAvg"
+        return "First-order MAML" if cfg.get("perfedavg", "variant", fallback="hf") == "fo" else "Per-FedAvg"
     if alg == "augfl":
         if float(cfg.get("augfl", "lambda", fallback="5")) == 0:
             return "AugFL without PM"
+        name = "AugFL"
         if cfg.get("augfl", "step", fallback="linear") == "second_order":
             if cfg.get("augfl", "second_order_block", fallback="head") == "all":
-                return "AugFL second-order (model)"
-            return "AugFL second-order"
-        return "AugFL"
+                name = "AugFL second-order (model)"
+            else:
+                name = "AugFL second-order"
+        # settings off the authors' (lambda 5, R = 1 CE + 0 KL + 0.8 CRD) name the row
+        off = [f"{label} {float(cfg.get('augfl', key, fallback=d)):g}"
+               for key, label, d in (("lambda", "lambda", "5"), ("gamma", "CE", "1"), ("kd_weight", "KL", "0"),
+                                     ("crd_weight", "CRD", "0.8"))
+               if float(cfg.get("augfl", key, fallback=d)) != float(d)]
+        return f"{name} ({', '.join(off)})" if off else name
     return alg
 
 

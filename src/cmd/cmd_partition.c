@@ -24,6 +24,7 @@
 #include "data/partition.h"
 #include "data/server_split.h"
 #include "data/source.h"
+#include "fl/evaluate.h"
 
 /* ---- labels of the deck's dataset ------------------------------------------------ */
 
@@ -92,7 +93,11 @@ static int partition_deck(const fh_config *cfg, const char *out_path) {
     free(held);
     fh_info("  partitioned in %.1f ms (train %.1f ms, test %.1f ms)", 1e3 * (t2 - t0), 1e3 * (t1 - t0),
             1e3 * (t2 - t1));
-    rc = fh_partition_write(path, cfg, method, tc, sc, K, src->num_classes);
+    int *hold = NULL, nhold = 0;
+    rc = fh_holdout_draw(cfg, seed, K, &hold, &nhold);
+    if (rc == 0)
+      rc = fh_partition_write_rows(path, cfg, method, tc, sc, K, src->num_classes, &train, &test, hold, nhold);
+    free(hold);
     if (rc == 0) fh_info("wrote %s", path);
   }
   free(tc);

@@ -98,5 +98,13 @@ void fh_partition_print(const char *method, const fh_partition_stats *s);
  * FH_ERR_OUTPUT naming the file. */
 int fh_partition_write(const char *path, const fh_config *cfg, const char *method, const int64_t *train_counts,
                        const int64_t *test_counts, int num_clients, int num_classes);
+/* The same plus each client's rows (when train / test are not NULL):
+ * train_offsets, test_offsets [K + 1] and train_rows, test_rows int64, client
+ * k's rows of the train (test) pool being rows[offsets[k] .. offsets[k + 1]);
+ * and holdout_clients [nholdout] int (the
+ * clients eval.holdout_clients holds out, when holdout is not NULL). */
+int fh_partition_write_rows(const char *path, const fh_config *cfg, const char *method, const int64_t *train_counts,
+                            const int64_t *test_counts, int num_clients, int num_classes, const fh_client_rows *train,
+                            const fh_client_rows *test, const int *holdout, int nholdout);
 
 #endif

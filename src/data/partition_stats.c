@@ -106,6 +106,23 @@ void fh_partition_print(const char *method, const fh_partition_stats *s) {
 
 int fh_partition_write(const char *path, const fh_config *cfg, const char *method, const int64_t *train_counts,
                        const int64_t *test_counts, int K, int C) {
+  return fh_partition_write_rows(path, cfg, method, train_counts, test_counts, K, C, NULL, NULL, NULL, 0);
+}
+
+/* One client_rows as <what>_offsets [K + 1] and <what>_rows [total]. */
+static int write_rows(hid_t f, const char *what, const fh_client_rows *r) {
+  char name[64];
+  hsize_t n = (hsize_t)r->num_clients + 1, m = (hsize_t)r->offsets[r->num_clients];
+  snprintf(name, sizeof name, "%s_offsets", what);
+  FH_TRY(fh_h5_write(f, name, H5T_NATIVE_INT64, 1, &n, r->offsets));
+  snprintf(name, sizeof name, "%s_rows", what);
+  const int64_t none = 0;
+  return fh_h5_write(f, name, H5T_NATIVE_INT64, 1, &m, m ? r->rows : &none);
+}
+
+int fh_partition_write_rows(const char *path, const fh_config *cfg, const char *method, const int64_t *train_counts,
+                            const int64_t *test_counts, int K, int C, const fh_client_rows *train,
+                            const fh_client_rows *test, const int *holdout, int nholdout) {
   hid_t f = fh_h5_mem_create(); /* written to disk whole by fh_h5_mem_commit */
   if (f < 0) return FH_FAIL(FH_ERR_RUNTIME, "%s: cannot create the file in memory", path);
   hsize_t dims[2] = {(hsize_t)K, (hsize_t)C};
@@ -117,6 +134,13 @@ int fh_partition_write(const char *path, const fh_config *cfg, const char *metho
   if (rc == 0) rc = fh_h5_attr_int(f, "num_clients", K);
   if (rc == 0) rc = fh_h5_attr_int(f, "num_classes", C);
   if (rc == 0) rc = fh_h5_attr_int(f, "seed", fh_cfg_int(cfg, "run.seed"));
+  if (rc == 0 && train) rc = write_rows(f, "train", train);
+  if (rc == 0 && test) rc = write_rows(f, "test", test);
+  if (rc == 0 && holdout) {
+    hsize_t n = (hsize_t)nholdout;
+    const int none = 0;
+    rc = fh_h5_write(f, "holdout_clients", H5T_NATIVE_INT, 1, &n, nholdout ? holdout : &none);
+  }
   free(ini);
   if (rc == 0) return fh_h5_mem_commit(f, path); /* its errors name path and the cause */
   H5Fclose(f); /* in memory: nothing reached the disk */

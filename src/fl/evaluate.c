@@ -35,6 +35,9 @@ const fh_key_spec fh_eval_keys[] = {
     {"eval.adapt_lr", FH_T_REAL, "0", 0, 1e6, NULL, "learning rate of the adaptation; 0 = train.lr"},
     {"eval.adapt_batch", FH_T_INT, "0", 0, 1 << 20, NULL,
      "minibatch of an adaptation step; 0 = the client's whole train split"},
+    {"eval.target_bn", FH_T_ENUM, "train", 0, 0, "train|eval",
+     "BatchNorm when a held-out client scores its adapted model on its test split: the batch statistics of "
+     "that split (train, as AugFL's authors score their targets) or the running statistics (eval)"},
     FH_KEYS_END};
 
 /* ---- configuration ------------------------------------------------------------ */
@@ -114,6 +117,7 @@ struct fh_evaluator {
   int nsegs;
   long long cs_offset, cs_total; /* this rank's block of the stream, its length */
   float *probs;                  /* [C] one row's softmax                */
+  int target_train;              /* held-out clients score in training mode */
   /* global test set */
   int global_test;
   long long gt_offset, gt_total; /* this rank's block in the whole set   */
@@ -150,6 +154,7 @@ int fh_evaluator_create(fh_evaluator **out, fh_run *run) {
   ev->adapt_steps = (int)fh_cfg_int(cfg, "eval.adapt_steps");
   ev->adapt_batch = (int)fh_cfg_int(cfg, "eval.adapt_batch");
   ev->adapt_lr = (float)(fh_cfg_real(cfg, "eval.adapt_lr") > 0 ? fh_cfg_real(cfg, "eval.adapt_lr") : lr);
+  ev->target_train = fh_cfg_enum(cfg, "eval.target_bn") == 0; /* train|eval */
   ev->on[MODE_GLOBAL] = has_global;
   ev->on[MODE_PERSONAL] = fh_run_has_client_model(run) || run->alg->client_evaluate != NULL;
   ev->on[MODE_FINETUNE] = has_global && (ev->ft_steps > 0 || ev->ft_epochs > 0);
@@ -208,11 +213,35 @@ static double eval_split(fh_model *m, const fh_split *sp, int dim, int evb, doub
   return correct;
 }
 
-/* The model's test-split result for client k into mode's rows. */
+/* The same in training mode: each eval batch normalised by its own
+ * statistics (the model's running statistics move; the caller reloads it). */
+static double eval_split_train(fh_model *m, const fh_split *sp, int dim, int evb, int C, double *loss) {
+  double correct = 0;
+  if (evb > fh_model_max_batch(m)) evb = fh_model_max_batch(m);
+  float *p = fh_malloc((size_t)evb * C * sizeof(float));
+  for (int s = 0; s < sp->n; s += evb) {
+    const int B = sp->n - s < evb ? sp->n - s : evb;
+    const float *z = fh_model_forward(m, sp->x + (size_t)s * dim, B, 1);
+    *loss += fh_softmax_ce_forward(p, z, sp->y + s, B, C) * B;
+    for (int b = 0; b < B; b++) {
+      int best = 0; /* strict > keeps the lowest index on ties, as fh_model_evaluate */
+      for (int j = 1; j < C; j++)
+        if (z[(size_t)b * C + j] > z[(size_t)b * C + best]) best = j;
+      correct += best == sp->y[s + b];
+    }
+  }
+  free(p);
+  return correct;
+}
+
+/* The model's test-split result for client k into mode's rows (held-out
+ * clients in training mode with eval.target_bn = train). */
 static void record_test(fh_evaluator *ev, int mode, fh_model *m, const fh_client_data *cd) {
   double loss = 0;
   double *t = ev->table + (size_t)ev->row[mode] * ev->K;
-  t[(size_t)COL_CORRECT * ev->K + cd->id] = eval_split(m, &cd->test, ev->dim, ev->evb, &loss);
+  t[(size_t)COL_CORRECT * ev->K + cd->id] = mode == MODE_HOLDOUT && ev->target_train
+                                                ? eval_split_train(m, &cd->test, ev->dim, ev->evb, ev->C, &loss)
+                                                : eval_split(m, &cd->test, ev->dim, ev->evb, &loss);
   t[(size_t)COL_COUNT * ev->K + cd->id] = cd->test.n;
   t[(size_t)COL_LOSS * ev->K + cd->id] = loss;
 }

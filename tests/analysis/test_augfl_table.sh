@@ -1,6 +1,6 @@
 #!/bin/bash
-# analysis/augfl_table.py: --print-commands gives the pretraining and the five
-# methods per seed (six with --whole-model); on real short runs (digits, two seeds, FedAvg and AugFL)
+# analysis/augfl_table.py: --print-commands gives the pretraining and the six
+# methods per seed (seven with --whole-model); on real short runs (digits, two seeds, FedAvg and AugFL)
 # the table has one row per method with both seeds, the target clients'
 # accuracy as mean ± spread, and AugFL's server time; a folder without a
 # metrics.h5 is exit 2 with one line.
@@ -16,19 +16,21 @@ fail() { echo "FAIL: $*"; exit 1; }
 pass() { echo "ok:   $*"; }
 
 cmds=$(/usr/bin/python3 "$TABLE" --print-commands input/augfl_digits.ini --seeds 1,2,3 --out-dir "$TMP/r")
-[[ $(grep -c " pretrain " <<<"$cmds") -eq 3 && $(grep -c " run " <<<"$cmds") -eq 15 ]] || { echo "$cmds"; fail "commands"; }
+[[ $(grep -c " pretrain " <<<"$cmds") -eq 3 && $(grep -c " run " <<<"$cmds") -eq 18 ]] || { echo "$cmds"; fail "commands"; }
 grep -q "augfl.step=second_order --set output.name=augfl_digits_augfl_so_s2" <<<"$cmds" || fail "second-order command"
-pass "--print-commands: 3 pretrainings and 15 runs"
+grep -q "perfedavg.variant=fo .*--set output.name=augfl_digits_fomaml_s1" <<<"$cmds" || fail "first-order MAML command"
+pass "--print-commands: 3 pretrainings and 18 runs"
 cmds=$(/usr/bin/python3 "$TABLE" --print-commands input/augfl_digits.ini --seeds 1,2,3 --out-dir "$TMP/r" --whole-model)
-[[ $(grep -c " run " <<<"$cmds") -eq 18 ]] || { echo "$cmds"; fail "--whole-model commands"; }
+[[ $(grep -c " run " <<<"$cmds") -eq 21 ]] || { echo "$cmds"; fail "--whole-model commands"; }
 grep -q "augfl.second_order_block=all --set output.name=augfl_digits_augfl_som_s3" <<<"$cmds" || fail "whole-model command"
-pass "--print-commands --whole-model: 18 runs"
+pass "--print-commands --whole-model: 21 runs"
 
 run() { timeout 120 "$MPIRUN" --allow-run-as-root --oversubscribe -np 2 -x OPENBLAS_NUM_THREADS=1 "$FEDHPC" "$@"; }
 deck="$SRC_DIR/input/augfl_digits.ini"
 for seed in 1 2; do
   common=(--set run.seed=$seed --set pm.path="$TMP/pm$seed.h5" --set output.dir="$TMP" --set run.rounds=4
-          --set run.eval_every=2 --set data.path="$SRC_DIR/input/digits.h5" --set pm.hidden=32)
+          --set run.eval_every=2 --set data.path="$SRC_DIR/input/digits.h5" --set pm.hidden=32
+          --set augfl.crd_k=256)
   run pretrain "$deck" "${common[@]}" --set pretrain.epochs=2 >"$TMP/log" 2>&1 || { cat "$TMP/log"; fail "pretrain"; }
   run run "$deck" "${common[@]}" --set output.name=augfl_s$seed >"$TMP/log" 2>&1 || { cat "$TMP/log"; fail "augfl"; }
   run run "$deck" "${common[@]}" --set run.algorithm=fedavg --set output.name=fedavg_s$seed >"$TMP/log" 2>&1 \

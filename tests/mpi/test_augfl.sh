@@ -2,10 +2,14 @@
 # AugFL on the scaled-down digits deck (a pretrained model made first):
 # - the final model and every metric are bitwise identical on 1, 2 and 3
 #   ranks, with full-batch and with minibatch client steps, without the
-#   pretrained model (lambda = 0, ADMM-FedMeta), and with the feature hint; the target clients
+#   pretrained model (lambda = 0, ADMM-FedMeta), with the default R (CE + CRD,
+#   the authors' weights; 64 negatives, 32-wide embeddings to stay short, the
+#   heads stepped each round),
+#   with KD instead of CRD, and with the feature hint; the target clients
 #   (held-out) and the sources' personalised accuracy are measured;
 # - a run checkpointed after round 4 and resumed on another rank count to
-#   round 6 equals the uninterrupted run (duals and counters in the checkpoint),
+#   round 6 equals the uninterrupted run (duals and counters in the checkpoint;
+#   CRD's heads, memory banks, Z and pass count as server state),
 #   also with the feature-hint term, whose connector is server state;
 # - the second-order server step (ScaLAPACK on 2 and 4 ranks, LAPACK on 1)
 #   gives the same model on 1, 2 and 4 ranks to rounding, and not the
@@ -17,7 +21,8 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/checkpoint_lib.sh"
 deck="$SRC_DIR/input/augfl_digits.ini"
 common=(--set output.dir="$TMP" --set data.path="$SRC_DIR/input/digits.h5" --set data.server_shards=6
-        --set pm.hidden=64 --set pm.path="$TMP/pm.h5" --set run.rounds=6 --set run.eval_every=2)
+        --set pm.hidden=64 --set pm.path="$TMP/pm.h5" --set run.rounds=6 --set run.eval_every=2
+        --set augfl.crd_k=64 --set augfl.crd_dim=32 --set augfl.crd_lr=0.05)
 fh_mpirun 2 pretrain "$deck" "${common[@]}" --set pretrain.epochs=4 >"$TMP/pretrain.log" 2>&1 \
   || { cat "$TMP/pretrain.log"; fail "pretrain"; }
 
@@ -31,7 +36,7 @@ measured() { # measured RUN MODE...: the last value of each mode is a number in 
 }
 
 # name|settings|rank counts
-cases=("pm||1 2 3" "minibatch|--set augfl.batch=6|1 3" "nopm|--set augfl.lambda=0|1 2"
+cases=("pm||1 2 3" "kd|--set augfl.kd_weight=1 --set augfl.crd_weight=0|1 2" "minibatch|--set augfl.batch=6|1 3" "nopm|--set augfl.lambda=0|1 2"
        "hint|--set augfl.hint_weight=0.5|1 3")
 for spec in "${cases[@]}"; do
   IFS='|' read -r name settings nps <<<"$spec"
@@ -47,6 +52,11 @@ for spec in "${cases[@]}"; do
   ok "$name: bitwise identical on $nps ranks"
 done
 grep -q "no PM: ADMM-FedMeta" "$TMP/nopm_np1.log" || fail "lambda = 0 is not reported as ADMM-FedMeta"
+grep -q "CRD a_crd = 0.8: heads 32 -> 32 and 64 -> 32, 64 negatives per row" "$TMP/pm_np1.log" \
+  || { cat "$TMP/pm_np1.log"; fail "the default R has no CRD line"; }
+grep -q "R = 1 CE + 0 T^2 KL (T = 4) + a_crd CRD" "$TMP/pm_np1.log" || fail "the default R is not 1 CE + 0 KL + CRD"
+grep -q "CRD a_crd" "$TMP/kd_np1.log" && fail "augfl.crd_weight = 0 still runs CRD"
+"$PY" "$(dirname "$0")/compare_runs.py" "$TMP" pm_np1 kd_np1 >/dev/null 2>&1 && fail "CRD and KD give the same run"
 
 # checkpoint after round 4 on 2 ranks, resume to round 6 on 3
 fh_mpirun 2 run "$deck" "${common[@]}" --set run.rounds=4 --set checkpoint.every=2 --set output.name=resumed \

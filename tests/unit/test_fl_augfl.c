@@ -423,10 +423,10 @@ static float *server_vec(fh_run *run, const char *name) {
  * with hint_lr = 1 one server pass moves it by minus its gradient. */
 static void test_hint_gradient(void **state) {
   (void)state;
-  const char *extra[] = {"augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.temperature=3",
+  const char *extra[] = {"augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.crd_weight=0", "augfl.temperature=3",
                          "augfl.hint_weight=3", "augfl.hint_lr=0"};
   fh_config *cfg;
-  fh_run *run = augfl_run(&cfg, 1, extra, 6);
+  fh_run *run = augfl_run(&cfg, 1, extra, 7);
   const size_t np = fh_model_nparams(run->model);
   fh_accum acc;
   fh_accum_create(&acc, run->payload_n, 32, run->map.num_clients);
@@ -442,10 +442,10 @@ static void test_hint_gradient(void **state) {
   float *conn0 = malloc(nconn * sizeof(float));
   memcpy(conn0, conn, nconn * sizeof(float));
   /* the connector's gradient: one more run with hint_lr = 1 from the same start */
-  const char *extra1[] = {"augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.temperature=3",
+  const char *extra1[] = {"augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.crd_weight=0", "augfl.temperature=3",
                           "augfl.hint_weight=3", "augfl.hint_lr=1"};
   fh_config *cfg1;
-  fh_run *run1 = augfl_run(&cfg1, 1, extra1, 6);
+  fh_run *run1 = augfl_run(&cfg1, 1, extra1, 7);
   assert_int_equal(run1->alg->server_collective(run1, &acc), 0);
   float *gconn = malloc(nconn * sizeof(float));
   const float *conn1 = server_vec(run1, "augfl.connector");
@@ -495,7 +495,7 @@ static void test_reg_gradient_resnet(void **state) {
   const char *sets[] = {"data.source=synthimg", "data.synthimg_train=100", "data.synthimg_test=10",
                         "data.server_fraction=0.1", "data.server_shards=2", "run.clients=4",
                         "partition.method=iid", "model.arch=resnet8x4", "pm.arch=resnet32x4", pmset,
-                        "augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.temperature=3",
+                        "augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.crd_weight=0", "augfl.temperature=3",
                         "augfl.server_bn=eval", "augfl.server_batch=4", "augfl.hint_weight=0.001", dir_set};
   const int nsets = (int)(sizeof sets / sizeof sets[0]);
   const fh_key_spec *tables[64];
@@ -574,9 +574,9 @@ static void test_reg_gradient_resnet(void **state) {
 
 static void test_reg_gradient(void **state) {
   (void)state;
-  const char *extra[] = {"augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.temperature=3"};
+  const char *extra[] = {"augfl.lambda=1", "augfl.gamma=0.5", "augfl.kd_weight=2", "augfl.crd_weight=0", "augfl.temperature=3"};
   fh_config *cfg;
-  fh_run *run = augfl_run(&cfg, 1, extra, 4);
+  fh_run *run = augfl_run(&cfg, 1, extra, 5);
   fh_accum acc;
   fh_accum_create(&acc, run->payload_n, 32, run->map.num_clients);
   fh_accum_zero(&acc); /* the server pass reads theta^t only; the sum is not needed for g_R */
@@ -623,6 +623,57 @@ static void test_reg_gradient(void **state) {
   fh_server_shards_free(&sh);
   fh_accum_destroy(&acc);
   rig_free(run, cfg);
+}
+
+/* R = CRD alone (gamma = kd = 0): its gradient through the meta-model
+ * against central differences of R. Banks fixed after the first pass
+ * (momentum 1: they are only normalised), heads fixed (crd_lr = 0), Z set in
+ * the first pass at theta^0: the second pass of every run then sees the same
+ * state and the same draws, so R is a function of theta alone there. */
+static const char *crd_extra[] = {"augfl.lambda=1", "augfl.gamma=0", "augfl.kd_weight=0", "augfl.crd_weight=1.5",
+                                  "augfl.crd_k=48", "augfl.crd_dim=16", "augfl.crd_momentum=1", "augfl.crd_lr=0"};
+
+static double crd_second_pass(size_t at, float delta, float *g_out, size_t np) {
+  fh_config *cfg;
+  fh_run *run = augfl_run(&cfg, 1, crd_extra, 8);
+  fh_accum acc;
+  fh_accum_create(&acc, run->payload_n, 32, run->map.num_clients);
+  fh_accum_zero(&acc);
+  assert_int_equal(run->alg->server_collective(run, &acc), 0);
+  const float *z = server_vec(run, "augfl.crd_z");
+  assert_non_null(z);
+  assert_true(z[0] > 0 && z[1] > 0);
+  if (at < np) run->global[at] += delta;
+  assert_int_equal(run->alg->server_collective(run, &acc), 0);
+  double R;
+  const float *g = fh_augfl_reg_grad(run, &R);
+  if (g_out) memcpy(g_out, g, np * sizeof(float));
+  fh_accum_destroy(&acc);
+  rig_free(run, cfg);
+  return R;
+}
+
+static void test_crd_gradient(void **state) {
+  (void)state;
+  fh_config *cfg;
+  fh_run *run = augfl_run(&cfg, 1, crd_extra, 8);
+  const size_t np = fh_model_nparams(run->model);
+  rig_free(run, cfg);
+  float *g = malloc(np * sizeof(float));
+  const double R = crd_second_pass(np, 0, g, np);
+  print_message("CRD R(theta^0) = %.6f\n", R);
+  assert_true(R > 0 && isfinite(R));
+  for (int pick = 0; pick < 4; pick++) {
+    size_t best = 0;
+    for (size_t i = 0; i < np; i++)
+      if (fabs(g[i]) > fabs(g[best])) best = i;
+    const float h = 1e-2f;
+    const double fd = (crd_second_pass(best, h, NULL, np) - crd_second_pass(best, -h, NULL, np)) / (2.0 * h);
+    print_message("dCRD/dtheta[%zu]: pass %.6g, central difference %.6g\n", best, (double)g[best], fd);
+    assert_true(fabs(fd - g[best]) < 0.03 * fabs(g[best]));
+    g[best] = 0;
+  }
+  free(g);
 }
 
 /* ---- the model pass ---------------------------------------------------------------- */
@@ -774,6 +825,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_identities_without_pm),
       cmocka_unit_test(test_identities_with_pm),
       cmocka_unit_test(test_reg_gradient),
+      cmocka_unit_test(test_crd_gradient),
       cmocka_unit_test(test_hint_gradient),
       cmocka_unit_test(test_reg_gradient_resnet),
       cmocka_unit_test(test_model_pass_resnet),

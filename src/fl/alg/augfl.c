@@ -53,12 +53,28 @@
  * evaluation mode (fl/blocks/gn_head.h), the classifier's from the features of R's
  * pass.
  *
+ * CRD (augfl.crd_weight > 0; the default R is the authors' 1 CE + 0 KL +
+ * 0.8 CRD): R gains a_crd CRD(f, f_PM) (fl/blocks/crd.h): the features are
+ * embedded by two linear heads, L2-normalised and contrasted against memory
+ * banks of every server row's embeddings, K negatives per row drawn from rows
+ * of other classes (stream (seed, FH_RNG_ALGORITHM, 2^31 + row, pass)). Its
+ * feature gradient joins R's backward through the meta-model. Once per round,
+ * after the pass at theta^t: the heads take one SGD step of augfl.crd_lr on
+ * their CRD gradient (summed with g_R), and every row's memory moves to
+ * norm(m M + (1 - m) v) from this pass's embeddings. Z is set at the first
+ * chunk of shard 0 in the first pass. Heads, banks, Z and the pass count are
+ * server state; the second-order step leaves CRD out of H (g_R only).
+ *
  * State: per client the dual y_i [nparams] and the counter k_i (client store,
  * so they survive checkpoints); nothing else lasts beyond a round. Buffers
- * (BatchNorm statistics) average over the sources. Evaluation: source clients
- * personalise with one full-batch SGD step of rate alpha (client_model); the
+ * (BatchNorm statistics): augfl.bn_buffers = local (the authors': only
+ * parameters() travel) keeps each source's own in the client store and never
+ * moves the global model's; averaged gives the global model the sources'
+ * mean. Evaluation: source clients personalise with one full-batch SGD step
+ * of rate alpha (client_model, from their own statistics when local); the
  * target clients are eval.holdout_clients with eval.adapt_steps = 1 and
- * eval.adapt_lr = alpha, as the authors evaluate. */
+ * eval.adapt_lr = alpha, as the authors evaluate, scored with the batch
+ * statistics of their test split (eval.target_bn = train, the authors'). */
 #include "fl/alg/augfl.h"
 
 #include <math.h>
@@ -71,6 +87,7 @@
 #include "core/rng.h"
 #include "fl/algorithm.h"
 #include "fl/client_state.h"
+#include "fl/blocks/crd.h"
 #include "fl/blocks/gn_head.h"
 #include "fl/blocks/local_sgd.h"
 #include "fl/blocks/model_pass.h"
@@ -89,8 +106,24 @@ static const fh_key_spec augfl_keys[] = {
     {"augfl.lambda", FH_T_REAL, "5", 0, 1e9, NULL,
      "weight of the pretrained model's regulariser R; 0 = no PM (ADMM-FedMeta)"},
     {"augfl.temperature", FH_T_REAL, "4", 1e-6, 1e6, NULL, "distillation temperature T of R"},
-    {"augfl.gamma", FH_T_REAL, "1", 0, 1e6, NULL, "weight of R's cross-entropy on the server rows"},
-    {"augfl.kd_weight", FH_T_REAL, "1", 0, 1e6, NULL, "weight a_kd of R's T^2 KL to the PM's soft labels"},
+    {"augfl.gamma", FH_T_REAL, "1", 0, 1e6, NULL,
+     "weight of R's cross-entropy on the server rows (the authors' opt.gamma, 1)"},
+    {"augfl.kd_weight", FH_T_REAL, "0", 0, 1e6, NULL,
+     "weight a_kd of R's T^2 KL to the PM's soft labels (the authors' opt.alpha, 0)"},
+    {"augfl.crd_weight", FH_T_REAL, "0.8", 0, 1e6, NULL,
+     "weight of R's contrastive representation distillation term (the authors' opt.beta, 0.8); 0 = off"},
+    {"augfl.crd_k", FH_T_INT, "16384", 1, 1 << 24, NULL,
+     "CRD: negatives per row, drawn from the server rows of other classes (the authors' nce_k)"},
+    {"augfl.crd_dim", FH_T_INT, "128", 1, 1 << 16, NULL, "CRD: width of the two embeddings (feat_dim)"},
+    {"augfl.crd_t", FH_T_REAL, "0.07", 1e-6, 1e6, NULL, "CRD: temperature of the NCE scores (nce_t)"},
+    {"augfl.crd_momentum", FH_T_REAL, "0.5", 0, 1, NULL, "CRD: momentum of the memory banks (nce_m)"},
+    {"augfl.crd_lr", FH_T_REAL, "0", 0, 1e6, NULL,
+     "CRD: step size of the embedding heads' one SGD step per round on R's CRD term; 0 = the heads stay at "
+     "their first draw (ours: the authors take one epoch of momentum SGD at 0.002 per round; one step per round "
+     "of 0.002 to 1 diverged on Fashion-MNIST with their CNN, docs/augfl.md)"},
+    {"augfl.bn_buffers", FH_T_ENUM, "local", 0, 0, "local|averaged",
+     "BatchNorm running statistics: each source keeps its own and the global model's never move (local, the "
+     "authors': only parameters() travel), or the global model takes the sources' mean (averaged)"},
     {"augfl.batch", FH_T_INT, "0", 0, 1 << 30, NULL,
      "rows of D^tr and of D^te a client step uses, drawn per round; 0 = all (full batch, as the authors)"},
     {"augfl.server_batch", FH_T_INT, "128", 1, 1 << 20, NULL,
@@ -124,6 +157,7 @@ typedef struct {
   int N;                   /* source clients                               */
   double ntotal;           /* sum of n_i over the sources                  */
   int fy, fk;              /* client-store fields y_i, k_i                 */
+  int bn_local, fb;        /* augfl.bn_buffers = local; the field of a source's buffers [nb] (-1: none) */
   size_t np, nb;
   float *ghat;             /* [np]                                         */
   float *contrib;          /* [model_n] u_i | buffers                      */
@@ -148,6 +182,18 @@ typedef struct {
   float *conn_ready;       /* server state [1]: 1 once the connector is drawn */
   size_t nconn;            /* its floats (0: identity)                     */
   float *cf, *dcf, *dfeat; /* [sbatch, dt], [sbatch, dt], [sbatch, d]      */
+  /* contrastive representation distillation (crd_weight > 0, fl/blocks/crd.h) */
+  float acrd, crd_lr;
+  fh_crd crd;              /* heads, banks and Z point into server state   */
+  float *crd_ready;        /* server state [1]: 1 once heads and banks are drawn */
+  double *crd_pass;        /* server state [1]: the passes done (the draws' round key) */
+  size_t nhead;            /* the heads' floats (0: no CRD)                */
+  int32_t *by_class;       /* [sh.total] the server rows class by class    */
+  int64_t *cls_off;        /* [C + 1]                                      */
+  int *rcount, *rdispl;    /* [nranks] each rank's rows x crd_dim (the banks' gather) */
+  int32_t *cidx;           /* [sbatch, K + 1] a chunk's memory rows        */
+  float *dfs;              /* [sbatch, d] CRD's feature gradient           */
+  float *vs_all, *vt_all;  /* [sh.rows.n, crd_dim] this pass's embeddings, then the new bank rows */
   /* second order */
   int second, block_all;
   fh_gn_head *gn;
@@ -191,7 +237,7 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   long long cnt[2] = {0, s->sh.rows.n};
   const int n = s->sh.rows.n, dim = run->data->dim;
   s->teacher = fh_malloc((size_t)(n ? n : 1) * s->C * sizeof(float));
-  if (s->ahint > 0 && rc == 0) s->tfeat = fh_malloc((size_t)(n ? n : 1) * s->dt * sizeof(float));
+  if ((s->ahint > 0 || s->acrd > 0) && rc == 0) s->tfeat = fh_malloc((size_t)(n ? n : 1) * s->dt * sizeof(float));
   /* in the chunks of the server pass (a product's last bits can depend on
    * its batch, so the chunks must not depend on the rank count) */
   for (int j = s->sh.s0; j < s->sh.s1 && rc == 0; j++) {
@@ -227,8 +273,65 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   return 0;
 }
 
+/* CRD's state (fl/blocks/crd.h): the heads (meta-model's d features and the
+ * PM's dt to crd_dim), the two banks over all server rows and Z, as server
+ * state (checkpointed; every rank holds and steps the same copy, since any
+ * row's negatives index any row), and the labels of all server rows class by
+ * class for the draws. */
+static int setup_crd(fh_run *run, augfl_state *s) {
+  const fh_config *cfg = run->cfg;
+  const int D = (int)fh_cfg_int(cfg, "augfl.crd_dim"), K = (int)fh_cfg_int(cfg, "augfl.crd_k");
+  const int64_t N = s->sh.total;
+  if (N * (int64_t)D >= INT32_MAX)
+    return FH_FAIL(FH_ERR_CONFIG, "augfl.crd_weight > 0: %lld server rows x augfl.crd_dim = %d is too large a "
+                                  "memory bank; lower data.server_fraction or augfl.crd_dim", (long long)N, D);
+  fh_crd_create(&s->crd, s->d, s->dt, D, K, (float)fh_cfg_real(cfg, "augfl.crd_t"),
+                (float)fh_cfg_real(cfg, "augfl.crd_momentum"), N, s->sbatch);
+  s->nhead = fh_crd_head_n(s->d, s->dt, D);
+  s->crd.head = fh_run_server_state(run, "augfl.crd_heads", s->nhead);
+  s->crd.mem_s = fh_run_server_state(run, "augfl.crd_memory_s", (size_t)N * D);
+  s->crd.mem_t = fh_run_server_state(run, "augfl.crd_memory_t", (size_t)N * D);
+  s->crd.Z = fh_run_server_state(run, "augfl.crd_z", 2);
+  s->crd_ready = fh_run_server_state(run, "augfl.crd_ready", 1);
+  s->crd_pass = fh_run_server_state_typed(run, "augfl.crd_pass", FH_STATE_F64, 1);
+  /* the labels of all rows, in rank order (= row order: a rank holds a contiguous block) */
+  s->rcount = fh_malloc((size_t)run->nranks * sizeof(int));
+  s->rdispl = fh_malloc((size_t)run->nranks * sizeof(int));
+  const int n = s->sh.rows.n;
+  MPI_Allgather(&n, 1, MPI_INT, s->rcount, 1, MPI_INT, run->comm);
+  for (int r = 0, at = 0; r < run->nranks; r++) s->rdispl[r] = at, at += s->rcount[r];
+  int32_t *y = fh_malloc((size_t)N * sizeof(int32_t));
+  MPI_Allgatherv(s->sh.rows.y, n, MPI_INT32_T, y, s->rcount, s->rdispl, MPI_INT32_T, run->comm);
+  s->cls_off = fh_calloc((size_t)s->C + 1, sizeof(int64_t));
+  for (int64_t i = 0; i < N; i++) s->cls_off[y[i] + 1]++;
+  int rc = 0;
+  for (int c = 0; c < s->C; c++) {
+    if (s->cls_off[c + 1] == N)
+      rc = FH_FAIL(FH_ERR_CONFIG, "augfl.crd_weight > 0: all %lld server rows are of class %d, so CRD has no "
+                                  "negatives; raise data.server_fraction or set augfl.crd_weight = 0", (long long)N, c);
+    s->cls_off[c + 1] += s->cls_off[c];
+  }
+  s->by_class = fh_malloc((size_t)(N ? N : 1) * sizeof(int32_t));
+  int64_t *fill = fh_malloc((size_t)s->C * sizeof(int64_t));
+  memcpy(fill, s->cls_off, (size_t)s->C * sizeof(int64_t));
+  for (int64_t i = 0; i < N; i++) s->by_class[fill[y[i]]++] = (int32_t)i;
+  free(fill);
+  free(y);
+  FH_TRY(rc);
+  for (int r = 0; r < run->nranks; r++) s->rcount[r] *= D, s->rdispl[r] *= D;
+  s->cidx = fh_malloc((size_t)s->sbatch * (K + 1) * sizeof(int32_t));
+  s->dfs = fh_malloc((size_t)s->sbatch * s->d * sizeof(float));
+  s->vs_all = fh_malloc((size_t)(n ? n : 1) * D * sizeof(float));
+  s->vt_all = fh_malloc((size_t)(n ? n : 1) * D * sizeof(float));
+  fh_info("augfl: CRD a_crd = %g: heads %d -> %d and %d -> %d, %d negatives per row from memory banks of %lld "
+          "rows, T %g, momentum %g, head step %g per round",
+          (double)s->acrd, s->d, D, s->dt, D, K, (long long)N, (double)s->crd.T, (double)s->crd.mom,
+          (double)s->crd_lr);
+  return 0;
+}
+
 /* The server (augfl.lambda > 0): its rows, the PM's logits of them, the pass
- * for R's gradient, the feature hint's connector. */
+ * for R's gradient, the feature hint's connector, CRD's state. */
 static int setup_server(fh_run *run, augfl_state *s) {
   const fh_config *cfg = run->cfg;
   int rc = fh_server_shards_load(&s->sh, cfg, run->rank, run->nranks);
@@ -246,15 +349,17 @@ static int setup_server(fh_run *run, augfl_state *s) {
     s->dcf = fh_malloc((size_t)s->sbatch * s->dt * sizeof(float));
     s->dfeat = fh_malloc((size_t)s->sbatch * s->d * sizeof(float));
   }
-  fh_accum_create(&s->racc, s->np + s->nconn + 1, (int)fh_cfg_int(cfg, "run.accum_bits"),
+  if (s->acrd > 0) FH_TRY(setup_crd(run, s));
+  fh_accum_create(&s->racc, s->np + s->nconn + s->nhead + 1, (int)fh_cfg_int(cfg, "run.accum_bits"),
                   (int)((s->sh.max_rows + s->sbatch - 1) / s->sbatch) * s->sh.nshards);
-  s->vec = fh_malloc((s->np + s->nconn + 1) * sizeof(float));
+  s->vec = fh_malloc((s->np + s->nconn + s->nhead + 1) * sizeof(float));
   const size_t bc = (size_t)s->sbatch * s->C * sizeof(float);
   s->dce = fh_malloc(bc), s->dkd = fh_malloc(bc), s->pce = fh_malloc(bc), s->ps = fh_malloc(bc);
   s->pt = fh_malloc(bc);
   s->gR = fh_calloc(s->np, sizeof(float));
-  fh_info("augfl: R = %g CE + %g T^2 KL (T = %g)%s over %lld server rows in %d shards, meta-model BatchNorm in %s "
+  fh_info("augfl: R = %g CE + %g T^2 KL (T = %g)%s%s over %lld server rows in %d shards, meta-model BatchNorm in %s "
           "mode", (double)s->gamma, (double)s->akd, (double)s->T, s->ahint > 0 ? " + a_hint MSE(features)" : "",
+          s->acrd > 0 ? " + a_crd CRD(features)" : "",
           (long long)s->sh.total, s->sh.nshards, s->server_train ? "train" : "eval");
   if (s->ahint > 0)
     fh_info("augfl: feature hint a_hint = %g between the meta-model's %d features and the PM's %d through %s",
@@ -317,6 +422,8 @@ static int augfl_setup(fh_run *run) {
   s->server_train = fh_cfg_enum(cfg, "augfl.server_bn") == 0;        /* train|eval */
   s->ahint = (float)fh_cfg_real(cfg, "augfl.hint_weight");
   s->hint_lr = (float)fh_cfg_real(cfg, "augfl.hint_lr");
+  s->acrd = (float)fh_cfg_real(cfg, "augfl.crd_weight");
+  s->crd_lr = (float)fh_cfg_real(cfg, "augfl.crd_lr");
   s->C = run->data->num_classes;
   s->d = fh_model_feature_dim(run->model);
   fh_local_sgd_create(&s->sgd, cfg, run->data->dim, s->np);
@@ -337,6 +444,7 @@ static int augfl_setup(fh_run *run) {
                                   "switches off; set augfl.lambda > 0 or augfl.step = linear");
   if (s->ahint > 0 && s->lambda == 0)
     fh_warn("augfl.hint_weight = %g does nothing with augfl.lambda = 0 (no PM)", (double)s->ahint);
+  if (s->lambda == 0) s->acrd = 0; /* no PM: no CRD (the default weight is not a request) */
   s->N = Ktrain;
   long long ntot = 0;
   for (int i = 0; i < run->nlocal; i++) {
@@ -347,6 +455,9 @@ static int augfl_setup(fh_run *run) {
   s->ntotal = (double)ntot;
   FH_TRY(fh_client_store_field(run->state, "augfl.y", FH_STATE_F32, s->np, &s->fy));
   FH_TRY(fh_client_store_field(run->state, "augfl.k", FH_STATE_I32, 1, &s->fk));
+  s->bn_local = fh_cfg_enum(cfg, "augfl.bn_buffers") == 0; /* local|averaged */
+  s->fb = -1;
+  if (s->bn_local && s->nb > 0) FH_TRY(fh_client_store_field(run->state, "augfl.buffers", FH_STATE_F32, s->nb, &s->fb));
   if (s->sgd.iterations > 0)
     return FH_FAIL(FH_ERR_CONFIG, "run.algorithm = augfl takes one ADMM step per client and round (augfl.batch sets "
                                   "its rows); train.iterations = %lld is not honoured: remove it",
@@ -398,6 +509,9 @@ static int augfl_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_
   const float delta = (float)(1.0 / (10.0 * k[0] + 100.0));
   const double w = (double)(tr->n + te->n) / s->ntotal, rho = s->rho;
   fh_model_load_state(c->model, theta);
+  int fresh = 1;
+  float *buf = s->fb >= 0 ? fh_client_store_acquire(run->state, s->fb, c->id, &fresh) : NULL;
+  if (buf && !fresh) memcpy(fh_model_buffers(c->model), buf, s->nb * sizeof(float)); /* its own statistics */
   rep->weight = (double)(tr->n + te->n);
   rep->train_loss = 0;
   int rc = 0;
@@ -428,18 +542,28 @@ static int augfl_client_update(fh_run *run, fh_client_ctx *c, fh_accum *acc, fh_
     }
     if (mn > np) memcpy(s->contrib + np, fh_model_buffers(c->model), (mn - np) * sizeof(float));
   }
+  if (buf && rc == 0) memcpy(buf, fh_model_buffers(c->model), s->nb * sizeof(float));
+  int rc_b = buf ? fh_client_store_release(run->state, s->fb, c->id, rc == 0) : 0;
   int rc_y = fh_client_store_release(run->state, s->fy, c->id, rc == 0);
   int rc_k = fh_client_store_release(run->state, s->fk, c->id, rc == 0);
   FH_TRY(rc);
+  FH_TRY(rc_b);
   FH_TRY(rc_y);
   FH_TRY(rc_k);
   return fh_accum_add(acc, s->contrib, 1.0);
 }
 
-/* One full-batch SGD step of rate alpha on the client's train split. */
+/* One full-batch SGD step of rate alpha on the client's train split (with
+ * augfl.bn_buffers = local from the source's own BatchNorm statistics). */
 static int augfl_client_model(fh_run *run, fh_client_ctx *c) {
   augfl_state *s = run->alg_state;
   fh_model_load_state(c->model, run->global);
+  if (s->fb >= 0 && !fh_run_is_holdout(run, c->id)) {
+    int fresh = 1;
+    const float *buf = fh_client_store_acquire(run->state, s->fb, c->id, &fresh);
+    if (!fresh) memcpy(fh_model_buffers(c->model), buf, s->nb * sizeof(float));
+    FH_TRY(fh_client_store_release(run->state, s->fb, c->id, 0));
+  }
   fh_rng rng;
   fh_rng_init(&rng, run->seed, FH_RNG_ALGORITHM, (uint32_t)c->id, (uint32_t)c->round);
   return fh_local_sgd_adapt(&s->sgd, c->model, &c->data->train, 1, 0, s->alpha, &rng);
@@ -482,6 +606,62 @@ static double hint_term(augfl_state *s, const float *f, const float *tf, int B, 
   return h;
 }
 
+/* The memory rows of CRD's negatives for local server rows [at, at + B): row
+ * g's from the stream (seed, FH_RNG_ALGORITHM, 2^31 + g, pass), a key no
+ * client id reaches, so the draws do not depend on the rank holding g. */
+static void crd_draw_chunk(const fh_run *run, augfl_state *s, int at, int B) {
+  const int K = s->crd.K;
+  for (int b = 0; b < B; b++) {
+    const int64_t g = s->sh.first + at + b;
+    fh_rng r;
+    fh_rng_init(&r, run->seed, FH_RNG_ALGORITHM, 0x80000000u | (uint32_t)g, (uint32_t)s->crd_pass[0]);
+    fh_crd_draw(&r, g, s->sh.rows.y[at + b], s->by_class, s->cls_off, s->sh.total, K,
+                s->cidx + (size_t)b * (K + 1));
+  }
+}
+
+/* CRD's first state, on every rank alike: heads and banks drawn once from the
+ * stream (seed, FH_RNG_ALGORITHM, none, 1), then Z from the first chunk of
+ * shard 0 (rank 0's; the CRD code sets Z at its first minibatch) at theta^t,
+ * broadcast. */
+static void crd_first_state(fh_run *run, augfl_state *s) {
+  if (s->crd_ready[0] == 0.0f) {
+    fh_rng r;
+    fh_rng_init(&r, run->seed, FH_RNG_ALGORITHM, FH_RNG_NONE, 1);
+    fh_crd_init_state(&s->crd, &r);
+    s->crd_ready[0] = 1.0f;
+  }
+  if (s->crd.Z[0] >= 0 && s->crd.Z[1] >= 0) return;
+  if (run->rank == 0 && s->sh.s0 == 0 && s->sh.s1 > 0) {
+    int rb, re;
+    fh_server_shard_rows(&s->sh, 0, &rb, &re);
+    const int B = re - rb < s->sbatch ? re - rb : s->sbatch;
+    if (B > 0) {
+      fh_model_pass_forward(s->pass, s->sh.rows.x + (size_t)rb * run->data->dim, B, s->server_train);
+      crd_draw_chunk(run, s, rb, B);
+      fh_crd_loss(&s->crd, fh_model_pass_features(s->pass), s->tfeat + (size_t)rb * s->dt, s->cidx, B, 0.0f, NULL,
+                  NULL);
+    }
+  }
+  MPI_Bcast(s->crd.Z, 2, MPI_FLOAT, 0, run->comm);
+}
+
+/* After the pass: the heads' SGD step on R's CRD term (every rank, from the
+ * all-reduced sums) and the banks' momentum step of every row from this
+ * pass's embeddings, each rank its rows, gathered whole on every rank. */
+static void crd_step(fh_run *run, augfl_state *s, double rows) {
+  const size_t off = s->np + s->nconn;
+  for (size_t i = 0; i < s->nhead; i++)
+    s->crd.head[i] = (float)((double)s->crd.head[i] -
+                             (double)s->crd_lr * ((double)s->racc.sum[off + i] / s->racc.scale / rows));
+  const int n = s->sh.rows.n;
+  fh_crd_memory_rows(&s->crd, s->crd.mem_s, s->vs_all, s->sh.first, n, s->vs_all);
+  fh_crd_memory_rows(&s->crd, s->crd.mem_t, s->vt_all, s->sh.first, n, s->vt_all);
+  MPI_Allgatherv(s->vs_all, n * s->crd.D, MPI_FLOAT, s->crd.mem_s, s->rcount, s->rdispl, MPI_FLOAT, run->comm);
+  MPI_Allgatherv(s->vt_all, n * s->crd.D, MPI_FLOAT, s->crd.mem_t, s->rcount, s->rdispl, MPI_FLOAT, run->comm);
+  s->crd_pass[0] += 1;
+}
+
 /* g_R = grad R(theta^t) over this rank's shards, summed in fixed point and
  * reduced to rank 0 (to every rank with a learnable connector, which every
  * rank then steps alike); with the second-order step also the distributed
@@ -491,10 +671,11 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
   augfl_state *s = run->alg_state;
   if (!s->server) return 0;
   const int C = s->C, dim = run->data->dim, w = s->d + 2 * C;
-  const size_t nv = s->np + s->nconn;
+  const size_t nv = s->np + s->nconn + s->nhead;
   fh_model *m = run->model;
   fh_model_load_state(m, run->global); /* theta^t */
   if (s->conn && s->conn_ready[0] == 0.0f) connector_init(run, s);
+  if (s->nhead) crd_first_state(run, s);
   fh_accum_zero(&s->racc);
   int rc = 0;
   for (int j = s->sh.s0; j < s->sh.s1 && rc == 0; j++) {
@@ -518,10 +699,25 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
         }
       }
       const double hint = s->ahint > 0 ? hint_term(s, f, s->tfeat + (size_t)at * s->dt, B, s->vec + s->np) : 0.0;
+      const float *dfeat = s->ahint > 0 ? s->dfeat : NULL;
+      double crd = 0.0;
+      if (s->nhead) { /* a_crd CRD: its feature gradient joins the hint's; the heads' into vec */
+        const int D = s->crd.D;
+        float *gh = s->vec + s->np + s->nconn;
+        memset(gh, 0, s->nhead * sizeof(float));
+        crd_draw_chunk(run, s, at, B);
+        crd = fh_crd_loss(&s->crd, f, s->tfeat + (size_t)at * s->dt, s->cidx, B, s->acrd, s->dfs, gh);
+        memcpy(s->vs_all + (size_t)at * D, s->crd.vs, (size_t)B * D * sizeof(float));
+        memcpy(s->vt_all + (size_t)at * D, s->crd.vt, (size_t)B * D * sizeof(float));
+        if (dfeat)
+          for (int i = 0; i < B * s->d; i++) s->dfeat[i] += s->dfs[i];
+        else
+          dfeat = s->dfs;
+      }
       for (int i = 0; i < B * C; i++) s->dce[i] = s->gamma * s->dce[i] + s->akd * s->dkd[i];
-      fh_model_pass_backward(s->pass, x, s->dce, s->ahint > 0 ? s->dfeat : NULL, B);
+      fh_model_pass_backward(s->pass, x, s->dce, dfeat, B);
       fh_prof_count_flops(fh_model_flops_forward(m, B) + fh_model_flops_backward(m, B));
-      const double r = s->gamma * ce + s->akd * kd + s->ahint * hint;
+      const double r = s->gamma * ce + s->akd * kd + s->ahint * hint + s->acrd * crd;
       if (!isfinite(r)) {
         rc = FH_FAIL(FH_ERR_DIVERGED, "the regulariser R became %s at the server; lower augfl.lambda or raise "
                                       "augfl.rho", isnan(r) ? "NaN" : "infinite");
@@ -533,7 +729,7 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
     }
   }
   FH_TRY(fh_error_agree(run->comm, rc));
-  if (s->conn)
+  if (s->conn || s->nhead)
     fh_accum_allreduce(&s->racc, run->comm);
   else
     fh_accum_reduce(&s->racc, 0, run->comm);
@@ -547,6 +743,7 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
   for (size_t i = 0; i < s->nconn; i++)
     s->conn[i] = (float)((double)s->conn[i] -
                          (double)s->hint_lr * ((double)s->racc.sum[s->np + i] / s->racc.scale / rows));
+  if (s->nhead) crd_step(run, s, rows);
   if (!s->second) return 0;
   /* (N rho I + lambda H) Delta = sum u - N rho theta^t - lambda g_R over the block */
   const double nrho = (double)s->N * s->rho;
@@ -565,7 +762,8 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
 }
 
 /* Rank 0: theta^{t+1} = (sum u_i - lambda g_R) / (N rho); the classifier
- * theta^t + Delta with the second-order step; buffers the sources' mean. */
+ * theta^t + Delta with the second-order step; buffers the sources' mean
+ * (augfl.bn_buffers = averaged) or unchanged (local). */
 static int augfl_server_step(fh_run *run, const fh_accum *acc) {
   augfl_state *s = run->alg_state;
   const double nrho = (double)s->N * s->rho, inv = 1.0 / acc->scale;
@@ -578,7 +776,8 @@ static int augfl_server_step(fh_run *run, const fh_accum *acc) {
     const double reg = s->server ? (double)s->lambda * s->gR[i] : 0.0;
     g[i] = (float)(((double)acc->sum[i] * inv - reg) / nrho);
   }
-  for (size_t i = s->np; i < run->model_n; i++) g[i] = (float)((double)acc->sum[i] * inv / s->N);
+  if (!s->bn_local) /* local: the global model's statistics stay where they started */
+    for (size_t i = s->np; i < run->model_n; i++) g[i] = (float)((double)acc->sum[i] * inv / s->N);
   return 0;
 }
 
@@ -610,6 +809,15 @@ static void augfl_destroy(fh_run *run) {
   free(s->cf);
   free(s->dcf);
   free(s->dfeat);
+  if (s->nhead) fh_crd_free(&s->crd);
+  free(s->by_class);
+  free(s->cls_off);
+  free(s->rcount);
+  free(s->rdispl);
+  free(s->cidx);
+  free(s->dfs);
+  free(s->vs_all);
+  free(s->vt_all);
   free(s);
   run->alg_state = NULL;
 }

@@ -1,0 +1,170 @@
+/* Contrastive representation distillation: embeddings, the NCE loss against
+ * memory banks and its gradient, the negatives' draw, the memory step
+ * (fl/blocks/crd.h). */
+#include "fl/blocks/crd.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "nn/layer.h"
+
+#define CRD_EPS 1e-7 /* the CRD code's eps in the NCE ratios */
+
+size_t fh_crd_head_n(int ds, int dt, int D) { return (size_t)D * (ds + 1) + (size_t)D * (dt + 1); }
+
+void fh_crd_create(fh_crd *c, int ds, int dt, int D, int K, float T, float mom, int64_t N, int maxB) {
+  memset(c, 0, sizeof *c);
+  c->ds = ds, c->dt = dt, c->D = D, c->K = K, c->T = T, c->mom = mom, c->N = N, c->maxB = maxB;
+  const size_t bd = (size_t)(maxB > 0 ? maxB : 1) * D * sizeof(float);
+  c->es = fh_malloc(bd), c->et = fh_malloc(bd), c->vs = fh_malloc(bd), c->vt = fh_malloc(bd);
+  c->dv = fh_malloc(bd), c->de = fh_malloc(bd);
+  c->coef = fh_malloc((size_t)(K + 1) * sizeof(double));
+}
+
+void fh_crd_free(fh_crd *c) {
+  free(c->es), free(c->et), free(c->vs), free(c->vt), free(c->dv), free(c->de), free(c->coef);
+  memset(c, 0, sizeof *c);
+}
+
+void fh_crd_init_state(fh_crd *c, fh_rng *r) {
+  const int D = c->D;
+  float *p = c->head;
+  const int in[2] = {c->ds, c->dt};
+  for (int side = 0; side < 2; side++) {
+    const double bound = 1.0 / sqrt((double)in[side]);
+    for (size_t i = 0; i < (size_t)D * (in[side] + 1); i++) *p++ = (float)((2.0 * fh_rng_uniform(r) - 1.0) * bound);
+  }
+  const double s = 1.0 / sqrt(D / 3.0);
+  for (size_t i = 0; i < (size_t)c->N * D; i++) c->mem_s[i] = (float)((2.0 * fh_rng_uniform(r) - 1.0) * s);
+  for (size_t i = 0; i < (size_t)c->N * D; i++) c->mem_t[i] = (float)((2.0 * fh_rng_uniform(r) - 1.0) * s);
+  c->Z[0] = c->Z[1] = -1.0f;
+}
+
+void fh_crd_draw(fh_rng *r, int64_t row, int y, const int32_t *by_class, const int64_t *cls_off, int64_t N,
+                 int K, int32_t *idx) {
+  /* the rows of other classes: by_class without its block [cls_off[y], cls_off[y + 1]) */
+  const int64_t lo = cls_off[y], ny = cls_off[y + 1] - lo, nother = N - ny;
+  idx[0] = (int32_t)row;
+  for (int k = 1; k <= K; k++) {
+    int64_t j = (int64_t)fh_rng_below(r, (uint32_t)nother);
+    if (j >= lo) j += ny;
+    idx[k] = by_class[j];
+  }
+}
+
+/* a . b over n floats, eight partial sums in a fixed order (vectorisable, and
+ * the same bits on every rank) */
+static float dot8(const float *a, const float *b, int n) {
+  float acc[8] = {0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
+  for (; i < n; i++) acc[i & 7] += a[i] * b[i];
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* e [B, D] -> v = e / |e| row by row */
+static void normalise(float *v, const float *e, int B, int D) {
+  for (int b = 0; b < B; b++) {
+    double s = 0;
+    for (int d = 0; d < D; d++) s += (double)e[(size_t)b * D + d] * e[(size_t)b * D + d];
+    const double inv = 1.0 / sqrt(s);
+    for (int d = 0; d < D; d++) v[(size_t)b * D + d] = (float)(e[(size_t)b * D + d] * inv);
+  }
+}
+
+/* de = (dv - v (v . dv)) / |e|: the backward of e -> e / |e| */
+static void normalise_backward(float *de, const float *dv, const float *v, const float *e, int B, int D) {
+  for (int b = 0; b < B; b++) {
+    const float *vb = v + (size_t)b * D, *gb = dv + (size_t)b * D, *eb = e + (size_t)b * D;
+    double vg = 0, s = 0;
+    for (int d = 0; d < D; d++) vg += (double)vb[d] * gb[d], s += (double)eb[d] * eb[d];
+    const double inv = 1.0 / sqrt(s);
+    for (int d = 0; d < D; d++) de[(size_t)b * D + d] = (float)(((double)gb[d] - vb[d] * vg) * inv);
+  }
+}
+
+/* N times the mean of exp(M[j] . v / T) over the B rows' K + 1 draws */
+static double z_of(const fh_crd *c, const float *M, const float *v, const int32_t *idx, int B) {
+  const int D = c->D, K1 = c->K + 1;
+  double s = 0;
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < K1; j++)
+      s += exp((double)dot8(M + (size_t)idx[(size_t)b * K1 + j] * D, v + (size_t)b * D, D) / c->T);
+  return s / ((double)B * K1) * (double)c->N;
+}
+
+/* One side: sum over the rows of L(v; M) with normaliser Z; dv [B, D] =
+ * scale d/dv of that sum. */
+static double side_loss(fh_crd *c, const float *M, const float *v, const int32_t *idx, int B, double Z,
+                        double scale, float *dv) {
+  const int D = c->D, K1 = c->K + 1;
+  const double cn = (double)c->K / (double)c->N, ce = cn + CRD_EPS, T = c->T;
+  double L = 0;
+  for (int b = 0; b < B; b++) {
+    const int32_t *ib = idx + (size_t)b * K1;
+    const float *vb = v + (size_t)b * D;
+    for (int j = 0; j < K1; j++) {
+      const double P = exp((double)dot8(M + (size_t)ib[j] * D, vb, D) / T) / Z;
+      if (j == 0) {
+        L -= log(P / (P + ce));
+        c->coef[j] = -ce / (P + ce) / T; /* d(-log(P/(P+ce)))/dP * dP/ds */
+      } else {
+        L -= log(cn / (P + ce));
+        c->coef[j] = P / (P + ce) / T;
+      }
+    }
+    float *g = dv + (size_t)b * D;
+    memset(g, 0, (size_t)D * sizeof(float));
+    for (int j = 0; j < K1; j++) {
+      const float a = (float)(scale * c->coef[j]);
+      const float *m = M + (size_t)ib[j] * D;
+      for (int d = 0; d < D; d++) g[d] += a * m[d];
+    }
+  }
+  return L;
+}
+
+double fh_crd_loss(fh_crd *c, const float *fs, const float *ft, const int32_t *idx, int B, float weight,
+                   float *dfs, float *ghead) {
+  const int D = c->D, ds = c->ds, dt = c->dt;
+  const float *Ws = c->head, *bs = Ws + (size_t)D * ds, *Wt = bs + D, *bt = Wt + (size_t)D * dt;
+  fh_linear_forward(c->es, fs, Ws, bs, B, ds, D);
+  fh_linear_forward(c->et, ft, Wt, bt, B, dt, D);
+  normalise(c->vs, c->es, B, D);
+  normalise(c->vt, c->et, B, D);
+  if (c->Z[0] < 0) c->Z[0] = (float)z_of(c, c->mem_t, c->vs, idx, B);
+  if (c->Z[1] < 0) c->Z[1] = (float)z_of(c, c->mem_s, c->vt, idx, B);
+  const double scale = (double)weight / B;
+  /* the student's anchor against the PM's bank: gradient to f_s and (W_s, b_s) */
+  double L = side_loss(c, c->mem_t, c->vs, idx, B, c->Z[0], scale, c->dv);
+  normalise_backward(c->de, c->dv, c->vs, c->es, B, D);
+  float *g = ghead;
+  if (dfs || g) fh_linear_backward(dfs, g ? g : NULL, g ? g + (size_t)D * ds : NULL, c->de, fs, Ws, B, ds, D);
+  /* the PM's anchor against the student's bank: gradient to (W_t, b_t) only */
+  L += side_loss(c, c->mem_s, c->vt, idx, B, c->Z[1], scale, c->dv);
+  if (g) {
+    normalise_backward(c->de, c->dv, c->vt, c->et, B, D);
+    float *gt = g + (size_t)D * (ds + 1);
+    fh_linear_backward(NULL, gt, gt + (size_t)D * dt, c->de, ft, Wt, B, dt, D);
+  }
+  return L / B;
+}
+
+void fh_crd_memory_rows(const fh_crd *c, const float *bank, const float *v, int64_t row0, int B, float *out) {
+  const int D = c->D;
+  const double m = c->mom;
+  for (int b = 0; b < B; b++) {
+    const float *old = bank + (size_t)(row0 + b) * D, *vb = v + (size_t)b * D;
+    float *o = out + (size_t)b * D;
+    double s = 0;
+    for (int d = 0; d < D; d++) {
+      o[d] = (float)(m * old[d] + (1.0 - m) * vb[d]);
+      s += (double)o[d] * o[d];
+    }
+    const double inv = 1.0 / sqrt(s);
+    for (int d = 0; d < D; d++) o[d] = (float)(o[d] * inv);
+  }
+}
