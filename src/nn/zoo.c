@@ -18,7 +18,7 @@ const fh_key_spec fh_model_keys[] = {
     {"model.arch", FH_T_ENUM, "mlp", 0, 0,
      "mlp|cnn1|cnn2|cnn3|cnn4|cnn5|resnet4|resnet6|resnet8|resnet10|resnet18|vgg11_bn|vgg11_lips|"
      "resnet8x4|resnet32x4|layers|mnist_cnn|mcmahan_cnn|lenet5|augfl_fmnist",
-     "network: mlp (model.hidden); pFedAFM cnn1..cnn5 (3x32x32); LIPS resnet4..resnet18, "
+     "network: mlp (model.hidden); pFedAFM cnn1..cnn5 (3x32x32, or any CxHxW from 16x16); LIPS resnet4..resnet18, "
      "vgg11_bn (torchvision's configuration A, 8 convs) and vgg11_lips (the LIPS code's 'A', 5 convs); "
      "distillation resnet8x4, resnet32x4; layers: the layer list model.layers; "
      "the named layer lists mnist_cnn (PFLlib), mcmahan_cnn, lenet5, augfl_fmnist "
@@ -89,10 +89,14 @@ static const cnn_spec cnn_specs[] = {
 
 static int create_cnn(fh_model **out, const cnn_spec *s, int in_c, int in_h, int in_w,
                       int num_classes, int max_batch) {
-  if (in_c != 3 || in_h != 32 || in_w != 32)
+  /* Written for 3x32x32 (flatten c2*5*5); any image of at least 16x16 keeps
+   * both pools non-empty, and the flatten width follows the input (1x28x28,
+   * Fashion-MNIST: c2*4*4). The feature width (500) is the same for all five,
+   * which is what pFedAFM needs. */
+  if (in_h < 16 || in_w < 16)
     return FH_FAIL(FH_ERR_CONFIG,
-                   "model.arch = %s needs 3x32x32 samples (CIFAR-shaped) but the data set "
-                   "gives %dx%dx%d; choose another model.arch or data set",
+                   "model.arch = %s needs images of at least 16x16 (two 5x5 convolutions and two 2x2 pools; "
+                   "written for 3x32x32) but the data set gives %dx%dx%d; choose another model.arch or data set",
                    s->arch, in_c, in_h, in_w);
   if (num_classes < 1 || max_batch < 1)
     return FH_FAIL(FH_ERR_CONFIG, "model.arch = %s: classes %d and batch size %d must be at least 1",

@@ -292,7 +292,7 @@ static void test_refusals(void **state) {
       {"hetero.models=mlp-32-16,mlp-24-12", "end in features of one width"},
       {"pfedafm.shared=mlp-12", "ends in 12 features but the clients' models in"},
       {"hetero.models=mlp-32-16,mlp-", "is not mlp-H1-H2-"},
-      {"hetero.models=cnn1", "needs 3x32x32 samples"},
+      {"hetero.models=cnn1", "needs images of at least 16x16"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const char *sets[] = {"run.algorithm=pfedafm", "hetero.models=mlp-32-16", "pfedafm.shared=mlp-16",

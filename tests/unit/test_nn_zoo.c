@@ -280,14 +280,27 @@ static void test_flop_counts(void **state) {
 
 static void test_deck_errors(void **state) {
   (void)state;
-  const int shapes[][3] = {{1, 28, 28}, {3, 32, 31}, {3, 28, 28}, {4, 32, 32}};
-  for (int s = 0; s < 4; s++) {
+  /* too small for two 5x5 convolutions and two 2x2 pools: refused */
+  const int small[][3] = {{1, 15, 28}, {3, 32, 12}, {60, 1, 1}};
+  for (int s = 0; s < 3; s++) {
     fh_model *m = (fh_model *)&m;
-    assert_int_equal(cnn_from_deck(&m, "cnn3", shapes[s][0], shapes[s][1], shapes[s][2], 4),
-                     FH_ERR_CONFIG);
+    assert_int_equal(cnn_from_deck(&m, "cnn3", small[s][0], small[s][1], small[s][2], 4), FH_ERR_CONFIG);
     assert_null(m);
     assert_non_null(strstr(fh_error_msg(), "model.arch"));
     assert_non_null(strstr(fh_error_msg(), "cnn3"));
+    assert_non_null(strstr(fh_error_msg(), "at least 16x16"));
+  }
+  /* other images adapt the flatten width to c2 h' w', h' = ((H - 4) / 2 - 4) / 2 (w' alike), with
+   * the features (500) unchanged; 1x28x28 (Fashion-MNIST): 4 x 4 x 32 = 512 */
+  const int other[][4] = {{1, 28, 28, 4 * 4}, {3, 28, 28, 4 * 4}, {4, 32, 32, 5 * 5}, {3, 32, 31, 5 * 4}};
+  for (int s = 0; s < 4; s++) {
+    fh_model *m;
+    assert_int_equal(cnn_from_deck(&m, "cnn3", other[s][0], other[s][1], other[s][2], 4), 0);
+    const fh_param_view *fc1 = fh_model_find_view(m, "fc1.weight"), *fc2 = fh_model_find_view(m, "fc2.weight");
+    assert_non_null(fc1);
+    assert_int_equal(fc1->shape[1], 32 * other[s][3]); /* cnn3: c2 = 32 */
+    assert_int_equal(fc2->shape[0], 500);
+    fh_model_free(m);
   }
   fh_model *m;
   assert_int_equal(cnn_from_deck(&m, "cnn6", 3, 32, 32, 4), FH_ERR_CONFIG);
