@@ -249,7 +249,7 @@ static void conv_backward(const fh_layer *L, const fh_layer_ctx *c, const float 
  * same bound. FH_INIT_KAIMING_FAN_OUT (the ResNets and VGG):
  * kaiming_normal_(W, mode='fan_out', nonlinearity='relu'), N(0, 2 / fan_out)
  * with fan_out = O kh kw, and a zero bias. */
-static void conv_init(const fh_layer *L, float *params, float *buffers, fh_rng *r) {
+void fh_conv2d_init(const fh_layer *L, float *params, float *buffers, fh_rng *r) {
   (void)buffers;
   if (L->init_kind == FH_INIT_KAIMING_FAN_OUT) {
     const double fan_out = (double)L->out_shape[0] * L->iarg[0] * L->iarg[1];
@@ -298,7 +298,7 @@ static const fh_layer_ops conv_ops = {
     .kind_name = "Conv2d",
     .forward = conv_forward,
     .backward = conv_backward,
-    .init = conv_init,
+    .init = fh_conv2d_init,
     .flops_forward = conv_flops_forward,
     .flops_backward = conv_flops_backward,
     .describe = conv_describe,

@@ -71,4 +71,10 @@ void fh_conv2d_backward(float *dx, float *dW, float *db, float *dcols, float *dy
 fh_layer fh_layer_conv2d(const char *name, int in_c, int in_h, int in_w, int out_c, int kernel_h,
                          int kernel_w, int stride, int padding, int bias);
 
+/* A convolution's initialisation (plain and grouped; L->fan_in is the
+ * layer's own: C kh kw, or C / G kh kw): PyTorch's reset_parameters,
+ * U(+-1/sqrt(fan_in)) for weight and bias, or with FH_INIT_KAIMING_FAN_OUT
+ * N(0, 2 / (O kh kw)) and a zero bias. */
+void fh_conv2d_init(const fh_layer *L, float *params, float *buffers, fh_rng *r);
+
 #endif

@@ -93,25 +93,6 @@ static void grouped_backward(const fh_layer *L, const fh_layer_ctx *c, const flo
   }
 }
 
-/* PyTorch's reset_parameters with fan_in = C / G kh kw; FH_INIT_KAIMING_FAN_OUT:
- * N(0, 2 / (O kh kw)) and a zero bias. */
-static void grouped_init(const fh_layer *L, float *params, float *buffers, fh_rng *r) {
-  (void)buffers;
-  if (L->init_kind == FH_INIT_KAIMING_FAN_OUT) {
-    const double fan_out = (double)L->out_shape[0] * L->iarg[0] * L->iarg[1];
-    fh_rng_normal_fill(r, params + L->param[0].offset, L->param[0].numel, 0.0f,
-                       (float)sqrt(2.0 / fan_out));
-    if (L->nparams > 1) memset(params + L->param[1].offset, 0, L->param[1].numel * sizeof(float));
-    return;
-  }
-  const double bound = 1.0 / sqrt((double)L->fan_in);
-  for (int k = 0; k < L->nparams; k++) {
-    float *p = params + L->param[k].offset;
-    for (size_t i = 0; i < L->param[k].numel; i++)
-      p[i] = (float)((2.0 * fh_rng_uniform(r) - 1.0) * bound);
-  }
-}
-
 static double grouped_flops_forward(const fh_layer *L, int B) {
   const fh_conv2d_geom g = group_geom(L);
   return 2.0 * B * (double)L->iarg[5] * g.out_c * (double)fh_conv2d_cols_size(&g);
@@ -132,7 +113,7 @@ static const fh_layer_ops grouped_ops = {
     .kind_name = "Conv2d",
     .forward = grouped_forward,
     .backward = grouped_backward,
-    .init = grouped_init,
+    .init = fh_conv2d_init, /* fan_in = C / G kh kw: the layer's own */
     .flops_forward = grouped_flops_forward,
     .flops_backward = grouped_flops_backward,
     .describe = grouped_describe,
