@@ -18,14 +18,13 @@ void fh_accum_create(fh_accum *a, size_t n, int bits, int max_contributions) {
 /* ---- the node's shared-memory reduction ------------------------------------- */
 
 /* Rank r of P owns block r of the sums, [r B, min((r + 1) B, n + 1)) with B =
- * ceil((n + 1) / P). A window segment per rank: [sums n + 1 | scratch B]. */
+ * ceil((n + 1) / P). A window segment per rank: its sums, n + 1. */
 struct fh_accum_shm {
   MPI_Comm comm;   /* the caller's communicator (reductions over another one take the message path) */
   MPI_Win win;
   int rank, nranks;
   size_t block;
   int64_t **sums;    /* [P] every rank's sums, mapped here     */
-  int64_t **scratch; /* [P] every rank's scratch block         */
 };
 
 void fh_accum_share(fh_accum *a, MPI_Comm comm) {
@@ -46,18 +45,16 @@ void fh_accum_share(fh_accum *a, MPI_Comm comm) {
   s->rank = rank, s->nranks = nranks;
   s->block = (a->n + 1 + (size_t)nranks - 1) / (size_t)nranks;
   int64_t *base = NULL;
-  MPI_Win_allocate_shared((MPI_Aint)((a->n + 1 + s->block) * sizeof(int64_t)), sizeof(int64_t), MPI_INFO_NULL, node,
+  MPI_Win_allocate_shared((MPI_Aint)((a->n + 1) * sizeof(int64_t)), sizeof(int64_t), MPI_INFO_NULL, node,
                           &base, &s->win);
   MPI_Comm_free(&node); /* the window keeps its own reference to the group */
   s->sums = fh_malloc((size_t)nranks * sizeof *s->sums);
-  s->scratch = fh_malloc((size_t)nranks * sizeof *s->scratch);
   for (int q = 0; q < nranks; q++) { /* node ranks are comm ranks in the same order (key = rank) */
     MPI_Aint bytes;
     int disp;
     void *p;
     MPI_Win_shared_query(s->win, q, &bytes, &disp, &p);
     s->sums[q] = p;
-    s->scratch[q] = s->sums[q] + a->n + 1;
   }
   memcpy(base, a->sum, (a->n + 1) * sizeof(int64_t));
   free(a->sum);
@@ -73,16 +70,17 @@ static void shm_fence(const struct fh_accum_shm *s) {
   MPI_Win_sync(s->win);
 }
 
-/* dst[0, len) = sum over ranks of their sums[off, off + len): this rank's
- * own, then the others' added (unsigned: integer addition is exact, so any
- * order gives the same bits). dst is this rank's sums there or its scratch,
- * never another rank's memory. */
-static void shm_sum_block(const struct fh_accum_shm *s, int64_t *dst, size_t off, size_t len) {
+/* dst[0, len) = sum over ranks of their sums[off, off + len): rank base's
+ * (copied unless dst is already there), then the others' added (unsigned:
+ * integer addition is exact, so any order gives the same bits). dst is only
+ * ever memory that no other rank reads in this phase: base's sums at the
+ * block this rank owns. */
+static void shm_sum_block(const struct fh_accum_shm *s, int64_t *dst, int base, size_t off, size_t len) {
   uint64_t *restrict d = (uint64_t *)dst;
-  const int64_t *own = s->sums[s->rank] + off;
-  if (dst != own) memcpy(dst, own, len * sizeof(int64_t));
+  const int64_t *first = s->sums[base] + off;
+  if (dst != first) memcpy(dst, first, len * sizeof(int64_t));
   for (int q = 0; q < s->nranks; q++) {
-    if (q == s->rank) continue;
+    if (q == base) continue;
     const uint64_t *restrict p = (const uint64_t *)s->sums[q] + off;
     for (size_t i = 0; i < len; i++) d[i] += p[i];
   }
@@ -94,28 +92,33 @@ static void block_range(const struct fh_accum_shm *s, size_t total, int q, size_
   *len = b + s->block < total ? s->block : total - *off;
 }
 
-/* The reduction in place: block r's total by rank r (into its own sums when
- * every rank keeps the result or it is the root: nobody else reads block r
- * of rank r's sums; else into its scratch, leaving its sums as they were),
- * then the totals copied to the ranks that keep them. Three fences: sums
- * complete, totals complete, totals read (before any rank changes its sums
- * again). */
+/* The reduction in place: rank r owns block r and writes its total where the
+ * result is kept, so nothing is copied after the sums. In a reduce, into the
+ * root's sums (nobody else reads block r of the root's sums; the other ranks'
+ * sums stay as they were, as MPI_Reduce leaves its send buffer). In an
+ * allreduce, into its own sums, a cache-sized piece at a time, each piece then
+ * stored into every other rank's sums at once (nobody else reads block r of
+ * any rank's sums, and the piece's reads are done before its stores). Two
+ * fences: sums complete; totals written and every read done before any rank
+ * changes its sums again. */
+#define FH_ACCUM_PIECE ((size_t)4096) /* 32 KB of sums: stays in L1/L2 between its sum and its stores */
 static void reduce_shared(fh_accum *a, int root, int all) {
   const struct fh_accum_shm *s = a->shm;
   const size_t total = a->n + 1;
-  const int r = s->rank, keeps = all || r == root;
+  const int r = s->rank;
   size_t off, len;
   shm_fence(s);
   block_range(s, total, r, &off, &len);
-  shm_sum_block(s, keeps ? a->sum + off : s->scratch[r], off, len);
-  shm_fence(s);
-  if (keeps)
-    for (int q = 0; q < s->nranks; q++) {
-      if (q == r) continue;
-      block_range(s, total, q, &off, &len);
-      const int64_t *from = all || q == root ? s->sums[q] + off : s->scratch[q];
-      memcpy(a->sum + off, from, len * sizeof(int64_t));
+  if (!all) {
+    shm_sum_block(s, s->sums[root] + off, root, off, len);
+  } else {
+    for (size_t p = off; p < off + len; p += FH_ACCUM_PIECE) {
+      const size_t m = off + len - p < FH_ACCUM_PIECE ? off + len - p : FH_ACCUM_PIECE;
+      shm_sum_block(s, a->sum + p, r, p, m);
+      for (int q = 0; q < s->nranks; q++)
+        if (q != r) memcpy(s->sums[q] + p, a->sum + p, m * sizeof(int64_t));
     }
+  }
   shm_fence(s);
 }
 
@@ -124,7 +127,6 @@ void fh_accum_destroy(fh_accum *a) {
     MPI_Win_unlock_all(a->shm->win);
     MPI_Win_free(&a->shm->win); /* collective: frees the sums too */
     free(a->shm->sums);
-    free(a->shm->scratch);
     free(a->shm);
     a->shm = NULL;
   } else {

@@ -32,8 +32,10 @@ void fh_accum_create(fh_accum *a, size_t n, int bits, int max_contributions);
 /* Collective over comm: where all of comm's ranks share one node, moves the
  * sums into an MPI shared-memory window (their values kept), so that the
  * reductions over comm read the other ranks' sums in place: each rank sums
- * its 1/P block of every rank's sums, then the totals are copied (no message
- * carries the data, and no copy precedes the additions). No effect on one
+ * its 1/P block of every rank's sums, writing the block's total straight into
+ * the root's sums (a reduce) or into every rank's (an allreduce), so that
+ * nothing is copied after the additions. No message carries the data, and no
+ * copy precedes the additions. No effect on one
  * rank or across nodes. The bits are those of MPI_Reduce either way. An
  * accumulator shared this way must be destroyed on every rank of comm at the
  * same point (fh_accum_destroy is then collective). */
