@@ -3,8 +3,10 @@
 
     analysis/fedgc_table.py OUT [--markdown] [--last N]
 
-OUT holds runs named <alg>-plain_s<seed> (no generated data) and
-<alg>-gc-<budget>-<design>-<guidance>_s<seed> (FedGC with that setting).
+OUT holds runs named <alg>-plain_s<seed> (no generated data),
+<alg>-gc-<budget>-<design>-<guidance>_s<seed> (FedGC with that setting) and
+<alg>-holdout-<budget>_s<seed> (the server's real hold-out rows dealt in
+place of generated ones, fedgc.source = holdout).
 Accuracy is the global model's test accuracy (metrics.h5 test_accuracy,
 pooled over the clients' test splits) at the last evaluation; "last-N" is its
 mean over the last N evaluations (--last, default 3). Every cell is the mean
@@ -19,11 +21,12 @@ the gain in points, and the loss-threshold membership-inference AUC on the
 final global model (membership.h5; 0.5 = the attack does no better than
 chance) without and with generated data.
 
-Budgets (when a sweep ran --part budgets): each algorithm without FedGC and
-with it at each budget (design and guidance at their defaults), accuracy
-and MI AUC, and the seconds per training round: the median of metrics.h5's
-wall_time over the rounds without an evaluation, then the median over the
-row's runs (with and without FedGC).
+Budgets (when a sweep ran --part budgets or holdout): each algorithm
+without FedGC, with it at each budget that ran (design and guidance at
+their defaults) and with the hold-out's real rows at each budget that ran,
+accuracy and MI AUC, and the seconds per training round: the median of
+metrics.h5's wall_time over the rounds without an evaluation, then the
+median over the row's runs.
 """
 import argparse
 import os
@@ -40,7 +43,8 @@ DEFAULT = ("inverse", "diverse", "mixed")
 AXES = [("budget", 0, ["equal", "inverse", "waterfill"]), ("design", 1, ["single", "multi", "diverse"]),
         ("guidance", 2, ["prompt", "real", "mixed"])]
 ALGS = ["fedavg", "fedprox", "scaffold"]
-NAME = re.compile(r"(?P<alg>[a-z_]+)-(?:plain|gc-(?P<b>\w+?)-(?P<d>\w+?)-(?P<g>\w+?))_s(?P<seed>\d+)")
+NAME = re.compile(r"(?P<alg>[a-z_]+)-(?:plain|gc-(?P<b>\w+?)-(?P<d>\w+?)-(?P<g>\w+?)|holdout-(?P<h>\w+?))"
+                  r"_s(?P<seed>\d+)")
 
 
 def load(out, last):
@@ -63,7 +67,7 @@ def load(out, last):
         if os.path.isfile(mpath):
             with h5py.File(mpath, "r") as f:
                 auc = float(f.attrs["auc"])
-        setting = (m["b"], m["d"], m["g"]) if m["b"] else None
+        setting = (m["b"], m["d"], m["g"]) if m["b"] else ("holdout", m["h"]) if m["h"] else None
         groups.setdefault((m["alg"], setting), []).append(
             {"final": float(acc[-1]), "last": float(np.mean(acc[-last:])), "auc": auc, "spr": spr})
     return groups
@@ -85,7 +89,8 @@ def main():
     a = ap.parse_args()
     g = load(a.out, a.last)
     if not g:
-        sys.exit(f"{a.out}: no complete runs named <alg>-plain_s<seed> or <alg>-gc-<budget>-<design>-<guidance>_s<seed>")
+        sys.exit(f"{a.out}: no complete runs named <alg>-plain_s<seed>, <alg>-gc-<budget>-<design>-<guidance>_s<seed> "
+                 "or <alg>-holdout-<budget>_s<seed>")
     printed = False
     for axis, pos, cands in AXES:
         rows = []
@@ -117,11 +122,15 @@ def main():
                     a.markdown))
         printed = True
     rows = []
-    budgets = AXES[0][2]
+    # the budgets that ran with generated data, and with the hold-out's rows
+    gen = [b for b in AXES[0][2] if any((alg, (b, DEFAULT[1], DEFAULT[2])) in g for alg in ALGS)]
+    held = [b for b in AXES[0][2] if any((alg, ("holdout", b)) in g for alg in ALGS)]
+    if len(gen) < 2 and not held:  # a design or headline sweep: the default budget alone
+        gen = []
     for alg in ALGS:
         plain = g.get((alg, None), [])
-        by = [g.get((alg, (b, DEFAULT[1], DEFAULT[2])), []) for b in budgets]
-        if sum(1 for rs in by if rs) < 2:
+        by = [g.get((alg, (b, DEFAULT[1], DEFAULT[2])), []) for b in gen] + [g.get((alg, ("holdout", b)), []) for b in held]
+        if not any(by):
             continue
         cells = [ms([r["final"] for r in plain])] + [ms([r["final"] for r in rs]) for rs in by]
         aucs = [ms([r["auc"] for r in plain], 1.0, 3)] + [ms([r["auc"] for r in rs], 1.0, 3) for rs in by]
@@ -130,10 +139,10 @@ def main():
         rows.append([alg, seeds] + cells + aucs + [f"{np.nanmedian(spr):.3g}" if spr else "-"])
     if rows:
         print()
-        print(f"Budgets: without FedGC and with it at each budget (design and guidance at their defaults), "
-              f"test accuracy in % and MI AUC, {a.out}")
-        head = ["algorithm", "seeds", "without"] + [f"FedGC {b}" for b in budgets] + \
-               ["AUC without"] + [f"AUC {b}" for b in budgets] + ["s/round"]
+        print(f"Budgets: without FedGC, with it at each budget (design and guidance at their defaults) and with the "
+              f"hold-out's real rows, test accuracy in % and MI AUC, {a.out}")
+        cols = [f"FedGC {b}" for b in gen] + [f"hold-out {b}" for b in held]
+        head = ["algorithm", "seeds", "without"] + cols + ["AUC without"] + [f"AUC {c}" for c in cols] + ["s/round"]
         print(table(rows, head, a.markdown))
         printed = True
     if not printed:

@@ -4,7 +4,8 @@
 # analysis/fedgc_table.py OUT makes the tables (docs/fedgc.md).
 #
 #   scripts/fedgc_sweep.sh DECK OUT [--np N] [--jobs J] [--seeds "1 2 3"]
-#                          [--part design|headline|budgets|all] [--set section.key=value ...]
+#                          [--part design|headline|budgets|holdout|all] [--budgets "equal inverse waterfill"]
+#                          [--set section.key=value ...]
 #
 # design    FedAvg + FedGC, one axis varied at a time, the others at their
 #           defaults (budget inverse, design diverse, guidance mixed):
@@ -16,16 +17,23 @@
 # budgets   the three algorithms without generated data and with FedGC at
 #           each budget equal|inverse|waterfill (design and guidance at
 #           their defaults); not part of all
+# holdout   the three algorithms without generated data and with the
+#           server's real hold-out rows in place of generated ones
+#           (fedgc.source = holdout, fedgc.pool_draw = cycle: the same budgets
+#           and class mix, every hold-out row dealt once before any twice) at
+#           each budget: the generator's baseline; not part of all
+# --budgets the budgets of budgets and holdout (default all three)
 # --jobs J  runs at a time (default 1), each on --np ranks
-# Run names: <alg>-plain_s<seed>, <alg>-gc-<budget>-<design>-<guidance>_s<seed>.
+# Run names: <alg>-plain_s<seed>, <alg>-gc-<budget>-<design>-<guidance>_s<seed>,
+# <alg>-holdout-<budget>_s<seed>.
 # The deck should set fedgc.membership = true for the attack's AUCs. Runs
 # already complete (metrics.h5 present) are skipped, so a sweep resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ $# -ge 2 ]] || { sed -n '2,19p' "$0"; exit 2; }
+[[ $# -ge 2 ]] || { sed -n '2,28p' "$0"; exit 2; }
 deck=$1 out=$2
 shift 2
-np=2 seeds="1 2 3" part=all jobs=1
+np=2 seeds="1 2 3" part=all jobs=1 budgets="equal inverse waterfill"
 sets=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -33,6 +41,7 @@ while [[ $# -gt 0 ]]; do
     --jobs) jobs=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --part) part=$2; shift 2 ;;
+    --budgets) budgets=$2; shift 2 ;;
     --set) sets+=(--set "$2"); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -40,14 +49,18 @@ done
 export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1} OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
 mkdir -p "$out"
 
-# one ALG GC [BUDGET DESIGN GUIDANCE]: every seed of one setting
+# one ALG GC [BUDGET DESIGN GUIDANCE]: every seed of one setting (GC: on,
+# off, or holdout with BUDGET alone)
 one() {
   local alg=$1 gc=$2 name extra=()
   case $alg in
     fedprox) extra=(--set fedprox.mu=0.01) ;;
     scaffold) extra=(--set train.momentum=0) ;;
   esac
-  if [[ $gc == on ]]; then
+  if [[ $gc == holdout ]]; then
+    name="$alg-holdout-$3"
+    extra+=(--set fedgc.enabled=true --set fedgc.source=holdout --set fedgc.pool_draw=cycle --set fedgc.budget="$3")
+  elif [[ $gc == on ]]; then
     name="$alg-gc-$3-$4-$5"
     extra+=(--set fedgc.enabled=true --set fedgc.budget="$3" --set fedgc.design="$4" --set fedgc.guidance="$5")
   else
@@ -82,7 +95,13 @@ fi
 if [[ $part == budgets ]]; then
   for alg in fedavg fedprox scaffold; do
     one "$alg" off
-    for b in equal inverse waterfill; do one "$alg" on "$b" diverse mixed; done
+    for b in $budgets; do one "$alg" on "$b" diverse mixed; done
+  done
+fi
+if [[ $part == holdout ]]; then
+  for alg in fedavg fedprox scaffold; do
+    one "$alg" off
+    for b in $budgets; do one "$alg" holdout "$b"; done
   done
 fi
 wait

@@ -26,6 +26,11 @@ are skipped.
   clients have near-equal sizes and class mixes; `--domains pool` pools the
   domains into one train and one test set, which the deck's partitioner deals.
   Either way /train/domain and /test/domain give each row's domain.
+- Client domains: with `--domains clients`, /train/client_domain [clients]
+  (int32) gives each natural client's domain (client k of domain d's N:
+  k / N), which a FedGC pool routed by /domain needs (fedgc.pool,
+  docs/dataset-format.md, "Generated pool"). Pooled domains have no
+  client-domain map: their clients are made by the partitioner and mix domains.
 - Attributes: num_classes, name (--name, default ROOT's base name),
   class_names, and with --domains domain_names.
 
@@ -204,6 +209,8 @@ def main():
                     f.create_dataset(f"{split}/domain", data=np.array([r[2] for r in rows[split]], dtype=np.int32))
                 if args.domains == "clients":
                     f.create_dataset(f"{split}/client_offsets", data=np.array(offsets[split], dtype=np.int64))
+                if args.domains == "clients" and split == "train":  # natural client k holds domain k // per
+                    f.create_dataset("train/client_domain", data=np.arange(len(offsets[split]) - 1, dtype=np.int32) // per)
                 buf = np.empty((min(CHUNK_ROWS, n),) + shape, dtype=np.uint8)
                 for i0 in range(0, n, len(buf)):
                     m = min(len(buf), n - i0)

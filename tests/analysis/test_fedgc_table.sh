@@ -6,7 +6,9 @@
 # per algorithm over 2 seeds each way; a sweep run again skips what is
 # complete; the budgets part, two runs at a time (--jobs 2): a row per
 # algorithm with its run without FedGC and one per budget, MI AUCs in [0, 1]
-# and seconds per round > 0; an empty folder -> exit 1.
+# and seconds per round > 0; the holdout part (--budgets "equal waterfill")
+# added to that folder: the runs without FedGC skipped, and the budgets table
+# gains a hold-out column per budget that ran; an empty folder -> exit 1.
 # Env (from ctest): FEDHPC, SRC_DIR, and the OMPI root variables.
 set -euo pipefail
 : "${FEDHPC:?FEDHPC must point to the fedhpc binary}"
@@ -64,6 +66,24 @@ for alg in ("fedavg", "fedprox", "scaffold"):
     assert all(0 < x <= 100 for x in v[:4]) and all(0 <= x <= 1 for x in v[4:8]) and v[8] > 0, (alg, v)
 PY
 echo "ok:   budgets table: 3 algorithms x (without, equal, inverse, waterfill), 2 runs at a time"
+scripts/fedgc_sweep.sh input/fedgc_digits.ini "$TMP/budgets" --np 1 --seeds "1" --part holdout --budgets "equal waterfill" \
+  "${sets[@]}" >"$TMP/holdout.log" 2>&1 || { cat "$TMP/holdout.log"; fail "holdout sweep"; }
+! grep -q FAILED "$TMP/holdout.log" || { cat "$TMP/holdout.log"; fail "a run of the holdout sweep failed"; }
+grep -q "^skip scaffold-plain_s1 (complete)" "$TMP/holdout.log" || fail "the runs without FedGC were not skipped"
+grep -q "1000 real hold-out rows" "$TMP/budgets/fedavg-holdout-waterfill_s1.log" || fail "no hold-out rows dealt"
+/usr/bin/python3 analysis/fedgc_table.py "$TMP/budgets" >"$TMP/holdout.txt" || fail "holdout table"
+/usr/bin/python3 - "$TMP/holdout.txt" <<'PY' || { cat "$TMP/holdout.txt"; fail "holdout table content"; }
+import re, sys
+part = open(sys.argv[1]).read().split("Budgets:")[1]
+assert re.search(r"FedGC waterfill\s+hold-out equal\s+hold-out waterfill\s+AUC without", part), "hold-out columns"
+num = r"([\d.]+) \+- [\d.]+\s+"
+for alg in ("fedavg", "fedprox", "scaffold"):
+    row = re.search(rf"^{alg}\s+1/1/1/1/1/1\s+" + num * 12 + r"([\d.]+)\s*$", part, re.M)
+    assert row, alg
+    v = [float(row.group(i)) for i in range(1, 14)]
+    assert all(0 < x <= 100 for x in v[:6]) and all(0 <= x <= 1 for x in v[6:12]) and v[12] > 0, (alg, v)
+PY
+echo "ok:   holdout part: hold-out equal and waterfill columns beside the budgets"
 mkdir -p "$TMP/empty"
 rc=0
 /usr/bin/python3 analysis/fedgc_table.py "$TMP/empty" 2>"$TMP/err" || rc=$?

@@ -6,9 +6,12 @@
 # num_classes, class_names, value_scale, mean and std of the train rows), every
 # image in exactly one split with its own pixels and label, the per-class test
 # counts, the same file from the same seed, client_offsets whose clients each
-# hold one domain, the pooled form, --grey, --size. Then fedhpc reads the
-# files: a one-round run on the flat file (IID) and on the natural clients
-# (and run.clients = 3 on them exits 4 asking for 4), `fedhpc partition` with
+# hold one domain and /train/client_domain naming it (none for pooled
+# domains), the pooled form, --grey, --size. Then fedhpc reads the files: a
+# one-round run on the flat file (IID) and on the natural clients (and
+# run.clients = 3 on them exits 4 asking for 4), a FedGC pool routed by
+# /domain on the natural clients (which needs /train/client_domain),
+# `fedhpc partition` with
 # Dirichlet(0.1) on the pooled file (its client x class counts). Errors (empty
 # class folder, unreadable image, classes that differ across domains, mixed
 # sizes without --size) exit 1 with one line naming the file, and leave no
@@ -120,6 +123,8 @@ with h5py.File(os.path.join(tmp, "dom_clients.h5"), "r") as f:
     check(all(len(set(dom[s][off[s][k]:off[s][k + 1]])) == 1 and dom[s][off[s][k]] == k // 2
               for s in ("train", "test") for k in range(4)), "domains: clients 0, 1 hold domain a; 2, 3 domain b")
     check(strs(f.attrs["domain_names"]) == ["a", "b"], "domains: domain_names")
+    check(f["train/client_domain"].dtype == np.int32 and list(f["train/client_domain"][()]) == [0, 0, 1, 1],
+          "domains: /train/client_domain = [0, 0, 1, 1]")
     # Domain b resized from 12x12: its rows match the resized images.
     ref = np.asarray(Image.fromarray(image(1, 0, 0, 12, 12)).resize((8, 8), Image.BILINEAR)).transpose(2, 0, 1)
     rows = np.concatenate([f["train/x"][()], f["test/x"][()]])
@@ -127,7 +132,8 @@ with h5py.File(os.path.join(tmp, "dom_clients.h5"), "r") as f:
 
 with h5py.File(os.path.join(tmp, "dom_pool.h5"), "r") as f:
     check("client_offsets" not in f["train"] and f["train/x"].shape[0] == 18 and strs([f.attrs["name"]]) == ["pooled"]
-          and list(np.bincount(f["train/domain"][()])) == [9, 9], "pool: no offsets, 9 train rows per domain, --name")
+          and list(np.bincount(f["train/domain"][()])) == [9, 9] and "client_domain" not in f["train"],
+          "pool: no offsets and no client domains, 9 train rows per domain, --name")
 sys.exit(1 if failures else 0)
 PY
 
@@ -167,6 +173,20 @@ rc=0
 if [[ $rc == 4 ]] && grep -q "set run.clients = 4" "$TMP/clients3.log"; then
   pass "fedhpc reads the 4 natural clients: run.clients = 3 exits 4 asking for 4"
 else fail "run.clients = 3 on dom_clients.h5: exit $rc, $(grep -m1 error "$TMP/clients3.log")"; fi
+# A pool routed by domain: the file's test rows as "generated" ones, each
+# with its domain (the routing itself is checked in tests/unit/test_fl_fedgc.c).
+"$PY" - "$TMP" <<'PY' || fail "routed pool file"
+import sys, h5py, numpy as np
+tmp = sys.argv[1]
+with h5py.File(f"{tmp}/dom_clients.h5", "r") as f:
+    x, y, d = f["test/x"][()], f["test/y"][()], f["test/domain"][()]
+with h5py.File(f"{tmp}/gen_domain.h5", "w") as g:
+    g["x"], g["y"], g["domain"] = x, y.astype(np.int32), d.astype(np.int32)
+PY
+fedhpc "fedhpc run: a FedGC pool routed by /domain on the natural clients" "$TMP/gen.log" -- run "$TMP/clients.ini" \
+  --set fedgc.enabled=true --set fedgc.pool="$TMP/gen_domain.h5" --set fedgc.total=8 --set fedgc.budget=equal \
+  --set fedgc.pool_draw=replace --set output.name=gen
+grep -q "routed by /domain" "$TMP/gen.log" || fail "the pool was not routed by domain: $(grep -m1 fedgc "$TMP/gen.log")"
 deck "$TMP/dom_pool.h5" 3 >"$TMP/pool.ini"
 fedhpc "fedhpc partition: Dirichlet(0.1) on the pooled domains" "$TMP/pool.log" -- \
   partition "$TMP/pool.ini" --set partition.method=dirichlet --set partition.alpha=0.1 \

@@ -22,6 +22,14 @@
 #   from the unrouted run; a client id or a domain no client has, both routes
 #   at once, and /domain without /train/client_domain are refused (4) naming
 #   the file and dataset;
+# - the server's real hold-out rows in place of generated ones (fedgc.source
+#   = holdout): with M = 1000 above the digits' 287 hold-out rows, dealt
+#   cyclically, bitwise on 1, 2 and 3 ranks, membership.h5 counting the 1000
+#   dealt rows as generated and the same members as the run without them;
+#   within the hold-out's rows (M = 100) the cyclic deal is the disjoint deal bit for
+#   bit; the generator's keys the deck sets are warned about once; a budget beyond a class's
+#   hold-out rows under the default disjoint deal, a pool beside the
+#   hold-out and no hold-out are refused (3), naming the keys;
 # - decks that cannot work are refused naming the key or file: no server rows
 #   and no pool (3), a pool of the wrong sample shape (4), a pool label out of
 #   range (4).
@@ -173,4 +181,37 @@ expect_fail 4 "/domain[5] = 3 is the domain of no client (data.path = $TMP/digit
   "${routed[@]}" --set data.path="$TMP/digits_dom.h5" --set fedgc.pool="$TMP/pool_baddomain.h5"
 expect_fail 4 "holds both /client and /domain" "${routed[@]}" --set fedgc.pool="$TMP/pool_both.h5"
 expect_fail 4 "no /train/client_domain" "${routed[@]}" --set fedgc.pool="$TMP/pool_domain.h5"
+
+# the hold-out's real rows as the baseline of the generator fitted on them
+ho=(--set fedgc.source=holdout --set fedgc.pool_draw=cycle)
+for np in 1 2 3; do
+  fh_mpirun "$np" run "$deck" "${common[@]}" "${ho[@]}" --set output.name="ho_np$np" >"$TMP/ho_np$np.log" 2>&1 \
+    || { cat "$TMP/ho_np$np.log"; fail "hold-out rows on $np ranks"; }
+done
+grep -q "fedgc: 1000 real hold-out rows over 30 clients" "$TMP/ho_np1.log" || { cat "$TMP/ho_np1.log"; fail "no hold-out line"; }
+[[ $(grep -c "fedgc.source = holdout deals real rows, so the built-in generator's keys do nothing: fedgc.design, fedgc.guidance, fedgc.strength, fedgc.pca_dims, fedgc.components$" \
+  "$TMP/ho_np3.log") -eq 1 ]] || { cat "$TMP/ho_np3.log"; fail "the deck's generator keys beside the hold-out not warned once"; }
+"$PY" "$(dirname "$0")/compare_runs.py" "$TMP" ho_np1 ho_np2 ho_np3 >/dev/null || fail "hold-out runs differ over rank counts"
+! "$PY" "$(dirname "$0")/compare_runs.py" "$TMP" ho_np1 fedavg_np1 >/dev/null 2>&1 || fail "hold-out rows = generated rows"
+"$PY" - "$TMP" <<'PY' || fail "hold-out: membership.h5"
+import sys, h5py
+tmp = sys.argv[1]
+a = [dict(h5py.File(f"{tmp}/{n}/membership.h5", "r").attrs) for n in ("ho_np1", "ho_np3", "plain")]
+assert a[0]["generated_rows"] == a[1]["generated_rows"] == 1000 and a[0]["auc"] == a[1]["auc"], a[:2]
+assert a[0]["members"] == a[2]["members"] and a[0]["nonmembers"] == a[2]["nonmembers"], (a[0], a[2])
+PY
+ok "hold-out rows (M = 1000 > 287 rows, cyclic): 1, 2, 3 ranks bitwise; dealt rows not members"
+for draw in disjoint cycle; do
+  fh_mpirun 2 run "$deck" "${common[@]}" --set fedgc.source=holdout --set fedgc.total=100 --set fedgc.budget=waterfill --set fedgc.pool_draw=$draw \
+    --set output.name="ho100_$draw" >"$TMP/ho100_$draw.log" 2>&1 \
+    || { cat "$TMP/ho100_$draw.log"; fail "100 hold-out rows, $draw"; }
+done
+"$PY" "$(dirname "$0")/compare_runs.py" "$TMP" ho100_disjoint ho100_cycle >/dev/null || fail "cycle differs from disjoint"
+ok "100 hold-out rows (water-filling): the cyclic deal is the disjoint one bit for bit"
+expect_fail 3 "the clients need 93 rows of class 0 but the server's hold-out holds 28; lower fedgc.total, raise data.server_fraction, or set fedgc.pool_draw = cycle" \
+  --set fedgc.source=holdout
+expect_fail 3 "fedgc.source = holdout deals the server's real rows, and fedgc.pool = $TMP/pool.h5 names a second source" \
+  --set fedgc.source=holdout --set fedgc.pool="$TMP/pool.h5"
+expect_fail 3 "fedgc.source = holdout deals the server's hold-out rows, and data.server_fraction = 0 holds none out" \
+  --set fedgc.source=holdout --set data.server_fraction=0 --set fedgc.total=100
 echo "$NCHECKS passed, 0 failed"

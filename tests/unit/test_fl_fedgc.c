@@ -23,7 +23,13 @@
  * - a pool routed by /client or by /domain (the clients' domains in the data
  *   file's /train/client_domain): every generated row is a pool row of the
  *   client's route (found by its features), of its label, no pool row goes to
- *   two clients, and each client's class counts are its route's mix. */
+ *   two clients, and each client's class counts are its route's mix;
+ * - the server's real hold-out rows in place of generated ones
+ *   (fedgc.source = holdout): every added row is a hold-out row with its
+ *   label, each client's class counts are its mix of the hold-out's class
+ *   shares, the added rows sum to M and are counted as generated (not
+ *   members); disjoint: no row dealt twice; cycle with M above the hold-out:
+ *   each class's rows dealt floor or ceil of (its deals / its rows) times. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -518,6 +524,71 @@ static void test_routed_pool(void **state) {
   unlink(pool), unlink(data), rmdir(dir);
 }
 
+/* ---- the hold-out's real rows (fedgc.source = holdout) --------------------------- */
+
+static void check_holdout(const char *draw, int M) {
+  char sd[64], st[64];
+  snprintf(sd, sizeof sd, "fedgc.pool_draw=%s", draw);
+  snprintf(st, sizeof st, "fedgc.total=%d", M);
+  const char *sets[] = {"data.source=hdf5", "data.path=" DIGITS, "data.server_fraction=0.2",
+                        "data.server_shards=5", "run.clients=12", "partition.method=dirichlet",
+                        "partition.alpha=0.1", "partition.min_size=2", "model.hidden=8",
+                        "fedgc.enabled=true", "fedgc.source=holdout", "fedgc.budget=inverse", sd, st,
+                        "output.save_model=false"};
+  const fh_key_spec *tables[64];
+  int nt = fh_all_key_tables(tables, 64);
+  fh_config *cfg = NULL;
+  if (fh_config_load(&cfg, NULL, sets, (int)(sizeof sets / sizeof *sets), tables, nt) != 0)
+    fail_msg("config: %s", fh_error_msg());
+  fh_run *run = NULL;
+  if (fh_run_create(&run, cfg, MPI_COMM_WORLD) != 0) fail_msg("run: %s", fh_error_msg());
+  const int K = run->nlocal, C = run->data->num_classes, d = run->data->dim;
+  fh_split srv; /* the hold-out as the run holds it out, normalised */
+  int64_t total = 0;
+  assert_int_equal(fh_dataset_load_server(cfg, 1, 0, 1, &srv, &total), 0);
+  double freq[16] = {0};
+  for (int i = 0; i < srv.n; i++) freq[srv.y[i]] += 1.0 / srv.n;
+  int *dealt = calloc((size_t)srv.n, sizeof(int));
+  long long gen = 0, per_class[16] = {0};
+  for (int k = 0; k < K; k++) {
+    const fh_split *tr = &run->data->clients[k].train;
+    const int nk = tr->n - tr->generated;
+    int have[16] = {0}, got[16] = {0}, want[16];
+    for (int i = 0; i < nk; i++) have[tr->y[i]]++;
+    for (int i = nk; i < tr->n; i++) {
+      int hit = -1;
+      for (int r = 0; r < srv.n && hit < 0; r++)
+        if (memcmp(tr->x + (size_t)i * d, srv.x + (size_t)r * d, (size_t)d * sizeof(float)) == 0) hit = r;
+      if (hit < 0) fail_msg("client %d: added row %d is no hold-out row", k, i);
+      assert_int_equal(tr->y[i], srv.y[hit]);
+      dealt[hit]++, got[tr->y[i]]++, per_class[tr->y[i]]++;
+    }
+    gen += tr->generated;
+    fh_fedgc_class_counts(FH_MIX_POOL, tr->generated, C, freq, have, want);
+    for (int c = 0; c < C; c++) assert_int_equal(got[c], want[c]);
+  }
+  assert_int_equal(gen, M);
+  for (int c = 0; c < C; c++) { /* each class's rows dealt evenly: 0 or 1 times (disjoint), or floor/ceil (cycle) */
+    long long nc = 0;
+    for (int r = 0; r < srv.n; r++) nc += srv.y[r] == c;
+    const long long lo = per_class[c] / nc, hi = lo + (per_class[c] % nc != 0);
+    for (int r = 0; r < srv.n; r++)
+      if (srv.y[r] == c && (dealt[r] < lo || dealt[r] > hi))
+        fail_msg("%s: hold-out row %d (class %d) dealt %d times, not in [%lld, %lld]", draw, r, c, dealt[r], lo, hi);
+    if (strcmp(draw, "disjoint") == 0) assert_true(hi <= 1);
+  }
+  if (strcmp(draw, "cycle") == 0) assert_true(M > total); /* the case where rows repeat */
+  free(dealt), free(srv.x), free(srv.y);
+  fh_run_free(run);
+  fh_config_free(cfg);
+}
+
+static void test_holdout_rows(void **state) {
+  (void)state;
+  check_holdout("disjoint", 150);
+  check_holdout("cycle", 700);
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   const struct CMUnitTest tests[] = {
@@ -529,6 +600,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup_teardown(test_guidance_limits, setup_fit, teardown_fit),
       cmocka_unit_test(test_run_class_mix),
       cmocka_unit_test(test_routed_pool),
+      cmocka_unit_test(test_holdout_rows),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   MPI_Finalize();

@@ -41,6 +41,10 @@ const fh_key_spec fh_fedgc_keys[] = {
     {"fedgc.em_iters", FH_T_INT, "50", 0, 1e6, NULL, "generator: EM iterations per class"},
     {"fedgc.var_floor", FH_T_REAL, "1e-3", 0, 1, NULL,
      "generator: floor of a component's variances, relative to the class's variance"},
+    {"fedgc.source", FH_T_ENUM, "generator", 0, 0, "generator|holdout",
+     "where the M_k rows come from: the built-in generator fitted on the server's hold-out (or fedgc.pool), or the "
+     "hold-out's real rows themselves, dealt like a pool by the same budgets and class mix (the generator's "
+     "baseline; they are not scored as members by fedgc.membership)"},
     {"fedgc.pool", FH_T_STRING, "", 0, 0, NULL,
      "HDF5 file of generated samples /x and labels /y used instead of the built-in generator, optionally routed: "
      "/client (a client id per row) or /domain (a domain per row, clients' domains in data.path's "
@@ -48,9 +52,11 @@ const fh_key_spec fh_fedgc_keys[] = {
     {"fedgc.pool_layout", FH_T_ENUM, "nchw", 0, 0, "nchw|nhwc",
      "fedgc.pool: /x as [N, C, H, W] (or flat [N, D]), or channels last [N, H, W, C] (numpy image arrays), "
      "transposed on reading; a layout that does not match the data is refused"},
-    {"fedgc.pool_draw", FH_T_ENUM, "disjoint", 0, 0, "disjoint|replace",
-     "fedgc.pool: each class's rows shuffled once and dealt to the clients without replacement (every pool row "
-     "to one client at most, as the authors split their pool), or drawn with replacement per client"},
+    {"fedgc.pool_draw", FH_T_ENUM, "disjoint", 0, 0, "disjoint|replace|cycle",
+     "fedgc.pool or fedgc.source = holdout: each class's rows shuffled once and dealt to the clients without "
+     "replacement (every row to one client at most, as the authors split their pool; a budget beyond a class's "
+     "rows is refused); drawn with replacement per client; or dealt in the shuffled order and started over when "
+     "they run out (every row once before any twice)"},
     {"fedgc.weights", FH_T_ENUM, "merged", 0, 0, "merged|real",
      "aggregation weight of client k: n_k + M_k, or n_k (algorithms with [sample weights] in "
      "`fedhpc help algorithms`)"},
@@ -218,11 +224,13 @@ typedef struct {
   const int32_t *route;  /* [K] client k's route r (its id or its domain); NULL: one route, 0 */
   int routes;            /* R, the number of routes (1 without routing)  */
   const char *route_by;  /* "client" or "domain" (routed pools)           */
+  const char *name;      /* the rows' origin in messages: "the pool X", "the server's hold-out" */
   fh_gen_options opt;
   int mix;
   const double *freq;    /* [R, C] the class shares of each route's pool rows (the generator: [C]) */
-  const int64_t *first;  /* disjoint pool draws: [K, C] client k's first position in class c's shuffled rows; NULL:
-                            with replacement */
+  const int64_t *first;  /* disjoint or cyclic pool draws: [K, C] client k's first position in class c's shuffled
+                            rows; NULL: with replacement */
+  int cycle;             /* first + t wraps around the class's rows (fedgc.pool_draw = cycle) */
 } source;
 
 /* Client k's route: its group of pool rows (0 without routing). */
@@ -263,7 +271,8 @@ static void generate_client(const fh_run *run, const source *s, int k, const fh_
       float *xj = *x + (size_t)j * d;
       if (!s->g) { /* a pool row of class c in the client's route: its next one in the shuffle, or any */
         const int64_t nc = s->pstart[g0 + c + 1] - s->pstart[g0 + c];
-        const int64_t pick = s->first                 ? s->first[(size_t)k * C + c] + t
+        const int64_t at = s->first ? s->first[(size_t)k * C + c] + t : 0;
+        const int64_t pick = s->first                 ? (s->cycle ? at % nc : at)
                              : nc <= 0xffffffffLL ? (int64_t)fh_rng_below(&r, (uint32_t)nc)
                                                   : (int64_t)(fh_rng_u64(&r) % (uint64_t)nc);
         const int64_t row = s->prow[s->pstart[g0 + c] + pick];
@@ -349,12 +358,50 @@ static int check_routes(const fh_run *run, const char *pool, int64_t pn, const f
   return rc;
 }
 
-/* The external pool (fedgc.pool) as a source: its rows grouped by route and
- * class (CSR over groups r C + c) and each route's class shares freq [R, C];
- * a client with a budget (Mk [K]) whose route holds no row is refused, naming
- * the dataset that routes. */
-static int pool_source(fh_run *run, const char *pool, const int *Mk, source *s, pool_arrays *a) {
+/* Rows x [pn, dim] (normalised as the data set's) and y [pn], each in route
+ * rt (rt->id NULL: one route) with client k's route route [K] and R routes,
+ * as a source: grouped by route and class (CSR over groups r C + c), each
+ * route's class shares freq [R, C]. a takes x, y and route (pool_free frees
+ * them); rt->id stays the caller's. A client with a budget (Mk [K]) whose
+ * route holds no row is refused, naming the dataset that routes. */
+static int group_rows(const fh_run *run, const int *Mk, int64_t pn, const fh_pool_routes *rt, int R, source *s,
+                      pool_arrays *a) {
   const int C = run->data->num_classes, K = run->map.num_clients;
+  const size_t G = (size_t)R * C;
+  a->start = fh_calloc(G + 1, sizeof(int64_t));
+  a->row = fh_malloc((size_t)(pn > 0 ? pn : 1) * sizeof(int64_t));
+  a->freq = fh_calloc(G, sizeof(double));
+  int64_t *start = a->start;
+  for (int64_t i = 0; i < pn; i++) start[(size_t)(rt->id ? rt->id[i] : 0) * C + a->y[i] + 1]++;
+  for (size_t g = 0; g < G; g++) start[g + 1] += start[g];
+  int64_t *fill = fh_malloc(G * sizeof(int64_t));
+  memcpy(fill, start, G * sizeof(int64_t));
+  for (int64_t i = 0; i < pn; i++) a->row[fill[(size_t)(rt->id ? rt->id[i] : 0) * C + a->y[i]]++] = i;
+  free(fill);
+  for (int r = 0; r < R; r++) {
+    const int64_t nr = start[(size_t)(r + 1) * C] - start[(size_t)r * C];
+    for (int c = 0; c < C && nr > 0; c++)
+      a->freq[(size_t)r * C + c] = (double)(start[(size_t)r * C + c + 1] - start[(size_t)r * C + c]) / (double)nr;
+  }
+  static const char *const by[] = {"", "/client", "/domain"};
+  int rc = 0;
+  for (int k = 0; k < K && rc == 0; k++) {
+    const int r = a->route[k];
+    if (Mk[k] > 0 && start[(size_t)(r + 1) * C] == start[(size_t)r * C])
+      rc = FH_FAIL(FH_ERR_DATA, "%s: client %d has a budget of %d generated rows but %s routes no row to %s %d; "
+                                "give it rows or change fedgc.budget",
+                   s->name, k, Mk[k], by[rt->kind], rt->kind == FH_POOL_ROUTE_CLIENT ? "client" : "domain", r);
+  }
+  s->px = a->x, s->py = a->y, s->pstart = a->start, s->prow = a->row, s->freq = a->freq;
+  s->route = rt->kind == FH_POOL_ROUTE_NONE ? NULL : a->route;
+  s->routes = R;
+  s->route_by = rt->kind == FH_POOL_ROUTE_CLIENT ? "client" : "domain";
+  return rc;
+}
+
+/* The external pool (fedgc.pool) as a source (group_rows), its rows routed by
+ * the pool's /client or /domain. */
+static int pool_source(fh_run *run, const char *pool, const int *Mk, source *s, pool_arrays *a) {
   int64_t pn = 0;
   const int nhwc = fh_cfg_enum(run->cfg, "fedgc.pool_layout") == 1; /* nchw|nhwc */
   FH_TRY(fh_error_agree(run->comm, fh_generator_pool_load(pool, run->data, nhwc, &a->x, &a->y, &pn)));
@@ -363,42 +410,36 @@ static int pool_source(fh_run *run, const char *pool, const int *Mk, source *s, 
   int rc = fh_generator_pool_routes(pool, pn, &rt);
   if (rc == 0) rc = check_routes(run, pool, pn, &rt, &a->route, &R);
   rc = fh_error_agree(run->comm, rc);
-  if (rc) {
-    free(rt.id);
-    return rc;
-  }
-  const size_t G = (size_t)R * C;
-  a->start = fh_calloc(G + 1, sizeof(int64_t));
-  a->row = fh_malloc((size_t)pn * sizeof(int64_t));
-  a->freq = fh_calloc(G, sizeof(double));
-  int64_t *start = a->start;
-  for (int64_t i = 0; i < pn; i++) start[(size_t)(rt.id ? rt.id[i] : 0) * C + a->y[i] + 1]++;
-  for (size_t g = 0; g < G; g++) start[g + 1] += start[g];
-  int64_t *fill = fh_malloc(G * sizeof(int64_t));
-  memcpy(fill, start, G * sizeof(int64_t));
-  for (int64_t i = 0; i < pn; i++) a->row[fill[(size_t)(rt.id ? rt.id[i] : 0) * C + a->y[i]]++] = i;
-  free(fill);
-  for (int r = 0; r < R; r++) {
-    const int64_t nr = start[(size_t)(r + 1) * C] - start[(size_t)r * C];
-    for (int c = 0; c < C && nr > 0; c++)
-      a->freq[(size_t)r * C + c] = (double)(start[(size_t)r * C + c + 1] - start[(size_t)r * C + c]) / (double)nr;
-  }
-  static const char *const by[] = {"", "/client", "/domain"};
-  for (int k = 0; k < K && rc == 0; k++) {
-    const int r = a->route[k];
-    if (Mk[k] > 0 && start[(size_t)(r + 1) * C] == start[(size_t)r * C])
-      rc = FH_FAIL(FH_ERR_DATA, "fedgc.pool = %s: client %d has a budget of %d generated rows but %s routes no row "
-                                "to %s %d; give it rows or change fedgc.budget",
-                   pool, k, Mk[k], by[rt.kind], rt.kind == FH_POOL_ROUTE_CLIENT ? "client" : "domain", r);
-  }
+  if (rc == 0) rc = group_rows(run, Mk, pn, &rt, R, s, a);
   free(rt.id);
-  s->px = a->x, s->py = a->y, s->pstart = a->start, s->prow = a->row, s->freq = a->freq;
-  s->route = rt.kind == FH_POOL_ROUTE_NONE ? NULL : a->route;
-  s->routes = R;
-  s->route_by = rt.kind == FH_POOL_ROUTE_CLIENT ? "client" : "domain";
+  static const char *const by[] = {"", "/client", "/domain"};
   if (rc == 0)
     fh_info("fedgc: %lld generated samples from the pool %s%s%s", (long long)pn, pool,
             rt.kind == FH_POOL_ROUTE_NONE ? "" : ", routed by ", by[rt.kind]);
+  return rc;
+}
+
+/* fedgc.source = holdout: the server's real hold-out rows (data.server_fraction,
+ * the rows the built-in generator is fitted on) as an unrouted pool
+ * (group_rows). Every rank reads all of them, in the hold-out's own order
+ * (fh_dataset_load_server as one part), so the deal is the same on any rank
+ * count. */
+static int holdout_source(fh_run *run, const int *Mk, source *s, pool_arrays *a) {
+  int rc = 0;
+  if (fh_cfg_real(run->cfg, "data.server_fraction") <= 0)
+    rc = FH_FAIL(FH_ERR_CONFIG, "fedgc.source = holdout deals the server's hold-out rows, and "
+                                "data.server_fraction = 0 holds none out; set data.server_fraction (e.g. 0.1)");
+  FH_TRY(fh_error_agree(run->comm, rc));
+  fh_split held;
+  int64_t total = 0;
+  FH_TRY(fh_error_agree(run->comm, fh_dataset_load_server(run->cfg, 1, 0, 1, &held, &total)));
+  a->x = held.x, a->y = held.y;
+  a->route = fh_calloc((size_t)run->map.num_clients, sizeof(int32_t));
+  const fh_pool_routes none = {FH_POOL_ROUTE_NONE, NULL};
+  rc = fh_error_agree(run->comm, group_rows(run, Mk, total, &none, 1, s, a));
+  if (rc == 0)
+    fh_info("fedgc: %lld real rows from the server's hold-out (data.server_fraction = %g) in place of generated "
+            "ones", (long long)total, fh_cfg_real(run->cfg, "data.server_fraction"));
   return rc;
 }
 
@@ -419,38 +460,45 @@ static void generate_all(fh_run *run, const source *s, const int *Mk) {
   free(gx), free(gy), free(gn);
 }
 
-/* Rank 0's lines on what was generated (t_gen: the slowest rank's). */
-static void report(const fh_run *run, const source *s, const int *Mk, long long level, int from_pool, double t_fit,
+/* Rank 0's lines on what was generated (t_gen: the slowest rank's); from:
+ * 0 the generator, 1 fedgc.pool, 2 the hold-out. */
+static void report(const fh_run *run, const source *s, const int *Mk, long long level, int from, double t_fit,
                    double t_gen) {
+  static const char *const rows[] = {"generated samples", "generated samples", "real hold-out rows"};
+  static const char *const how[] = {"generator fitted", "pool read", "hold-out read"};
   const fh_config *cfg = run->cfg;
   const int K = run->map.num_clients;
   int lo = Mk[0], hi = Mk[0];
   for (int k = 1; k < K; k++) lo = Mk[k] < lo ? Mk[k] : lo, hi = Mk[k] > hi ? Mk[k] : hi;
   char lev[64] = "";
   if (level >= 0) snprintf(lev, sizeof lev, ", level b = %lld", level);
-  fh_info("fedgc: %lld generated samples over %d clients (budget %s: %d..%d per client%s; class mix %s); %s in "
-          "%.3f s, generation %.3f s; aggregation weights %s",
-          fh_cfg_int(cfg, "fedgc.total"), K, fh_cfg_str(cfg, "fedgc.budget"), lo, hi, lev,
-          fh_cfg_str(cfg, "fedgc.class_mix"), from_pool ? "pool read" : "generator fitted", t_fit, t_gen,
+  fh_info("fedgc: %lld %s over %d clients (budget %s: %d..%d per client%s; class mix %s%s%s); %s in %.3f s, "
+          "generation %.3f s; aggregation weights %s",
+          fh_cfg_int(cfg, "fedgc.total"), rows[from], K, fh_cfg_str(cfg, "fedgc.budget"), lo, hi, lev,
+          fh_cfg_str(cfg, "fedgc.class_mix"), from ? ", draw " : "", from ? fh_cfg_str(cfg, "fedgc.pool_draw") : "",
+          how[from], t_fit, t_gen,
           fh_cfg_enum(cfg, "fedgc.weights") == 1 ? "n_k" : "n_k + M_k");
   if (fh_cfg_enum(cfg, "fedgc.weights") == 1 && !(run->alg->flags & FH_ALG_SAMPLE_WEIGHTS)) {
     char names[256];
     fh_algorithm_names_with(FH_ALG_SAMPLE_WEIGHTS, "and", names, sizeof names);
     fh_warn("fedgc.weights = real is honoured by %s only; %s weights clients its own way", names, run->alg->name);
   }
-  if (!from_pool)
+  if (!from)
     fh_info("fedgc: prompt design %s, guidance %s (strength %g, noise %g)", fh_cfg_str(cfg, "fedgc.design"),
             fh_cfg_str(cfg, "fedgc.guidance"), s->opt.strength, s->opt.noise);
 }
 
-/* fedgc.pool_draw = disjoint: the pool rows of each route's class shuffled
- * once (stream (seed, FH_RNG_GENERATE, none, r C + c), the same on every
- * rank; r = 0 without routing) and dealt to the route's clients in id order:
- * *first [K, C] gets where client k's rows of class c start in its route's
- * segment. The class counts are each hosted client's (as generate_client
- * draws them), summed over ranks. A route's class asked for more rows than
- * the pool holds is refused, naming the key that draws with replacement. */
+/* fedgc.pool_draw = disjoint or cycle: the pool rows of each route's class
+ * shuffled once (stream (seed, FH_RNG_GENERATE, none, r C + c), the same on
+ * every rank; r = 0 without routing) and dealt to the route's clients in id
+ * order: *first [K, C] gets where client k's rows of class c start in its
+ * route's segment (cycle: positions taken modulo the class's rows, so each
+ * row is dealt once before any is dealt twice). The class counts are each
+ * hosted client's (as generate_client draws them), summed over ranks.
+ * disjoint: a route's class asked for more rows than the source holds is
+ * refused, naming the keys that would allow it. */
 static int pool_disjoint(fh_run *run, const source *s, const int *Mk, int64_t *prow, int64_t **first) {
+  const int holdout = fh_cfg_enum(run->cfg, "fedgc.source") == 1; /* generator|holdout */
   const fh_dataset *ds = run->data;
   const int K = run->map.num_clients, C = ds->num_classes, R = s->routes;
   int *need = fh_calloc((size_t)K * C, sizeof(int)), *have = fh_calloc((size_t)C + 1, sizeof(int));
@@ -468,13 +516,14 @@ static int pool_disjoint(fh_run *run, const source *s, const int *Mk, int64_t *p
       int64_t at = 0;
       for (int k = 0; k < K; k++)
         if (route_of(s, k) == r) (*first)[(size_t)k * C + c] = at, at += need[(size_t)k * C + c];
-      if (at > nc) {
+      if (at > nc && (!s->cycle || nc == 0)) { /* cycle: a class with no row cannot be dealt either */
         char in[64] = "";
         if (s->route) snprintf(in, sizeof in, " routed to %s %d", s->route_by, r);
-        rc = FH_FAIL(FH_ERR_CONFIG, "fedgc.pool_draw = disjoint: the clients need %lld generated rows of class %d%s "
-                                    "but the pool %s holds %lld; lower fedgc.total, bring a larger pool, or set "
-                                    "fedgc.pool_draw = replace",
-                     (long long)at, c, in, fh_cfg_str(run->cfg, "fedgc.pool"), (long long)nc);
+        rc = FH_FAIL(FH_ERR_CONFIG, "fedgc.pool_draw = %s: the clients need %lld rows of class %d%s but %s "
+                                    "holds %lld; lower fedgc.total, %s, or set fedgc.pool_draw = cycle (every row "
+                                    "once before any twice) or replace",
+                     fh_cfg_str(run->cfg, "fedgc.pool_draw"), (long long)at, c, in, s->name, (long long)nc,
+                     holdout ? "raise data.server_fraction" : "bring a larger pool");
         break;
       }
       fh_rng rng;
@@ -492,18 +541,22 @@ static int pool_disjoint(fh_run *run, const source *s, const int *Mk, int64_t *p
   return rc;
 }
 
-/* Keys a pool makes meaningless: the built-in generator's. Warned about once,
- * by rank 0, when the deck or --set gave them. */
-static void warn_pool_ignores(const fh_run *run) {
-  static const char *const gen_keys[] = {"fedgc.design",   "fedgc.guidance",   "fedgc.strength", "fedgc.noise",
-                                         "fedgc.temp_min", "fedgc.temp_max",   "fedgc.pca_dims", "fedgc.components",
-                                         "fedgc.covariance", "fedgc.em_iters", "fedgc.var_floor"};
+/* Keys a pool or the hold-out makes meaningless: the built-in generator's
+ * (and, for the hold-out, the pool file's layout). Warned about once, by rank
+ * 0, when the deck or --set gave them. */
+static void warn_pool_ignores(const fh_run *run, int holdout) {
+  static const char *const gen_keys[] = {"fedgc.design",     "fedgc.guidance", "fedgc.strength", "fedgc.noise",
+                                         "fedgc.temp_min",   "fedgc.temp_max", "fedgc.pca_dims", "fedgc.components",
+                                         "fedgc.covariance", "fedgc.em_iters", "fedgc.var_floor", "fedgc.pool_layout"};
+  const size_t nkeys = sizeof gen_keys / sizeof gen_keys[0] - (holdout ? 0 : 1);
   char set[512] = "";
   size_t at = 0;
-  for (size_t i = 0; i < sizeof gen_keys / sizeof gen_keys[0]; i++)
+  for (size_t i = 0; i < nkeys; i++)
     if (strcmp(fh_cfg_origin(run->cfg, gen_keys[i]), "default") != 0 && at < sizeof set)
       at += (size_t)snprintf(set + at, sizeof set - at, "%s%s", at ? ", " : "", gen_keys[i]);
-  if (at) fh_warn("fedgc.pool is set, so the built-in generator's keys do nothing: %s", set);
+  if (at)
+    fh_warn("%s, so the built-in generator's keys do nothing: %s",
+            holdout ? "fedgc.source = holdout deals real rows" : "fedgc.pool is set", set);
 }
 
 int fh_fedgc_prepare(fh_run *run) {
@@ -537,14 +590,24 @@ int fh_fedgc_prepare(fh_run *run) {
   memset(&pa, 0, sizeof pa);
   double *freq = NULL;
   const char *pool = fh_cfg_str(cfg, "fedgc.pool");
+  const int holdout = fh_cfg_enum(cfg, "fedgc.source") == 1; /* generator|holdout */
+  const int from = holdout ? 2 : pool[0] ? 1 : 0;                  /* for report */
+  char name[1100];
   int rc = 0;
-  if (pool[0]) {
-    rc = fh_error_agree(run->comm, pool_source(run, pool, Mk, &s, &pa));
-    if (rc == 0 && fh_cfg_enum(cfg, "fedgc.pool_draw") == 0) { /* disjoint|replace */
+  if (holdout && pool[0])
+    rc = FH_FAIL(FH_ERR_CONFIG, "fedgc.source = holdout deals the server's real rows, and fedgc.pool = %s names a "
+                                "second source; leave fedgc.pool empty or set fedgc.source = generator", pool);
+  else if (from) {
+    snprintf(name, sizeof name, holdout ? "the server's hold-out" : "the pool %s", pool);
+    s.name = name;
+    rc = fh_error_agree(run->comm, holdout ? holdout_source(run, Mk, &s, &pa) : pool_source(run, pool, Mk, &s, &pa));
+    const int draw = fh_cfg_enum(cfg, "fedgc.pool_draw"); /* disjoint|replace|cycle */
+    s.cycle = draw == 2;
+    if (rc == 0 && draw != 1) {
       rc = fh_error_agree(run->comm, pool_disjoint(run, &s, Mk, pa.row, &pa.first));
       s.first = pa.first;
     }
-    if (rc == 0) warn_pool_ignores(run);
+    if (rc == 0) warn_pool_ignores(run, holdout);
   } else {
     rc = fit_server(run, &g);
     freq = fh_calloc((size_t)C, sizeof(double));
@@ -557,7 +620,7 @@ int fh_fedgc_prepare(fh_run *run) {
     generate_all(run, &s, Mk);
     double t_gen = MPI_Wtime() - t0 - t_fit;
     MPI_Allreduce(MPI_IN_PLACE, &t_gen, 1, MPI_DOUBLE, MPI_MAX, run->comm);
-    report(run, &s, Mk, level, pool[0] != 0, t_fit, t_gen);
+    report(run, &s, Mk, level, from, t_fit, t_gen);
   }
   fh_generator_free(&g);
   pool_free(&pa);
@@ -575,6 +638,7 @@ static int fedgc_data_ready(fh_run *run, void **state) {
  * count; the membership score is written at the end. */
 static const fh_test_case fedgc_tests[] = {
     {"fedavg+fedgc", FH_TEST_RESUME, "data.source=hdf5 data.path=@SRC_DIR@/input/digits.h5 data.server_fraction=0.2 data.server_shards=6 partition.method=dirichlet partition.alpha=0.3 partition.min_size=2 fedgc.enabled=true fedgc.total=2000 fedgc.membership=true train.epochs=2", "", "fedavg"},
+    {"fedavg+fedgc-holdout", FH_TEST_RESUME_SHORT, "data.source=hdf5 data.path=@SRC_DIR@/input/digits.h5 data.server_fraction=0.2 data.server_shards=6 partition.method=dirichlet partition.alpha=0.3 partition.min_size=2 fedgc.enabled=true fedgc.source=holdout fedgc.total=500 fedgc.budget=waterfill fedgc.pool_draw=cycle fedgc.membership=true train.epochs=2", "", "fedavg"},
     {NULL, 0, NULL, NULL, NULL}};
 
 const fh_addon fh_addon_fedgc = {

@@ -22,7 +22,10 @@
  *
  * The generator is fitted at the server on data.server_fraction's rows
  * (no client sees them), spread over all ranks in data.server_shards shards;
- * or fedgc.pool names an HDF5 file of generated samples used instead.
+ * or fedgc.pool names an HDF5 file of generated samples used instead, or
+ * fedgc.source = holdout deals the server's real rows themselves by the same
+ * budgets and class mix (the generator's baseline; counted as generated, so
+ * the membership score's members stay the clients' own rows).
  * Client k's samples come from the stream (seed, FH_RNG_GENERATE, k, none) on
  * the rank that hosts it, so they do not depend on the rank count; they are
  * regenerated, not stored, when a run resumes (the fit is deterministic).
