@@ -8,21 +8,41 @@
 
 #include "nn/layer.h"
 
-/* x [B, n], x2 [B, n] -> y [B, n] = x + x2 */
+/* x [B, n], x2 [B, n] -> y [B, n] = x + x2, or max(x + x2, 0) with a fused
+ * ReLU (NaN passes, as in torch.relu) */
 static void add_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
                         int B) {
   const size_t n = (size_t)B * L->out_size;
   const float *x2 = c->x2;
-  for (size_t i = 0; i < n; i++) y[i] = x[i] + x2[i];
+  if (L->fused_relu)
+    for (size_t i = 0; i < n; i++) {
+      const float v = x[i] + x2[i];
+      y[i] = v < 0.0f ? 0.0f : v;
+    }
+  else
+    for (size_t i = 0; i < n; i++) y[i] = x[i] + x2[i];
 }
 
-/* dy [B, n] -> dx [B, n] = dy, dx2 [B, n] = dy (either NULL: not needed) */
+/* dy [B, n] -> dx [B, n] = dy, dx2 [B, n] = dy (either NULL: not needed);
+ * with a fused ReLU dy is the gradient of its output y, and both take dy
+ * where y > 0, 0 elsewhere (torch's threshold_backward). */
 static void add_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
                          const float *y, const float *dy, float *dx, int B) {
-  (void)x, (void)y;
-  const size_t bytes = (size_t)B * L->out_size * sizeof(float);
-  if (dx) memcpy(dx, dy, bytes);
-  if (c->dx2) memcpy(c->dx2, dy, bytes);
+  (void)x;
+  const size_t n = (size_t)B * L->out_size;
+  float *dx2 = c->dx2;
+  if (!L->fused_relu) {
+    if (dx) memcpy(dx, dy, n * sizeof(float));
+    if (dx2) memcpy(dx2, dy, n * sizeof(float));
+    return;
+  }
+  if (dx && dx2) { /* distinct buffers (the model's): restrict lets it vectorise */
+    float *restrict a = dx, *restrict a2 = dx2;
+    const float *restrict g = dy, *restrict out = y;
+    for (size_t i = 0; i < n; i++) a[i] = a2[i] = out[i] <= 0.0f ? 0.0f : g[i];
+  }
+  else if (dx || dx2)
+    fh_relu_backward(dx ? dx : dx2, dy, y, n);
 }
 
 static double no_flops(const fh_layer *L, int B) {
