@@ -39,7 +39,10 @@ static void add_backward(const fh_layer *L, const fh_layer_ctx *c, const float *
   if (dx && dx2) { /* distinct buffers (the model's): restrict lets it vectorise */
     float *restrict a = dx, *restrict a2 = dx2;
     const float *restrict g = dy, *restrict out = y;
-    for (size_t i = 0; i < n; i++) a[i] = a2[i] = out[i] <= 0.0f ? 0.0f : g[i];
+    for (size_t i = 0; i < n; i++) { /* g read unconditionally: a select (relu.c) */
+      const float v = g[i];
+      a[i] = a2[i] = out[i] <= 0.0f ? 0.0f : v;
+    }
   }
   else if (dx || dx2)
     fh_relu_backward(dx ? dx : dx2, dy, y, n);

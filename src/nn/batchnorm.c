@@ -28,11 +28,12 @@ static inline v4f load4f(const float *p) {
   return v;
 }
 
-static inline v4d load4(const float *p) { return __builtin_convertvector(load4f(p), v4d); }
+/* a macro, not a function: a 32-byte vector returned by value would take a
+ * different ABI without AVX (-Wpsabi) */
+#define load4(p) __builtin_convertvector(load4f(p), v4d)
 
-/* dy where y > 0, else 0 (torch's threshold_backward: zero where y <= 0,
- * NaN y included) */
-static inline v4f mask4(v4f dy, v4f y) { return (v4f)((v4i)dy & (v4i)(y > 0.0f)); }
+/* 0 where y <= 0, else dy (torch's threshold_backward; a NaN y keeps dy) */
+static inline v4f mask4(v4f dy, v4f y) { return (v4f)((v4i)dy & ~(v4i)(y <= 0.0f)); }
 
 static void lanes_load(v4d *v, const double *l) { memcpy(v, l, NV * sizeof *v); }
 static void lanes_store(double *l, const v4d *v) { memcpy(l, v, NV * sizeof *v); }
@@ -74,7 +75,7 @@ static void lane_sum_sq(double *l, const float *v, int n, double mean) {
 }
 
 /* a[k] += g, b[k] += g (x - mu) with g = dy, or with y (the fused ReLU's
- * output; NULL: none) g = dy where y > 0 and 0 elsewhere. */
+ * output; NULL: none) g = 0 where y <= 0 and dy elsewhere. */
 static void lane_sum_dy(double *a, double *b, const float *dy, const float *x, const float *y,
                         int n, double mu) {
   v4d va[NV], vb[NV];
@@ -92,7 +93,7 @@ static void lane_sum_dy(double *a, double *b, const float *dy, const float *x, c
   lanes_store(a, va);
   lanes_store(b, vb);
   for (; i < n; i++) {
-    const double g = !y || y[i] > 0.0f ? (double)dy[i] : 0.0;
+    const double g = y && y[i] <= 0.0f ? 0.0 : (double)dy[i];
     a[0] += g;
     b[0] += g * ((double)x[i] - mu);
   }
@@ -225,7 +226,7 @@ static void backward(float *dx, float *dweight, float *dbias, const float *dy, c
         memcpy(dxc + s, &r4, sizeof r4);
       }
       for (; s < S; s++) {
-        const double g = !y || y[o + s] > 0.0f ? (double)dyc[s] : 0.0;
+        const double g = y && y[o + s] <= 0.0f ? 0.0 : (double)dyc[s];
         dxc[s] = (float)(k * g - k_mean + kx * ((double)xc[s] - mu));
       }
     }
