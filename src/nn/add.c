@@ -24,8 +24,8 @@ static void add_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x
 }
 
 /* dy [B, n] -> dx [B, n] = dy, dx2 [B, n] = dy (either NULL: not needed);
- * with a fused ReLU dy is the gradient of its output y, and both take dy
- * where y > 0, 0 elsewhere (torch's threshold_backward). */
+ * with a fused ReLU dy is the gradient of its output y, and both take 0
+ * where y <= 0, dy elsewhere (torch's threshold_backward). */
 static void add_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
                          const float *y, const float *dy, float *dx, int B) {
   (void)x;
@@ -36,14 +36,15 @@ static void add_backward(const fh_layer *L, const fh_layer_ctx *c, const float *
     if (dx2) memcpy(dx2, dy, n * sizeof(float));
     return;
   }
-  if (dx && dx2) { /* distinct buffers (the model's): restrict lets it vectorise */
-    float *restrict a = dx, *restrict a2 = dx2;
-    const float *restrict g = dy, *restrict out = y;
-    for (size_t i = 0; i < n; i++) { /* g read unconditionally: a select (relu.c) */
-      const float v = g[i];
-      a[i] = a2[i] = out[i] <= 0.0f ? 0.0f : v;
+  /* The mask into dx in blocks of 16 KB, each copied to dx2 while still in
+   * cache: one loop storing to both ran at 1.33 ms against 0.75 ms on a
+   * [10, 64, 32, 32] batch. */
+  if (dx && dx2)
+    for (size_t i = 0; i < n; i += 4096) {
+      const size_t m = n - i < 4096 ? n - i : 4096;
+      fh_relu_backward(dx + i, dy + i, y + i, m);
+      memcpy(dx2 + i, dx + i, m * sizeof(float));
     }
-  }
   else if (dx || dx2)
     fh_relu_backward(dx ? dx : dx2, dy, y, n);
 }
