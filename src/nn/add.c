@@ -8,21 +8,45 @@
 
 #include "nn/layer.h"
 
-/* x [B, n], x2 [B, n] -> y [B, n] = x + x2 */
+/* x [B, n], x2 [B, n] -> y [B, n] = x + x2, or max(x + x2, 0) with a fused
+ * ReLU (NaN passes, as in torch.relu) */
 static void add_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
                         int B) {
   const size_t n = (size_t)B * L->out_size;
   const float *x2 = c->x2;
-  for (size_t i = 0; i < n; i++) y[i] = x[i] + x2[i];
+  if (L->fused_relu)
+    for (size_t i = 0; i < n; i++) {
+      const float v = x[i] + x2[i];
+      y[i] = v < 0.0f ? 0.0f : v;
+    }
+  else
+    for (size_t i = 0; i < n; i++) y[i] = x[i] + x2[i];
 }
 
-/* dy [B, n] -> dx [B, n] = dy, dx2 [B, n] = dy (either NULL: not needed) */
+/* dy [B, n] -> dx [B, n] = dy, dx2 [B, n] = dy (either NULL: not needed);
+ * with a fused ReLU dy is the gradient of its output y, and both take 0
+ * where y <= 0, dy elsewhere (torch's threshold_backward). */
 static void add_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
                          const float *y, const float *dy, float *dx, int B) {
-  (void)x, (void)y;
-  const size_t bytes = (size_t)B * L->out_size * sizeof(float);
-  if (dx) memcpy(dx, dy, bytes);
-  if (c->dx2) memcpy(c->dx2, dy, bytes);
+  (void)x;
+  const size_t n = (size_t)B * L->out_size;
+  float *dx2 = c->dx2;
+  if (!L->fused_relu) {
+    if (dx) memcpy(dx, dy, n * sizeof(float));
+    if (dx2) memcpy(dx2, dy, n * sizeof(float));
+    return;
+  }
+  /* The mask into dx in blocks of 16 KB, each copied to dx2 while still in
+   * cache: one loop storing to both ran at 1.33 ms against 0.75 ms on a
+   * [10, 64, 32, 32] batch. */
+  if (dx && dx2)
+    for (size_t i = 0; i < n; i += 4096) {
+      const size_t m = n - i < 4096 ? n - i : 4096;
+      fh_relu_backward(dx + i, dy + i, y + i, m);
+      memcpy(dx2 + i, dx + i, m * sizeof(float));
+    }
+  else if (dx || dx2)
+    fh_relu_backward(dx ? dx : dx2, dy, y, n);
 }
 
 static double no_flops(const fh_layer *L, int B) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nn/conv2d.h"
+#include "nn/conv1x1.h"
 #include "nn/conv_dnnl.h"
 #include "nn/conv_kernel.h"
 
@@ -207,12 +208,17 @@ static fh_conv2d_geom layer_geom(const fh_layer *L) {
 
 /* Scratch: dcols [K, chunk P] (scratch_fixed; chunk in iarg[5]), then cols
  * [K, B P] and, for chunks of several samples, ybuf [O, B P] (per sample
- * K P + O P). */
+ * K P + O P); for the tiled kernels and 1x1 products, their fixed work
+ * space alone. */
 static void conv_forward(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
                          int B) {
   const fh_conv2d_geom g = layer_geom(L);
   const float *W = c->params + L->param[0].offset;
   const float *b = L->iarg[4] ? c->params + L->param[1].offset : NULL;
+  if (fh_conv1x1_applies(&g)) { /* plain products (conv1x1.c) */
+    fh_conv1x1_forward(y, c->scratch, x, W, b, B, &g);
+    return;
+  }
   if (fh_conv_dnnl_forward(y, x, W, b, B, &g, 1) == 0) return; /* oneDNN (conv_dnnl.c) */
   if (fh_conv_kernel_applies(&g)) { /* tiled kernels (conv_kernel.c) */
     fh_conv_kernel_forward(y, c->scratch, x, W, b, B, &g);
@@ -227,6 +233,12 @@ static void conv_backward(const fh_layer *L, const fh_layer_ctx *c, const float 
                           const float *y, const float *dy, float *dx, int B) {
   (void)y;
   const fh_conv2d_geom g = layer_geom(L);
+  if (fh_conv1x1_applies(&g)) { /* plain products (conv1x1.c) */
+    fh_conv1x1_backward(dx, c->grads + L->param[0].offset,
+                        L->iarg[4] ? c->grads + L->param[1].offset : NULL, c->scratch, dy, x,
+                        c->params + L->param[0].offset, B, &g);
+    return;
+  }
   if (fh_conv_dnnl_backward(dx, c->grads + L->param[0].offset,
                             L->iarg[4] ? c->grads + L->param[1].offset : NULL, dy, x,
                             c->params + L->param[0].offset, B, &g, 1) == 0)
@@ -336,6 +348,8 @@ fh_layer fh_layer_conv2d(const char *name, int in_c, int in_h, int in_w, int out
   L.scratch_per_sample = fh_conv2d_cols_size(&g) + (chunk > 1 ? (size_t)out_c * P : 0);
   if (fh_conv_kernel_applies(&g)) /* a fixed work space, whatever the batch */
     L.scratch_fixed = fh_conv_kernel_workspace(&g), L.scratch_per_sample = 0;
+  if (fh_conv1x1_applies(&g)) /* 1x1: per-sample products (conv1x1.c) */
+    L.scratch_fixed = fh_conv1x1_workspace(&g), L.scratch_per_sample = 0;
   L.fan_in = in_c * kernel_h * kernel_w;
   L.iarg[0] = kernel_h, L.iarg[1] = kernel_w, L.iarg[2] = stride, L.iarg[3] = padding;
   L.iarg[4] = bias ? 1 : 0;

@@ -127,6 +127,11 @@ struct fh_layer {
   float bias_value;
   int middle;                /* a LIPS "middle" layer: its weight is
                                 sparsified (fh_model_view_is_middle)          */
+  int fused_relu;            /* set by fh_model_finish: a BatchNorm or Add whose
+                                only reader is a ReLU applies that ReLU itself
+                                (forward and backward); the ReLU then shares
+                                its input's output and gradient buffers and
+                                is skipped (1 on both)                        */
   int iarg[6];               /* kind-specific: kernel, stride, padding, ...    */
   float farg[2];             /* kind-specific: dropout p, BatchNorm eps, ...   */
 };

@@ -143,6 +143,31 @@ int fh_model_append_join(fh_model *m, fh_layer L, int src, int src2) {
 
 void fh_model_append(fh_model *m, fh_layer L) { fh_model_append_from(m, L, m->nlayers - 1); }
 
+/* A ReLU that is the only reader of a BatchNorm's or an Add's output runs
+ * inside that layer (fh_layer.fused_relu): one pass over the activations
+ * instead of two, forward and backward. The ReLU keeps its place in the list
+ * (names, summaries, timing tables), shares its input's output and gradient
+ * buffers, and the passes skip it. */
+static void fuse_relus(fh_model *m) {
+  int *readers = fh_calloc((size_t)m->nlayers, sizeof(int));
+  for (int i = 0; i < m->nlayers; i++) {
+    m->layers[i].fused_relu = 0; /* an extractor copies finished layers */
+    if (m->layers[i].input >= 0) readers[m->layers[i].input]++;
+    if (m->layers[i].input2 >= 0) readers[m->layers[i].input2]++;
+  }
+  for (int i = 0; i < m->nlayers; i++) {
+    fh_layer *L = &m->layers[i];
+    if (L->kind != FH_LAYER_RELU || L->input < 0 || readers[L->input] != 1) continue;
+    fh_layer *in = &m->layers[L->input];
+    if (in->kind == FH_LAYER_BATCHNORM2D || in->kind == FH_LAYER_BATCHNORM1D ||
+        in->kind == FH_LAYER_ADD)
+      L->fused_relu = in->fused_relu = 1;
+  }
+  free(readers);
+}
+
+static int skipped(const fh_layer *L) { return L->kind == FH_LAYER_RELU && L->fused_relu; }
+
 /* Long on purpose: the model's layout in one pass (parameter and buffer
  * views, the payload limit, the readers of each output for backward, the
  * activation workspace), each step commented, all of them reading the same
@@ -215,11 +240,13 @@ int fh_model_finish(fh_model *m) {
   m->grads = fh_calloc(np ? np : 1, sizeof(float));
   m->buffers = fh_calloc(nb ? nb : 1, sizeof(float));
 
-  /* Activation workspace, once, for max_batch. */
+  /* Activation workspace, once, for max_batch; a fused ReLU has none. */
+  fuse_relus(m);
   const size_t mb = (size_t)m->max_batch;
   size_t total = mb * ((size_t)m->num_classes + tmp_floats[0] + tmp_floats[1] + m->in_size);
   for (int i = 0; i < m->nlayers; i++)
-    total += mb * (2 * m->layers[i].out_size + m->layers[i].scratch_per_sample) +
+    total += mb * ((skipped(&m->layers[i]) ? 0 : 2 * m->layers[i].out_size) +
+                   m->layers[i].scratch_per_sample) +
              m->layers[i].scratch_fixed;
   m->workspace = fh_calloc(total, sizeof(float));
   m->act = fh_malloc((size_t)m->nlayers * sizeof(float *));
@@ -228,8 +255,12 @@ int fh_model_finish(fh_model *m) {
   float *w = m->workspace;
   for (int i = 0; i < m->nlayers; i++) {
     const fh_layer *L = &m->layers[i];
-    m->act[i] = w, w += mb * L->out_size;
-    m->dact[i] = w, w += mb * L->out_size;
+    if (skipped(L)) {
+      m->act[i] = m->act[L->input], m->dact[i] = m->dact[L->input];
+    } else {
+      m->act[i] = w, w += mb * L->out_size;
+      m->dact[i] = w, w += mb * L->out_size;
+    }
     const size_t scratch = L->scratch_fixed + mb * L->scratch_per_sample;
     m->scratch[i] = scratch ? w : NULL, w += scratch;
   }
@@ -468,6 +499,10 @@ static const float *forward_pass(fh_model *m, const float *x, int B, int train, 
     const fh_layer *L = &m->layers[i];
     fh_layer_ctx c = layer_ctx(m, i, train);
     if (L->input2 != FH_LAYER_NO_INPUT) c.x2 = source(m, x, L->input2);
+    if (skipped(L)) { /* inside its input (fuse_relus) */
+      if (t) t[i] = 0.0;
+      continue;
+    }
     const double t0 = t ? seconds() : 0.0;
     L->ops->forward(L, &c, source(m, x, L->input), m->act[i], B);
     if (t) t[i] = seconds() - t0;
@@ -500,6 +535,10 @@ static void add_back(fh_model *m, int i, int s, int src, int B) {
 static void backward_pass(fh_model *m, const float *x, int B, double *t) {
   for (int i = m->nlayers - 1; i >= 0; i--) {
     const fh_layer *L = &m->layers[i];
+    if (skipped(L)) {
+      if (t) t[i] = 0.0;
+      continue;
+    }
     fh_layer_ctx c = layer_ctx(m, i, m->last_train);
     const int src = L->input, src2 = L->input2;
     if (src2 != FH_LAYER_NO_INPUT) {

@@ -8,7 +8,9 @@
  * reference on the same geometries, batches split into pieces, and its
  * reproducibility: the same call twice gives the same bits, and a sample's
  * forward and input gradient do not depend on the batch it is in (what
- * keeps results independent of the rank count). */
+ * keeps results independent of the rank count). The 1x1 products
+ * (conv1x1.c) against the same reference at strides 1, 2 and 3 on odd maps,
+ * with and without bias, and the layer's dispatch to them. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@
 #include "layer_rig.h"
 
 #include "core/rng.h"
+#include "nn/conv1x1.h"
 #include "nn/conv2d.h"
 #include "nn/conv_dnnl.h"
 #include "nn/conv_kernel.h"
@@ -151,6 +154,64 @@ static void test_chunks(void **state) {
   check("chunk 1x1 s2", 8, 16, 17, 4, 1, 1, 2, 0, 11, 1, 1, 0);
 }
 
+/* 1x1 products: forward, dx over garbage (zeros between the sampled
+ * positions), dW and db accumulating onto 1, and dW alone without dx. */
+static void check_1x1(const char *name, int C, int H, int W, int O, int stride, int B,
+                      int bias) {
+  fh_conv2d_geom g;
+  assert_int_equal(fh_conv2d_geometry(&g, C, H, W, O, 1, 1, stride, 0), 0);
+  assert_true(fh_conv1x1_applies(&g));
+  const size_t xs = (size_t)B * C * H * W, ys = (size_t)B * O * g.out_h * g.out_w,
+               ws = (size_t)O * C, nw = fh_conv1x1_workspace(&g);
+  float *x = malloc(xs * 4), *Wt = malloc(ws * 4), *bb = malloc((size_t)O * 4);
+  float *y = malloc(ys * 4), *dy = malloc(ys * 4), *dx = malloc(xs * 4), *dW = malloc(ws * 4);
+  float *db = malloc((size_t)O * 4), *work = nw ? malloc(nw * 4) : NULL, *dW2 = malloc(ws * 4);
+  double *ry = malloc(ys * 8), *rdx = malloc(xs * 8), *rdW = malloc(ws * 8), *rdb = malloc(O * 8);
+  fh_rng_normal_fill(&g_rng, x, xs, 0.0f, 1.0f);
+  fh_rng_normal_fill(&g_rng, Wt, ws, 0.0f, 0.2f);
+  fh_rng_normal_fill(&g_rng, bb, (size_t)O, 0.0f, 0.5f);
+  fh_rng_normal_fill(&g_rng, dy, ys, 0.0f, 1.0f);
+  reference(&g, B, x, Wt, bias ? bb : NULL, dy, ry, rdx, rdW, rdb);
+  char what[128];
+  fh_conv1x1_forward(y, work, x, Wt, bias ? bb : NULL, B, &g);
+  snprintf(what, sizeof what, "%s y", name);
+  expect_close(what, y, ry, ys, 0.0);
+  for (size_t i = 0; i < ws; i++) dW[i] = dW2[i] = 1.0f;
+  for (int o = 0; o < O; o++) db[o] = 1.0f;
+  for (size_t i = 0; i < xs; i++) dx[i] = 1e30f;
+  fh_conv1x1_backward(dx, dW, bias ? db : NULL, work, dy, x, Wt, B, &g);
+  snprintf(what, sizeof what, "%s dx", name);
+  expect_close(what, dx, rdx, xs, 0.0);
+  snprintf(what, sizeof what, "%s dW", name);
+  expect_close(what, dW, rdW, ws, 1.0);
+  if (bias) {
+    snprintf(what, sizeof what, "%s db", name);
+    expect_close(what, db, rdb, (size_t)O, 1.0);
+  }
+  fh_conv1x1_backward(NULL, dW2, NULL, work, dy, x, Wt, B, &g);
+  assert_memory_equal(dW, dW2, ws * 4);
+  free(x), free(Wt), free(bb), free(y), free(dy), free(dx), free(dW), free(db), free(work);
+  free(dW2), free(ry), free(rdx), free(rdW), free(rdb);
+}
+
+static void test_1x1(void **state) {
+  (void)state;
+  check_1x1("1x1 s1", 12, 8, 9, 7, 1, 3, 1);
+  check_1x1("1x1 s2 odd", 10, 17, 15, 6, 2, 3, 0);
+  check_1x1("1x1 s2 bias", 9, 16, 16, 5, 2, 2, 1);
+  check_1x1("1x1 s3", 5, 25, 26, 4, 3, 2, 1);
+  /* padding, a larger kernel or a small map keep the other kernels */
+  fh_conv2d_geom g;
+  fh_conv2d_geometry(&g, 8, 16, 16, 8, 1, 1, 1, 1);
+  assert_false(fh_conv1x1_applies(&g));
+  fh_conv2d_geometry(&g, 8, 16, 16, 8, 3, 3, 1, 1);
+  assert_false(fh_conv1x1_applies(&g));
+  fh_conv2d_geometry(&g, 8, 15, 15, 8, 1, 1, 2, 0); /* 8x8: 64 positions */
+  assert_true(fh_conv1x1_applies(&g));
+  fh_conv2d_geometry(&g, 8, 14, 14, 8, 1, 1, 2, 0); /* 7x7 */
+  assert_false(fh_conv1x1_applies(&g));
+}
+
 /* The layer on a large map runs the kernels (a fixed work space). */
 static void test_layer_dispatch(void **state) {
   (void)state;
@@ -281,6 +342,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_row_tiles),
       cmocka_unit_test(test_chunks),
+      cmocka_unit_test(test_1x1),
       cmocka_unit_test(test_layer_dispatch),
       cmocka_unit_test(test_onednn),
   };
