@@ -142,7 +142,9 @@ static int pt_open(pretrainer *P, const fh_config *cfg, MPI_Comm comm) {
   if (rc == 0) rc = fh_server_shards_load_grouped(&P->sh, cfg, P->rank, P->nranks, P->G);
   const int evb = (int)fh_cfg_int(cfg, "run.eval_batch"), gb = P->G * P->b;
   fh_model *m = NULL;
-  if (rc == 0) rc = fh_pm_create(&m, cfg, P->ds->c, P->ds->h, P->ds->w, P->ds->num_classes, gb > evb ? gb : evb);
+  int outputs = 0; /* the PM's logits are the meta-model's (model.outputs) */
+  if (rc == 0) rc = fh_model_outputs(cfg, P->ds->num_classes, &outputs);
+  if (rc == 0) rc = fh_pm_create(&m, cfg, P->ds->c, P->ds->h, P->ds->w, outputs, gb > evb ? gb : evb);
   rc = fh_error_agree(comm, rc);
   if (rc) {
     fh_server_shards_free(&P->sh);

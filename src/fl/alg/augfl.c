@@ -165,12 +165,12 @@ typedef struct {
   /* the server's regulariser (lambda > 0) */
   int server;
   fh_server_shards sh;
-  int C, d, sbatch;
-  float *teacher;          /* [sh.rows.n, C] PM logits of this rank's rows */
+  int C, O, d, sbatch;     /* classes, logits (model.outputs: O >= C), features, rows per chunk */
+  float *teacher;          /* [sh.rows.n, O] PM logits of this rank's rows */
   fh_model_pass *pass;
   fh_accum racc;           /* [np + nconn + 1]: gradient, connector gradient and R sums over the rows */
   float *vec;              /* [np + nconn + 1]                             */
-  float *dce, *dkd, *pce, *ps, *pt; /* [sbatch, C] each                   */
+  float *dce, *dkd, *pce, *ps, *pt; /* [sbatch, O] each                   */
   float *gR;               /* [np] rank 0                                  */
   double Rval;
   int server_train;        /* the meta-model's BatchNorm mode in the pass  */
@@ -198,8 +198,8 @@ typedef struct {
   int second, block_all;
   fh_gn_head *gn;
   size_t head_off;         /* offset of the block: the classifier's weight, 0 for all */
-  int nh;                  /* its unknowns: C (d + 1), or nparams          */
-  float *gnrows;           /* [sh.rows.n, d + 2C]: f | p | q of each row   */
+  int nh;                  /* its unknowns: O (d + 1), or nparams          */
+  float *gnrows;           /* [sh.rows.n, d + 2O]: f | p | q of each row   */
   double *delta;           /* [nh] rank 0: the solved Delta                */
 } augfl_state;
 
@@ -225,7 +225,7 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   char path[4096];
   fh_pm_path(cfg, path, sizeof path);
   fh_model *pm = NULL;
-  int rc = fh_pm_create(&pm, cfg, run->data->c, run->data->h, run->data->w, s->C, s->sbatch);
+  int rc = fh_pm_create(&pm, cfg, run->data->c, run->data->h, run->data->w, s->O, s->sbatch);
   if (rc == 0) {
     rc = fh_model_load_params(path, pm, fh_model_params(pm));
     if (rc == 0) rc = fh_model_load_buffers(path, pm, fh_model_buffers(pm));
@@ -236,7 +236,7 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   if (rc == 0) s->dt = fh_model_feature_dim(pm);
   long long cnt[2] = {0, s->sh.rows.n};
   const int n = s->sh.rows.n, dim = run->data->dim;
-  s->teacher = fh_malloc((size_t)(n ? n : 1) * s->C * sizeof(float));
+  s->teacher = fh_malloc((size_t)(n ? n : 1) * s->O * sizeof(float));
   if ((s->ahint > 0 || s->acrd > 0) && rc == 0) s->tfeat = fh_malloc((size_t)(n ? n : 1) * s->dt * sizeof(float));
   /* in the chunks of the server pass (a product's last bits can depend on
    * its batch, so the chunks must not depend on the rank count) */
@@ -246,13 +246,13 @@ static int load_teacher(fh_run *run, augfl_state *s) {
     for (int at = rb; at < re; at += s->sbatch) {
       const int B = re - at < s->sbatch ? re - at : s->sbatch;
       const float *z = fh_model_pass_forward(pp, s->sh.rows.x + (size_t)at * dim, B, 0);
-      memcpy(s->teacher + (size_t)at * s->C, z, (size_t)B * s->C * sizeof(float));
+      memcpy(s->teacher + (size_t)at * s->O, z, (size_t)B * s->O * sizeof(float));
       if (s->tfeat)
         memcpy(s->tfeat + (size_t)at * s->dt, fh_model_pass_features(pp), (size_t)B * s->dt * sizeof(float));
       for (int b = 0; b < B; b++) {
         int best = 0;
-        for (int c = 1; c < s->C; c++)
-          if (z[b * s->C + c] > z[b * s->C + best]) best = c;
+        for (int c = 1; c < s->O; c++)
+          if (z[b * s->O + c] > z[b * s->O + best]) best = c;
         cnt[0] += best == s->sh.rows.y[at + b];
       }
     }
@@ -353,7 +353,7 @@ static int setup_server(fh_run *run, augfl_state *s) {
   fh_accum_create(&s->racc, s->np + s->nconn + s->nhead + 1, (int)fh_cfg_int(cfg, "run.accum_bits"),
                   (int)((s->sh.max_rows + s->sbatch - 1) / s->sbatch) * s->sh.nshards);
   s->vec = fh_malloc((s->np + s->nconn + s->nhead + 1) * sizeof(float));
-  const size_t bc = (size_t)s->sbatch * s->C * sizeof(float);
+  const size_t bc = (size_t)s->sbatch * s->O * sizeof(float);
   s->dce = fh_malloc(bc), s->dkd = fh_malloc(bc), s->pce = fh_malloc(bc), s->ps = fh_malloc(bc);
   s->pt = fh_malloc(bc);
   s->gR = fh_calloc(s->np, sizeof(float));
@@ -380,12 +380,12 @@ static int setup_second_order(fh_run *run, augfl_state *s) {
                                     "than augfl.second_order_max_n = %lld; use augfl.second_order_block = head, "
                                     "or raise the limit if the ranks hold a %zu x %zu matrix",
                      fh_model_arch(run->model), s->np, fh_cfg_int(cfg, "augfl.second_order_max_n"), s->np, s->np);
-    FH_TRY(fh_gn_model_create(&s->gn, run->comm, s->pass, s->nh, run->data->dim, s->C, s->T,
+    FH_TRY(fh_gn_model_create(&s->gn, run->comm, s->pass, s->nh, run->data->dim, s->O, s->T,
                               (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
   } else {
     const fh_param_view *w = fh_model_view(run->model, fh_model_header_first_view(run->model));
     s->head_off = w->offset;
-    s->nh = s->C * (s->d + 1);
+    s->nh = s->O * (s->d + 1);
     if (s->head_off + (size_t)s->nh != s->np)
       return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: model.arch = %s does not end in its "
                                     "classifier's weight and bias", fh_model_arch(run->model));
@@ -393,8 +393,8 @@ static int setup_second_order(fh_run *run, augfl_state *s) {
       return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: the classifier has %d unknowns, more than "
                                     "augfl.gn_max = %lld; raise augfl.gn_max if the ranks hold a %d x %d matrix",
                      s->nh, fh_cfg_int(cfg, "augfl.gn_max"), s->nh, s->nh);
-    FH_TRY(fh_gn_head_create(&s->gn, run->comm, s->d, s->C, (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
-    s->gnrows = fh_malloc((size_t)(s->sh.rows.n ? s->sh.rows.n : 1) * (s->d + 2 * s->C) * sizeof(float));
+    FH_TRY(fh_gn_head_create(&s->gn, run->comm, s->d, s->O, (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
+    s->gnrows = fh_malloc((size_t)(s->sh.rows.n ? s->sh.rows.n : 1) * (s->d + 2 * s->O) * sizeof(float));
   }
   s->delta = fh_calloc((size_t)s->nh, sizeof(double));
   fh_info("augfl: second-order step over %s (%d unknowns) on the BLACS grid of %d ranks",
@@ -425,6 +425,7 @@ static int augfl_setup(fh_run *run) {
   s->acrd = (float)fh_cfg_real(cfg, "augfl.crd_weight");
   s->crd_lr = (float)fh_cfg_real(cfg, "augfl.crd_lr");
   s->C = run->data->num_classes;
+  s->O = fh_model_num_classes(run->model); /* the PM is built with as many */
   s->d = fh_model_feature_dim(run->model);
   fh_local_sgd_create(&s->sgd, cfg, run->data->dim, s->np);
   fh_perfedavg_step_create(&s->step, 1, s->alpha, 1.0f, 1.0f, &s->sgd, run->model);
@@ -670,7 +671,7 @@ static void crd_step(fh_run *run, augfl_state *s, double rows) {
 static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
   augfl_state *s = run->alg_state;
   if (!s->server) return 0;
-  const int C = s->C, dim = run->data->dim, w = s->d + 2 * C;
+  const int C = s->O /* the logits */, dim = run->data->dim, w = s->d + 2 * C;
   const size_t nv = s->np + s->nconn + s->nhead;
   fh_model *m = run->model;
   fh_model_load_state(m, run->global); /* theta^t */
