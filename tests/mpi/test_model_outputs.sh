@@ -8,7 +8,10 @@
 #   from the 10-output run; model.outputs = 10 (the classes) is bitwise the
 #   run of the default (0);
 # - refused (exit 3, one line): fewer outputs than classes; an algorithm that
-#   sizes its own heads by the classes; a PM file of another width (exit 4).
+#   sizes its own heads by the classes; a PM of other logits (pm.outputs)
+#   with R's KL term, or below the classes; a PM file of another width (exit 4);
+# - the authors' pairing, a PM of the 10 classes beside the 100-output
+#   meta-model (pm.outputs = 10, R without KL), bitwise on 1 and 2 ranks.
 # (The softmax, loss, gradients and argmax over all outputs against PyTorch:
 # tests/unit/test_nn_outputs.c.)
 source "$(dirname "$0")/lib.sh"
@@ -60,7 +63,7 @@ expect_fail() { # expect_fail CODE TEXT ARGS...
   shift 2
   fh_mpirun 2 run "$deck" "${common[@]}" "$@" --set output.name=bad >"$TMP/bad.log" 2>&1 || rc=$?
   [[ $rc -eq $code ]] && grep -qF "$text" "$TMP/bad.log" || { cat "$TMP/bad.log"; fail "$*: exit $rc, expected $code"; }
-  [[ $(grep -c "model.outputs\|pm.path" "$TMP/bad.log") -eq 1 ]] || { cat "$TMP/bad.log"; fail "$*: not one line"; }
+  [[ $(grep -c "error:" "$TMP/bad.log") -eq 1 ]] || { cat "$TMP/bad.log"; fail "$*: not one line"; }
   ok "refused ($code): $*"
 }
 expect_fail 3 "model.outputs = 5 is fewer than the data set's 10 classes" --set model.outputs=5
@@ -69,4 +72,14 @@ expect_fail 3 "model.outputs = 100 (the data set has 10 classes) is not supporte
 fh_mpirun 1 pretrain "$deck" "${common[@]}" --set model.outputs=0 --set pm.path="$TMP/pm10.h5" \
   --set pretrain.epochs=1 >"$TMP/pretrain10.log" 2>&1 || { cat "$TMP/pretrain10.log"; fail "pretrain, 10 outputs"; }
 expect_fail 4 "pm.path: " --set pm.path="$TMP/pm10.h5"
+# the authors' pairing: a PM of the data set's 10 classes beside a 100-output meta-model (pm.outputs)
+pm10=(--set pm.path="$TMP/pm10.h5" --set pm.outputs=10)
+for np in 1 2; do
+  fh_mpirun "$np" run "$deck" "${common[@]}" "${pm10[@]}" --set output.name="pm10_np$np" >"$TMP/pm10_np$np.log" 2>&1 \
+    || { cat "$TMP/pm10_np$np.log"; fail "augfl, 100 outputs, a 10-class PM, on $np ranks"; }
+done
+"$PY" "$(dirname "$0")/compare_runs.py" "$TMP" pm10_np1 pm10_np2 || fail "a 10-class PM: runs differ"
+ok "augfl, 100 outputs with a 10-class PM (pm.outputs = 10): bitwise identical on 1 and 2 ranks"
+expect_fail 3 "pm.outputs = 10 but the meta-model has 100" "${pm10[@]}" --set augfl.kd_weight=1
+expect_fail 3 "pm.outputs = 5 is fewer than the data set's 10 classes" --set pm.outputs=5
 echo "$NCHECKS passed, 0 failed"

@@ -165,8 +165,8 @@ typedef struct {
   /* the server's regulariser (lambda > 0) */
   int server;
   fh_server_shards sh;
-  int C, O, d, sbatch;     /* classes, logits (model.outputs: O >= C), features, rows per chunk */
-  float *teacher;          /* [sh.rows.n, O] PM logits of this rank's rows */
+  int C, O, OT, d, sbatch; /* classes, logits (model.outputs: O >= C), the PM's logits, features, rows per chunk */
+  float *teacher;          /* [sh.rows.n, OT] PM logits of this rank's rows */
   fh_model_pass *pass;
   fh_accum racc;           /* [np + nconn + 1]: gradient, connector gradient and R sums over the rows */
   float *vec;              /* [np + nconn + 1]                             */
@@ -225,7 +225,7 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   char path[4096];
   fh_pm_path(cfg, path, sizeof path);
   fh_model *pm = NULL;
-  int rc = fh_pm_create(&pm, cfg, run->data->c, run->data->h, run->data->w, s->O, s->sbatch);
+  int rc = fh_pm_create(&pm, cfg, run->data->c, run->data->h, run->data->w, s->OT, s->sbatch);
   if (rc == 0) {
     rc = fh_model_load_params(path, pm, fh_model_params(pm));
     if (rc == 0) rc = fh_model_load_buffers(path, pm, fh_model_buffers(pm));
@@ -236,7 +236,7 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   if (rc == 0) s->dt = fh_model_feature_dim(pm);
   long long cnt[2] = {0, s->sh.rows.n};
   const int n = s->sh.rows.n, dim = run->data->dim;
-  s->teacher = fh_malloc((size_t)(n ? n : 1) * s->O * sizeof(float));
+  s->teacher = fh_malloc((size_t)(n ? n : 1) * s->OT * sizeof(float));
   if ((s->ahint > 0 || s->acrd > 0) && rc == 0) s->tfeat = fh_malloc((size_t)(n ? n : 1) * s->dt * sizeof(float));
   /* in the chunks of the server pass (a product's last bits can depend on
    * its batch, so the chunks must not depend on the rank count) */
@@ -246,13 +246,13 @@ static int load_teacher(fh_run *run, augfl_state *s) {
     for (int at = rb; at < re; at += s->sbatch) {
       const int B = re - at < s->sbatch ? re - at : s->sbatch;
       const float *z = fh_model_pass_forward(pp, s->sh.rows.x + (size_t)at * dim, B, 0);
-      memcpy(s->teacher + (size_t)at * s->O, z, (size_t)B * s->O * sizeof(float));
+      memcpy(s->teacher + (size_t)at * s->OT, z, (size_t)B * s->OT * sizeof(float));
       if (s->tfeat)
         memcpy(s->tfeat + (size_t)at * s->dt, fh_model_pass_features(pp), (size_t)B * s->dt * sizeof(float));
       for (int b = 0; b < B; b++) {
         int best = 0;
-        for (int c = 1; c < s->O; c++)
-          if (z[b * s->O + c] > z[b * s->O + best]) best = c;
+        for (int c = 1; c < s->OT; c++)
+          if (z[b * s->OT + c] > z[b * s->OT + best]) best = c;
         cnt[0] += best == s->sh.rows.y[at + b];
       }
     }
@@ -425,7 +425,8 @@ static int augfl_setup(fh_run *run) {
   s->acrd = (float)fh_cfg_real(cfg, "augfl.crd_weight");
   s->crd_lr = (float)fh_cfg_real(cfg, "augfl.crd_lr");
   s->C = run->data->num_classes;
-  s->O = fh_model_num_classes(run->model); /* the PM is built with as many */
+  s->O = fh_model_num_classes(run->model);
+  FH_TRY(fh_pm_outputs(cfg, s->C, &s->OT)); /* the meta-model's unless pm.outputs says otherwise */
   s->d = fh_model_feature_dim(run->model);
   fh_local_sgd_create(&s->sgd, cfg, run->data->dim, s->np);
   fh_perfedavg_step_create(&s->step, 1, s->alpha, 1.0f, 1.0f, &s->sgd, run->model);
@@ -446,6 +447,10 @@ static int augfl_setup(fh_run *run) {
   if (s->ahint > 0 && s->lambda == 0)
     fh_warn("augfl.hint_weight = %g does nothing with augfl.lambda = 0 (no PM)", (double)s->ahint);
   if (s->lambda == 0) s->acrd = 0; /* no PM: no CRD (the default weight is not a request) */
+  if (s->lambda > 0 && s->OT != s->O && (s->akd > 0 || s->second))
+    return FH_FAIL(FH_ERR_CONFIG, "pm.outputs = %d but the meta-model has %d: R's KL term and the second-order step "
+                                  "compare the two models' logits; set pm.outputs = 0, or augfl.kd_weight = 0 and "
+                                  "augfl.step = linear", s->OT, s->O);
   s->N = Ktrain;
   long long ntot = 0;
   for (int i = 0; i < run->nlocal; i++) {
@@ -688,8 +693,13 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
       const float *z = fh_model_pass_forward(s->pass, x, B, s->server_train);
       const double ce = fh_softmax_ce_forward(s->pce, z, s->sh.rows.y + at, B, C);
       fh_softmax_ce_backward(s->dce, s->pce, s->sh.rows.y + at, B, C);
-      const double kd = fh_kd_loss_forward(s->ps, s->pt, z, s->teacher + (size_t)at * C, B, C, s->T);
-      fh_kd_loss_backward(s->dkd, s->ps, s->pt, B, C, s->T);
+      double kd = 0.0; /* a PM of other logits (pm.outputs) comes with a_kd = 0 and the linearised step */
+      if (s->OT == C) {
+        kd = fh_kd_loss_forward(s->ps, s->pt, z, s->teacher + (size_t)at * C, B, C, s->T);
+        fh_kd_loss_backward(s->dkd, s->ps, s->pt, B, C, s->T);
+      } else {
+        memset(s->dkd, 0, (size_t)B * C * sizeof(float));
+      }
       const float *f = fh_model_pass_features(s->pass);
       if (s->second && !s->block_all) { /* f | softmax(z) | softmax(z / T) of each row */
         for (int b = 0; b < B; b++) {
