@@ -147,7 +147,9 @@ int fh_cmd_model(int argc, char **argv) {
     fh_dataset_free(ds);
   }
   fh_model *m = NULL;
-  if (rc == 0) rc = fh_model_create(&m, cfg, shape[0], shape[1], shape[2], classes, B);
+  int outputs = classes; /* model.outputs when the deck sets it */
+  if (rc == 0) rc = fh_model_outputs(cfg, classes, &outputs);
+  if (rc == 0) rc = fh_model_create(&m, cfg, shape[0], shape[1], shape[2], outputs, B);
   rc = fh_error_agree(MPI_COMM_WORLD, rc);
   if (rc == 0 && fh_log_rank() == 0) {
     if (weights) {

@@ -142,7 +142,7 @@ int fh_evaluator_create(fh_evaluator **out, fh_run *run) {
   ev->K = run->map.num_clients;
   ev->evb = (int)fh_cfg_int(cfg, "run.eval_batch");
   ev->dim = run->data->dim;
-  ev->C = run->data->num_classes;
+  ev->C = fh_model_num_classes(run->model); /* logits: model.outputs, the classes by default */
   const int has_global = !(run->alg->flags & (FH_ALG_NO_GLOBAL | FH_ALG_NO_GLOBAL_MODEL));
   ev->ft_steps = (int)fh_cfg_int(cfg, "eval.finetune_steps");
   ev->ft_epochs = (int)fh_cfg_int(cfg, "eval.finetune_epochs");

@@ -58,6 +58,17 @@ int fh_run_dir_path(const fh_config *cfg, char *out, size_t len) {
 
 /* A long setup says where it is: one line per finished stage once the setup
  * has taken more than a few seconds (rank 0). */
+/* The algorithms whose every use of the model goes through its logits (loss,
+ * softmax, argmax over fh_model_num_classes), so model.outputs > classes is
+ * honoured; the others size heads, prototypes or logit tables by the data
+ * set's classes and are refused it. */
+static int model_only_logits(const char *alg) {
+  static const char *const ok[] = {"fedavg", "fedprox", "perfedavg", "scaffold", "local", "augfl"};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+    if (strcmp(alg, ok[i]) == 0) return 1;
+  return 0;
+}
+
 static void setup_stage_done(const char *stage, double t0) {
   const double t = MPI_Wtime() - t0;
   if (t > 3.0) fh_info("setup: %s ready, %.1f s so far", stage, t);
@@ -105,8 +116,15 @@ int fh_run_create_at(fh_run **out, const fh_config *cfg, MPI_Comm comm, const ch
   FH_TRY(fh_error_agree(comm, fh_run_memory_check(run)));
   int maxb = (int)fh_cfg_int(cfg, "train.batch_size");
   int evb = (int)fh_cfg_int(cfg, "run.eval_batch");
-  rc = fh_model_create(&run->model, cfg, run->data->c, run->data->h, run->data->w,
-                       run->data->num_classes, maxb > evb ? maxb : evb);
+  int outputs = 0;
+  rc = fh_model_outputs(cfg, run->data->num_classes, &outputs);
+  if (rc == 0 && outputs != run->data->num_classes && !model_only_logits(run->alg->name))
+    rc = FH_FAIL(FH_ERR_CONFIG, "model.outputs = %d (the data set has %d classes) is not supported by "
+                                "run.algorithm = %s, which sizes its own heads by the classes; set model.outputs = 0",
+                 outputs, run->data->num_classes, run->alg->name);
+  if (rc == 0)
+    rc = fh_model_create(&run->model, cfg, run->data->c, run->data->h, run->data->w, outputs,
+                         maxb > evb ? maxb : evb);
   FH_TRY(fh_error_agree(comm, rc));
 
   /* theta^0 from the run seed: every rank draws the same values itself. */

@@ -176,6 +176,12 @@ int fh_model_create_extractor(fh_model **out, const fh_model *m, int max_batch);
  * (model.conv = onednn in a build without oneDNN). */
 int fh_model_conv_choice(const fh_config *cfg);
 
+/* The width of the network's last layer for a data set of `classes` classes:
+ * model.outputs, or the classes when it is 0 (its default). FH_ERR_CONFIG
+ * (one line) when it is set below the classes. Logits beyond the classes are
+ * never a label; softmax, loss and argmax run over all of them. */
+int fh_model_outputs(const fh_config *cfg, int classes, int *outputs);
+
 /* The architecture named arch (a model.arch choice), the other model.* keys
  * (model.hidden) from cfg: fh_model_create with the name given. */
 int fh_model_create_arch(fh_model **out, const fh_config *cfg, const char *arch, int in_c,

@@ -729,8 +729,9 @@ int fh_model_create_layers(fh_model **out, const char *arch, const char *spec, i
   if (rc == 0 && (st.shape[0] != num_classes || !is_flat(st.shape))) {
     const ns_item *last = &items[n - 1];
     rc = FH_FAIL(FH_ERR_CONFIG,
-                 "model.layers: the network ends in [%d, %d, %d] after layer %d %s, but the data "
-                 "set has %d classes; end it in linear (its output defaults to the classes)",
+                 "model.layers: the network ends in [%d, %d, %d] after layer %d %s, but it needs "
+                 "%d classes (the data set's, or model.outputs); end it in linear (its output defaults "
+                 "to them)",
                  st.shape[0], st.shape[1], st.shape[2], last->pos, last->text, num_classes);
   }
   if (rc == 0 && st.src != fh_model_nlayers(st.m) - 1)

@@ -29,12 +29,25 @@ const fh_key_spec fh_model_keys[] = {
     {"model.hidden", FH_T_INTLIST, "200,200", 1, 1000000, NULL,
      "mlp: hidden widths h1,...,hk of Linear(d,h1)-ReLU-...-Linear(hk,C); empty: softmax "
      "regression"},
+    {"model.outputs", FH_T_INT, "0", 0, 1000000, NULL,
+     "logits of the network's last layer; 0 = the data set's class count. More than the classes gives "
+     "outputs no label names (the AugFL authors' networks have 100 for every data set); they enter the "
+     "softmax and the argmax like any other"},
     {"model.conv", FH_T_ENUM, "auto", 0, 0, "auto|onednn|portable",
      "convolution kernels, for every model of the process: auto = oneDNN where fedhpc is built "
      "with it (FEDHPC_ONEDNN) and the CPU has AVX2, else portable (im2col + sgemm); onednn: as "
      "auto, but an error in a build without oneDNN; results differ between the two in the last "
      "bits"},
     FH_KEYS_END};
+
+int fh_model_outputs(const fh_config *cfg, int classes, int *outputs) {
+  const long long o = fh_cfg_int(cfg, "model.outputs");
+  *outputs = o == 0 ? classes : (int)o;
+  if (o != 0 && o < classes)
+    return FH_FAIL(FH_ERR_CONFIG, "model.outputs = %lld is fewer than the data set's %d classes; set it to 0 "
+                                  "(the class count) or to at least %d", o, classes, classes);
+  return 0;
+}
 
 int fh_model_conv_choice(const fh_config *cfg) {
   if (strcmp(fh_cfg_origin(cfg, "model.conv"), "default") == 0) return 0;

@@ -5,12 +5,14 @@
 #   pretrained model (lambda = 0, ADMM-FedMeta), with the default R (CE + CRD,
 #   the authors' weights; 64 negatives, 32-wide embeddings to stay short, the
 #   heads stepped each round),
-#   with KD instead of CRD, and with the feature hint; the target clients
+#   with KD instead of CRD, with the feature hint, and with the CRD heads'
+#   own momentum-SGD steps before g_R (augfl.crd_head_steps); the target clients
 #   (held-out) and the sources' personalised accuracy are measured;
 # - a run checkpointed after round 4 and resumed on another rank count to
 #   round 6 equals the uninterrupted run (duals and counters in the checkpoint;
 #   CRD's heads, memory banks, Z and pass count as server state),
-#   also with the feature-hint term, whose connector is server state;
+#   also with the feature-hint term, whose connector is server state, and
+#   with the heads' steps, whose momentum (carried) is server state;
 # - the second-order server step (ScaLAPACK on 2 and 4 ranks, LAPACK on 1)
 #   gives the same model on 1, 2 and 4 ranks to rounding, and not the
 #   linearised step's; the same for the step over the whole model (a small
@@ -37,7 +39,8 @@ measured() { # measured RUN MODE...: the last value of each mode is a number in 
 
 # name|settings|rank counts
 cases=("pm||1 2 3" "kd|--set augfl.kd_weight=1 --set augfl.crd_weight=0|1 2" "minibatch|--set augfl.batch=6|1 3" "nopm|--set augfl.lambda=0|1 2"
-       "hint|--set augfl.hint_weight=0.5|1 3")
+       "hint|--set augfl.hint_weight=0.5|1 3"
+       "heads|--set augfl.crd_head_steps=2 --set augfl.crd_head_lr=0.05 --set augfl.crd_head_carry=true|1 2 3")
 for spec in "${cases[@]}"; do
   IFS='|' read -r name settings nps <<<"$spec"
   read -ra extra <<<"$settings"
@@ -65,6 +68,16 @@ fh_mpirun 3 run "$deck" "${common[@]}" --set checkpoint.every=2 --resume "$TMP/r
   || { cat "$TMP/resumed.log"; fail "resumed part"; }
 grep -q "resumed from $TMP/resumed/checkpoint.h5 after round 4 of 6" "$TMP/resumed.log" || fail "no resumed line"
 ck_compare pm_np1 resumed
+# the heads' own momentum-SGD steps, momentum carried across rounds (server state)
+grep -q "CRD heads take 2 momentum-SGD steps per round over the server rows before g_R (lr 0.05, momentum 0.9, weight decay 0.0005, momentum carried across rounds)" \
+  "$TMP/heads_np1.log" || { cat "$TMP/heads_np1.log"; fail "no head-steps line"; }
+"$PY" "$(dirname "$0")/compare_runs.py" "$TMP" pm_np1 heads_np1 >/dev/null 2>&1 && fail "the heads' steps change nothing"
+heads=(--set augfl.crd_head_steps=2 --set augfl.crd_head_lr=0.05 --set augfl.crd_head_carry=true)
+fh_mpirun 3 run "$deck" "${common[@]}" "${heads[@]}" --set run.rounds=4 --set checkpoint.every=2 \
+  --set output.name=heads_resumed >"$TMP/heads_resumed.log" 2>&1 || { cat "$TMP/heads_resumed.log"; fail "heads: first part"; }
+fh_mpirun 2 run "$deck" "${common[@]}" "${heads[@]}" --set checkpoint.every=2 --resume "$TMP/heads_resumed" \
+  >>"$TMP/heads_resumed.log" 2>&1 || { cat "$TMP/heads_resumed.log"; fail "heads: resumed part"; }
+ck_compare heads_np1 heads_resumed
 # with the hint term's learnable connector (server state: 32 -> 64 features)
 grep -q "between the meta-model's 32 features and the PM's 64 through a learnable linear connector" "$TMP/hint_np1.log" \
   || { cat "$TMP/hint_np1.log"; fail "no connector line"; }

@@ -1,7 +1,10 @@
 /* Contrastive representation distillation (fl/blocks/crd.h) against PyTorch
  * (tests/fixtures/make_crd_fixtures.py): the normalisers Z set at the first
  * batch, the loss, the gradient to the student's features and to both heads,
- * the memory step; and the negatives' draw (other classes only, keyed). */
+ * the memory step, the heads' own training (two torch.optim.SGD steps with
+ * momentum and weight decay, as AugFL's augfl.crd_head_steps composes
+ * fh_crd_loss and fh_sgd_step); and the negatives' draw (other classes only,
+ * keyed). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +16,7 @@
 #include <cmocka.h>
 
 #include "fl/blocks/crd.h"
+#include "nn/optim.h"
 #include "torch_fixture.h"
 
 static torch_fixture fx;
@@ -94,6 +98,50 @@ static void test_first_batch_sets_z(void **state) {
 static void test_later_batch(void **state) {
   (void)state;
   check_case("b");
+}
+
+/* Two momentum-SGD steps of the heads alone (features, banks and Z fixed),
+ * each on weight x CRD with its own draws: the loss before each step, the
+ * heads after each and the momentum buffer equal torch's. */
+static void test_head_steps(void **state) {
+  (void)state;
+  const torch_tensor *dims = fixture_get(&fx, "dims"), *hyper = fixture_get(&fx, "hyper");
+  const int B = (int)dims->v[0], ds = (int)dims->v[1], dt = (int)dims->v[2], D = (int)dims->v[3],
+            K = (int)dims->v[4], N = (int)dims->v[5];
+  fh_crd c;
+  fh_crd_create(&c, ds, dt, D, K, (float)hyper->v[0], (float)hyper->v[1], N, B);
+  c.head = floats(fixture_get(&fx, "c/head"));
+  c.mem_s = floats(fixture_get(&fx, "c/mem_s"));
+  c.mem_t = floats(fixture_get(&fx, "c/mem_t"));
+  c.Z = floats(fixture_get(&fx, "c/z"));
+  float *fs = floats(fixture_get(&fx, "c/fs")), *ft = floats(fixture_get(&fx, "c/ft"));
+  const torch_tensor *o = fixture_get(&fx, "c/opt");
+  const fh_sgd opt = {.lr = (float)o->v[1], .momentum = (float)o->v[2], .weight_decay = (float)o->v[3]};
+  const size_t nh = fh_crd_head_n(ds, dt, D);
+  float *gh = malloc(nh * sizeof(float)), *buf = calloc(nh, sizeof(float));
+  int32_t *idx = malloc((size_t)B * (K + 1) * sizeof(int32_t));
+  long long steps = 0;
+  for (int k = 1; k <= 2; k++) {
+    const torch_tensor *ti = fixture_get(&fx, "c/idx%d", k);
+    for (size_t i = 0; i < ti->n; i++) idx[i] = (int32_t)ti->v[i];
+    memset(gh, 0, nh * sizeof(float));
+    const double L = fh_crd_loss(&c, fs, ft, idx, B, (float)o->v[0], NULL, gh);
+    char what[64];
+    snprintf(what, sizeof what, "c: loss before step %d", k);
+    assert_scalar_close(what, L, fixture_get(&fx, "c/loss%d", k)->v[0], 1e-5);
+    fh_sgd_step(&opt, c.head, gh, buf, nh, &steps);
+    snprintf(what, sizeof what, "c: heads after step %d", k);
+    assert_close(what, c.head, fixture_get(&fx, "c/head%d", k), 1e-4);
+  }
+  assert_close("c: momentum buffer", buf, fixture_get(&fx, "c/buf"), 1e-4);
+  /* the steps moved the heads by more than the tolerance */
+  const torch_tensor *h0 = fixture_get(&fx, "c/head");
+  double moved = 0;
+  for (size_t i = 0; i < nh; i++) moved = fmax(moved, fabs(c.head[i] - h0->v[i]));
+  assert_true(moved > 1e-2);
+  free(gh), free(buf), free(idx), free(fs), free(ft);
+  free(c.head), free(c.mem_s), free(c.mem_t), free(c.Z);
+  fh_crd_free(&c);
 }
 
 /* A central difference of the loss along each head coordinate and each
@@ -188,6 +236,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_first_batch_sets_z),
       cmocka_unit_test(test_later_batch),
+      cmocka_unit_test(test_head_steps),
       cmocka_unit_test(test_finite_differences),
       cmocka_unit_test(test_draw),
   };

@@ -27,6 +27,10 @@ const fh_key_spec fh_pretrain_keys[] = {
     {"pm.hidden", FH_T_STRING, "", 0, 0, NULL,
      "mlp: hidden widths of the pretrained model, e.g. 512,512 ('none': softmax regression); empty = "
      "model.hidden"},
+    {"pm.outputs", FH_T_INT, "0", 0, 1000000, NULL,
+     "logits of the pretrained model; 0 = the meta-model's (model.outputs). The AugFL authors' PMs have the "
+     "data set's classes while their meta-models have 100; other than the meta-model's only with "
+     "augfl.kd_weight = 0 and the linearised step (R then reads the PM's features, not its logits)"},
     {"pm.path", FH_T_STRING, "", 0, 0, NULL,
      "the pretrained model's file: fedhpc pretrain writes it, AugFL reads it; empty = "
      "output.dir/<deck name>.pm.h5"},
@@ -57,6 +61,17 @@ void fh_pm_path(const fh_config *cfg, char *out, size_t len) {
   char base[256];
   fh_deck_name(cfg, "run", base, sizeof base);
   snprintf(out, len, "%s/%s.pm.h5", fh_cfg_str(cfg, "output.dir"), base);
+}
+
+int fh_pm_outputs(const fh_config *cfg, int classes, int *outputs) {
+  FH_TRY(fh_model_outputs(cfg, classes, outputs));
+  const long long o = fh_cfg_int(cfg, "pm.outputs");
+  if (o == 0) return 0;
+  if (o < classes)
+    return FH_FAIL(FH_ERR_CONFIG, "pm.outputs = %lld is fewer than the data set's %d classes; set it to 0 (the "
+                                  "meta-model's outputs) or to at least %d", o, classes, classes);
+  *outputs = (int)o;
+  return 0;
 }
 
 int fh_pm_create(fh_model **out, const fh_config *cfg, int c, int h, int w, int C, int max_batch) {
@@ -142,7 +157,9 @@ static int pt_open(pretrainer *P, const fh_config *cfg, MPI_Comm comm) {
   if (rc == 0) rc = fh_server_shards_load_grouped(&P->sh, cfg, P->rank, P->nranks, P->G);
   const int evb = (int)fh_cfg_int(cfg, "run.eval_batch"), gb = P->G * P->b;
   fh_model *m = NULL;
-  if (rc == 0) rc = fh_pm_create(&m, cfg, P->ds->c, P->ds->h, P->ds->w, P->ds->num_classes, gb > evb ? gb : evb);
+  int outputs = 0; /* pm.outputs, by default the meta-model's (model.outputs) */
+  if (rc == 0) rc = fh_pm_outputs(cfg, P->ds->num_classes, &outputs);
+  if (rc == 0) rc = fh_pm_create(&m, cfg, P->ds->c, P->ds->h, P->ds->w, outputs, gb > evb ? gb : evb);
   rc = fh_error_agree(comm, rc);
   if (rc) {
     fh_server_shards_free(&P->sh);

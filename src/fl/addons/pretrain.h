@@ -44,8 +44,12 @@ extern const fh_addon fh_addon_pretrain;
 /* The PM's file: pm.path, or output.dir/<deck name>.pm.h5. */
 void fh_pm_path(const fh_config *cfg, char *out, size_t len);
 
+/* The PM's logits for a data set of `classes` classes: pm.outputs, or the
+ * meta-model's (fh_model_outputs) when it is 0. FH_ERR_CONFIG below the classes. */
+int fh_pm_outputs(const fh_config *cfg, int classes, int *outputs);
+
 /* The PM's architecture (pm.arch, pm.hidden; empty: the deck's model.*) for
- * inputs [c, h, w] and C classes, parameters uninitialised. FH_ERR_CONFIG
+ * inputs [c, h, w] and C outputs (fh_pm_outputs), parameters uninitialised. FH_ERR_CONFIG
  * naming pm.arch / pm.hidden. */
 int fh_pm_create(fh_model **out, const fh_config *cfg, int c, int h, int w, int C, int max_batch);
 

@@ -58,12 +58,22 @@
  * embedded by two linear heads, L2-normalised and contrasted against memory
  * banks of every server row's embeddings, K negatives per row drawn from rows
  * of other classes (stream (seed, FH_RNG_ALGORITHM, 2^31 + row, pass)). Its
- * feature gradient joins R's backward through the meta-model. Once per round,
- * after the pass at theta^t: the heads take one SGD step of augfl.crd_lr on
- * their CRD gradient (summed with g_R), and every row's memory moves to
- * norm(m M + (1 - m) v) from this pass's embeddings. Z is set at the first
- * chunk of shard 0 in the first pass. Heads, banks, Z and the pass count are
- * server state; the second-order step leaves CRD out of H (g_R only).
+ * feature gradient joins R's backward through the meta-model. Before the
+ * pass (augfl.crd_head_steps = S > 0) the heads alone take S momentum-SGD
+ * steps (augfl.crd_head_lr, _momentum, _weight_decay; the authors' 0.002,
+ * 0.9, 5e-4) on a_crd CRD over all server rows at theta^t, fresh draws each
+ * step, banks fixed (the authors train heads and student together per
+ * minibatch). Once per round, after the pass at theta^t: the heads take one
+ * SGD step of augfl.crd_lr on their CRD gradient (summed with g_R), and
+ * every row's memory moves to norm(m M + (1 - m) v) from this pass's
+ * embeddings. Z is set at the first chunk of shard 0 in the first pass.
+ * Heads, their momentum, banks, Z and the pass count are server state; the
+ * second-order step leaves CRD out of H (g_R only).
+ *
+ * model.outputs > classes (the authors' 100 logits): the meta-model's logits
+ * O, its softmax and argmax over all of them; the PM has pm.outputs (the
+ * authors': the data set's classes), other than O only without the KL term
+ * and the second-order step.
  *
  * State: per client the dual y_i [nparams] and the counter k_i (client store,
  * so they survive checkpoints); nothing else lasts beyond a round. Buffers
@@ -98,6 +108,7 @@
 #include "io/model_file.h"
 #include "nn/layer.h"
 #include "nn/loss.h"
+#include "nn/optim.h"
 
 static const fh_key_spec augfl_keys[] = {
     {"augfl.alpha", FH_T_REAL, "0.05", 0, 1e6, NULL,
@@ -118,9 +129,20 @@ static const fh_key_spec augfl_keys[] = {
     {"augfl.crd_t", FH_T_REAL, "0.07", 1e-6, 1e6, NULL, "CRD: temperature of the NCE scores (nce_t)"},
     {"augfl.crd_momentum", FH_T_REAL, "0.5", 0, 1, NULL, "CRD: momentum of the memory banks (nce_m)"},
     {"augfl.crd_lr", FH_T_REAL, "0", 0, 1e6, NULL,
-     "CRD: step size of the embedding heads' one SGD step per round on R's CRD term; 0 = the heads stay at "
-     "their first draw (ours: the authors take one epoch of momentum SGD at 0.002 per round; one step per round "
-     "of 0.002 to 1 diverged on Fashion-MNIST with their CNN, docs/augfl.md)"},
+     "CRD: step size of the embedding heads' one plain SGD step per round after R's pass, on the pass's CRD "
+     "gradient; 0 = none (ours; one such step of 0.002 to 1 diverged on Fashion-MNIST with the authors' CNN, "
+     "docs/augfl.md; augfl.crd_head_steps trains the heads as the authors do, before the pass)"},
+    {"augfl.crd_head_steps", FH_T_INT, "0", 0, 100000, NULL,
+     "CRD: momentum-SGD steps the embedding heads (only) take each round on R's CRD term, each over all server "
+     "rows with theta^t fixed, before R's gradient is taken; 0 = none (ours: the authors' server steps heads and "
+     "student together once per minibatch of 128 for one epoch, i.e. ceil(rows / 128) steps)"},
+    {"augfl.crd_head_lr", FH_T_REAL, "0.002", 0, 1e6, NULL, "CRD: the heads' step size (the authors' learning_rate)"},
+    {"augfl.crd_head_momentum", FH_T_REAL, "0.9", 0, 1, NULL, "CRD: the heads' SGD momentum (the authors' momentum)"},
+    {"augfl.crd_head_weight_decay", FH_T_REAL, "5e-4", 0, 1e6, NULL,
+     "CRD: the heads' L2 weight decay (the authors' weight_decay)"},
+    {"augfl.crd_head_carry", FH_T_BOOL, "false", 0, 0, NULL,
+     "CRD: keep the heads' momentum from round to round; false = a fresh optimiser each round (the authors' "
+     "train() builds one per call)"},
     {"augfl.bn_buffers", FH_T_ENUM, "local", 0, 0, "local|averaged",
      "BatchNorm running statistics: each source keeps its own and the global model's never move (local, the "
      "authors': only parameters() travel), or the global model takes the sources' mean (averaged)"},
@@ -165,12 +187,12 @@ typedef struct {
   /* the server's regulariser (lambda > 0) */
   int server;
   fh_server_shards sh;
-  int C, d, sbatch;
-  float *teacher;          /* [sh.rows.n, C] PM logits of this rank's rows */
+  int C, O, OT, d, sbatch; /* classes, logits (model.outputs: O >= C), the PM's logits, features, rows per chunk */
+  float *teacher;          /* [sh.rows.n, OT] PM logits of this rank's rows */
   fh_model_pass *pass;
   fh_accum racc;           /* [np + nconn + 1]: gradient, connector gradient and R sums over the rows */
   float *vec;              /* [np + nconn + 1]                             */
-  float *dce, *dkd, *pce, *ps, *pt; /* [sbatch, C] each                   */
+  float *dce, *dkd, *pce, *ps, *pt; /* [sbatch, O] each                   */
   float *gR;               /* [np] rank 0                                  */
   double Rval;
   int server_train;        /* the meta-model's BatchNorm mode in the pass  */
@@ -194,12 +216,20 @@ typedef struct {
   int32_t *cidx;           /* [sbatch, K + 1] a chunk's memory rows        */
   float *dfs;              /* [sbatch, d] CRD's feature gradient           */
   float *vs_all, *vt_all;  /* [sh.rows.n, crd_dim] this pass's embeddings, then the new bank rows */
+  /* the heads' own steps before g_R (augfl.crd_head_steps) */
+  int head_steps, head_carry;
+  fh_sgd head_opt;         /* lr, momentum, weight decay (torch.optim.SGD)  */
+  float *head_buf;         /* server state [nhead]: the heads' momentum      */
+  double *head_nsteps;     /* server state [1]: steps of that buffer (carry) */
+  float *sfeat;            /* [sh.rows.n, d] the meta-model's features at theta^t */
+  fh_accum hacc;           /* [nhead + 1]: head gradient and CRD sums of a step */
+  float *hvec;             /* [nhead + 1]                                    */
   /* second order */
   int second, block_all;
   fh_gn_head *gn;
   size_t head_off;         /* offset of the block: the classifier's weight, 0 for all */
-  int nh;                  /* its unknowns: C (d + 1), or nparams          */
-  float *gnrows;           /* [sh.rows.n, d + 2C]: f | p | q of each row   */
+  int nh;                  /* its unknowns: O (d + 1), or nparams          */
+  float *gnrows;           /* [sh.rows.n, d + 2O]: f | p | q of each row   */
   double *delta;           /* [nh] rank 0: the solved Delta                */
 } augfl_state;
 
@@ -225,7 +255,7 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   char path[4096];
   fh_pm_path(cfg, path, sizeof path);
   fh_model *pm = NULL;
-  int rc = fh_pm_create(&pm, cfg, run->data->c, run->data->h, run->data->w, s->C, s->sbatch);
+  int rc = fh_pm_create(&pm, cfg, run->data->c, run->data->h, run->data->w, s->OT, s->sbatch);
   if (rc == 0) {
     rc = fh_model_load_params(path, pm, fh_model_params(pm));
     if (rc == 0) rc = fh_model_load_buffers(path, pm, fh_model_buffers(pm));
@@ -236,7 +266,7 @@ static int load_teacher(fh_run *run, augfl_state *s) {
   if (rc == 0) s->dt = fh_model_feature_dim(pm);
   long long cnt[2] = {0, s->sh.rows.n};
   const int n = s->sh.rows.n, dim = run->data->dim;
-  s->teacher = fh_malloc((size_t)(n ? n : 1) * s->C * sizeof(float));
+  s->teacher = fh_malloc((size_t)(n ? n : 1) * s->OT * sizeof(float));
   if ((s->ahint > 0 || s->acrd > 0) && rc == 0) s->tfeat = fh_malloc((size_t)(n ? n : 1) * s->dt * sizeof(float));
   /* in the chunks of the server pass (a product's last bits can depend on
    * its batch, so the chunks must not depend on the rank count) */
@@ -246,13 +276,13 @@ static int load_teacher(fh_run *run, augfl_state *s) {
     for (int at = rb; at < re; at += s->sbatch) {
       const int B = re - at < s->sbatch ? re - at : s->sbatch;
       const float *z = fh_model_pass_forward(pp, s->sh.rows.x + (size_t)at * dim, B, 0);
-      memcpy(s->teacher + (size_t)at * s->C, z, (size_t)B * s->C * sizeof(float));
+      memcpy(s->teacher + (size_t)at * s->OT, z, (size_t)B * s->OT * sizeof(float));
       if (s->tfeat)
         memcpy(s->tfeat + (size_t)at * s->dt, fh_model_pass_features(pp), (size_t)B * s->dt * sizeof(float));
       for (int b = 0; b < B; b++) {
         int best = 0;
-        for (int c = 1; c < s->C; c++)
-          if (z[b * s->C + c] > z[b * s->C + best]) best = c;
+        for (int c = 1; c < s->OT; c++)
+          if (z[b * s->OT + c] > z[b * s->OT + best]) best = c;
         cnt[0] += best == s->sh.rows.y[at + b];
       }
     }
@@ -327,6 +357,18 @@ static int setup_crd(fh_run *run, augfl_state *s) {
           "rows, T %g, momentum %g, head step %g per round",
           (double)s->acrd, s->d, D, s->dt, D, K, (long long)N, (double)s->crd.T, (double)s->crd.mom,
           (double)s->crd_lr);
+  if (s->head_steps > 0) {
+    s->head_buf = fh_run_server_state(run, "augfl.crd_head_momentum", s->nhead);
+    s->head_nsteps = fh_run_server_state_typed(run, "augfl.crd_head_nsteps", FH_STATE_F64, 1);
+    s->sfeat = fh_malloc((size_t)(n ? n : 1) * s->d * sizeof(float));
+    fh_accum_create(&s->hacc, s->nhead + 1, (int)fh_cfg_int(cfg, "run.accum_bits"),
+                    (int)((s->sh.max_rows + s->sbatch - 1) / s->sbatch) * s->sh.nshards);
+    s->hvec = fh_malloc((s->nhead + 1) * sizeof(float));
+    fh_info("augfl: CRD heads take %d momentum-SGD step%s per round over the server rows before g_R (lr %g, "
+            "momentum %g, weight decay %g, %s)", s->head_steps, s->head_steps == 1 ? "" : "s",
+            (double)s->head_opt.lr, (double)s->head_opt.momentum, (double)s->head_opt.weight_decay,
+            s->head_carry ? "momentum carried across rounds" : "a fresh optimiser each round");
+  }
   return 0;
 }
 
@@ -353,7 +395,7 @@ static int setup_server(fh_run *run, augfl_state *s) {
   fh_accum_create(&s->racc, s->np + s->nconn + s->nhead + 1, (int)fh_cfg_int(cfg, "run.accum_bits"),
                   (int)((s->sh.max_rows + s->sbatch - 1) / s->sbatch) * s->sh.nshards);
   s->vec = fh_malloc((s->np + s->nconn + s->nhead + 1) * sizeof(float));
-  const size_t bc = (size_t)s->sbatch * s->C * sizeof(float);
+  const size_t bc = (size_t)s->sbatch * s->O * sizeof(float);
   s->dce = fh_malloc(bc), s->dkd = fh_malloc(bc), s->pce = fh_malloc(bc), s->ps = fh_malloc(bc);
   s->pt = fh_malloc(bc);
   s->gR = fh_calloc(s->np, sizeof(float));
@@ -380,12 +422,12 @@ static int setup_second_order(fh_run *run, augfl_state *s) {
                                     "than augfl.second_order_max_n = %lld; use augfl.second_order_block = head, "
                                     "or raise the limit if the ranks hold a %zu x %zu matrix",
                      fh_model_arch(run->model), s->np, fh_cfg_int(cfg, "augfl.second_order_max_n"), s->np, s->np);
-    FH_TRY(fh_gn_model_create(&s->gn, run->comm, s->pass, s->nh, run->data->dim, s->C, s->T,
+    FH_TRY(fh_gn_model_create(&s->gn, run->comm, s->pass, s->nh, run->data->dim, s->O, s->T,
                               (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
   } else {
     const fh_param_view *w = fh_model_view(run->model, fh_model_header_first_view(run->model));
     s->head_off = w->offset;
-    s->nh = s->C * (s->d + 1);
+    s->nh = s->O * (s->d + 1);
     if (s->head_off + (size_t)s->nh != s->np)
       return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: model.arch = %s does not end in its "
                                     "classifier's weight and bias", fh_model_arch(run->model));
@@ -393,8 +435,8 @@ static int setup_second_order(fh_run *run, augfl_state *s) {
       return FH_FAIL(FH_ERR_CONFIG, "augfl.step = second_order: the classifier has %d unknowns, more than "
                                     "augfl.gn_max = %lld; raise augfl.gn_max if the ranks hold a %d x %d matrix",
                      s->nh, fh_cfg_int(cfg, "augfl.gn_max"), s->nh, s->nh);
-    FH_TRY(fh_gn_head_create(&s->gn, run->comm, s->d, s->C, (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
-    s->gnrows = fh_malloc((size_t)(s->sh.rows.n ? s->sh.rows.n : 1) * (s->d + 2 * s->C) * sizeof(float));
+    FH_TRY(fh_gn_head_create(&s->gn, run->comm, s->d, s->O, (int)fh_cfg_int(cfg, "augfl.gn_chunk")));
+    s->gnrows = fh_malloc((size_t)(s->sh.rows.n ? s->sh.rows.n : 1) * (s->d + 2 * s->O) * sizeof(float));
   }
   s->delta = fh_calloc((size_t)s->nh, sizeof(double));
   fh_info("augfl: second-order step over %s (%d unknowns) on the BLACS grid of %d ranks",
@@ -424,7 +466,14 @@ static int augfl_setup(fh_run *run) {
   s->hint_lr = (float)fh_cfg_real(cfg, "augfl.hint_lr");
   s->acrd = (float)fh_cfg_real(cfg, "augfl.crd_weight");
   s->crd_lr = (float)fh_cfg_real(cfg, "augfl.crd_lr");
+  s->head_steps = (int)fh_cfg_int(cfg, "augfl.crd_head_steps");
+  s->head_carry = fh_cfg_bool(cfg, "augfl.crd_head_carry");
+  s->head_opt = (fh_sgd){.lr = (float)fh_cfg_real(cfg, "augfl.crd_head_lr"),
+                         .momentum = (float)fh_cfg_real(cfg, "augfl.crd_head_momentum"),
+                         .weight_decay = (float)fh_cfg_real(cfg, "augfl.crd_head_weight_decay")};
   s->C = run->data->num_classes;
+  s->O = fh_model_num_classes(run->model);
+  FH_TRY(fh_pm_outputs(cfg, s->C, &s->OT)); /* the meta-model's unless pm.outputs says otherwise */
   s->d = fh_model_feature_dim(run->model);
   fh_local_sgd_create(&s->sgd, cfg, run->data->dim, s->np);
   fh_perfedavg_step_create(&s->step, 1, s->alpha, 1.0f, 1.0f, &s->sgd, run->model);
@@ -445,6 +494,10 @@ static int augfl_setup(fh_run *run) {
   if (s->ahint > 0 && s->lambda == 0)
     fh_warn("augfl.hint_weight = %g does nothing with augfl.lambda = 0 (no PM)", (double)s->ahint);
   if (s->lambda == 0) s->acrd = 0; /* no PM: no CRD (the default weight is not a request) */
+  if (s->lambda > 0 && s->OT != s->O && (s->akd > 0 || s->second))
+    return FH_FAIL(FH_ERR_CONFIG, "pm.outputs = %d but the meta-model has %d: R's KL term and the second-order step "
+                                  "compare the two models' logits; set pm.outputs = 0, or augfl.kd_weight = 0 and "
+                                  "augfl.step = linear", s->OT, s->O);
   s->N = Ktrain;
   long long ntot = 0;
   for (int i = 0; i < run->nlocal; i++) {
@@ -607,14 +660,17 @@ static double hint_term(augfl_state *s, const float *f, const float *tf, int B, 
 }
 
 /* The memory rows of CRD's negatives for local server rows [at, at + B): row
- * g's from the stream (seed, FH_RNG_ALGORITHM, 2^31 + g, pass), a key no
- * client id reaches, so the draws do not depend on the rank holding g. */
-static void crd_draw_chunk(const fh_run *run, augfl_state *s, int at, int B) {
+ * g's from the stream (seed, FH_RNG_ALGORITHM, 2^31 + g, key), a stream no
+ * client id reaches, so the draws do not depend on the rank holding g. key:
+ * the pass count for R's pass, 2^31 + (pass S + k) for the heads' step k of S
+ * before it (fresh negatives each step, as the authors' loader draws per
+ * minibatch; distinct while pass S < 2^31). */
+static void crd_draw_chunk(const fh_run *run, augfl_state *s, int at, int B, uint32_t key) {
   const int K = s->crd.K;
   for (int b = 0; b < B; b++) {
     const int64_t g = s->sh.first + at + b;
     fh_rng r;
-    fh_rng_init(&r, run->seed, FH_RNG_ALGORITHM, 0x80000000u | (uint32_t)g, (uint32_t)s->crd_pass[0]);
+    fh_rng_init(&r, run->seed, FH_RNG_ALGORITHM, 0x80000000u | (uint32_t)g, key);
     fh_crd_draw(&r, g, s->sh.rows.y[at + b], s->by_class, s->cls_off, s->sh.total, K,
                 s->cidx + (size_t)b * (K + 1));
   }
@@ -638,12 +694,75 @@ static void crd_first_state(fh_run *run, augfl_state *s) {
     const int B = re - rb < s->sbatch ? re - rb : s->sbatch;
     if (B > 0) {
       fh_model_pass_forward(s->pass, s->sh.rows.x + (size_t)rb * run->data->dim, B, s->server_train);
-      crd_draw_chunk(run, s, rb, B);
+      crd_draw_chunk(run, s, rb, B, (uint32_t)s->crd_pass[0]);
       fh_crd_loss(&s->crd, fh_model_pass_features(s->pass), s->tfeat + (size_t)rb * s->dt, s->cidx, B, 0.0f, NULL,
                   NULL);
     }
   }
   MPI_Bcast(s->crd.Z, 2, MPI_FLOAT, 0, run->comm);
+}
+
+/* The heads' own training before g_R (augfl.crd_head_steps = S > 0): with
+ * theta^t fixed, the meta-model's features of this rank's rows are taken
+ * once (the pass's chunks and BatchNorm mode), then S times: the heads'
+ * gradient of a_crd CRD, mean over all server rows (each chunk's draws fresh,
+ * the banks and Z fixed), summed in fixed point and all-reduced, and one
+ * torch.optim.SGD step (momentum, weight decay) on every rank alike. The
+ * momentum starts at zero each round unless augfl.crd_head_carry. Ours: the
+ * authors step heads and student together per minibatch of 128 for an
+ * epoch; here the student does not move (g_R is taken at theta^t) and a
+ * step sees all rows. Collective. */
+static int crd_head_steps(fh_run *run, augfl_state *s) {
+  const int dim = run->data->dim, S = s->head_steps;
+  for (int j = s->sh.s0; j < s->sh.s1; j++) {
+    int rb, re;
+    fh_server_shard_rows(&s->sh, j, &rb, &re);
+    for (int at = rb; at < re; at += s->sbatch) {
+      const int B = re - at < s->sbatch ? re - at : s->sbatch;
+      fh_model_pass_forward(s->pass, s->sh.rows.x + (size_t)at * dim, B, s->server_train);
+      memcpy(s->sfeat + (size_t)at * s->d, fh_model_pass_features(s->pass), (size_t)B * s->d * sizeof(float));
+    }
+  }
+  if (!s->head_carry) {
+    memset(s->head_buf, 0, s->nhead * sizeof(float));
+    s->head_nsteps[0] = 0;
+  }
+  long long nsteps = (long long)s->head_nsteps[0];
+  double first = 0, last = 0;
+  for (int k = 0; k < S; k++) {
+    const uint32_t key = 0x80000000u | (uint32_t)((uint64_t)s->crd_pass[0] * (uint64_t)S + (uint64_t)k);
+    fh_accum_zero(&s->hacc);
+    int rc = 0;
+    for (int j = s->sh.s0; j < s->sh.s1 && rc == 0; j++) {
+      int rb, re;
+      fh_server_shard_rows(&s->sh, j, &rb, &re);
+      for (int at = rb; at < re && rc == 0; at += s->sbatch) {
+        const int B = re - at < s->sbatch ? re - at : s->sbatch;
+        crd_draw_chunk(run, s, at, B, key);
+        memset(s->hvec, 0, s->nhead * sizeof(float));
+        const double L = fh_crd_loss(&s->crd, s->sfeat + (size_t)at * s->d, s->tfeat + (size_t)at * s->dt, s->cidx,
+                                     B, s->acrd, NULL, s->hvec);
+        if (!isfinite(L)) {
+          rc = FH_FAIL(FH_ERR_DIVERGED, "CRD became %s in the heads' step %d; lower augfl.crd_head_lr",
+                       isnan(L) ? "NaN" : "infinite", k + 1);
+          break;
+        }
+        s->hvec[s->nhead] = (float)L;
+        rc = fh_accum_add(&s->hacc, s->hvec, (double)B); /* B x the chunk's means */
+      }
+    }
+    FH_TRY(fh_error_agree(run->comm, rc));
+    fh_accum_allreduce(&s->hacc, run->comm);
+    const double rows = fh_accum_weight(&s->hacc);
+    for (size_t i = 0; i <= s->nhead; i++) s->hvec[i] = (float)((double)s->hacc.sum[i] / s->hacc.scale / rows);
+    if (k == 0) first = s->hvec[s->nhead];
+    last = s->hvec[s->nhead];
+    fh_sgd_step(&s->head_opt, s->crd.head, s->hvec, s->head_buf, s->nhead, &nsteps);
+  }
+  s->head_nsteps[0] = (double)nsteps;
+  if (s->crd_pass[0] == 0)
+    fh_info("augfl: CRD heads, round 1: CRD %.4f before their first step, %.4f before their last", first, last);
+  return 0;
 }
 
 /* After the pass: the heads' SGD step on R's CRD term (every rank, from the
@@ -670,12 +789,13 @@ static void crd_step(fh_run *run, augfl_state *s, double rows) {
 static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
   augfl_state *s = run->alg_state;
   if (!s->server) return 0;
-  const int C = s->C, dim = run->data->dim, w = s->d + 2 * C;
+  const int C = s->O /* the logits */, dim = run->data->dim, w = s->d + 2 * C;
   const size_t nv = s->np + s->nconn + s->nhead;
   fh_model *m = run->model;
   fh_model_load_state(m, run->global); /* theta^t */
   if (s->conn && s->conn_ready[0] == 0.0f) connector_init(run, s);
   if (s->nhead) crd_first_state(run, s);
+  if (s->nhead && s->head_steps > 0) FH_TRY(crd_head_steps(run, s));
   fh_accum_zero(&s->racc);
   int rc = 0;
   for (int j = s->sh.s0; j < s->sh.s1 && rc == 0; j++) {
@@ -687,8 +807,13 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
       const float *z = fh_model_pass_forward(s->pass, x, B, s->server_train);
       const double ce = fh_softmax_ce_forward(s->pce, z, s->sh.rows.y + at, B, C);
       fh_softmax_ce_backward(s->dce, s->pce, s->sh.rows.y + at, B, C);
-      const double kd = fh_kd_loss_forward(s->ps, s->pt, z, s->teacher + (size_t)at * C, B, C, s->T);
-      fh_kd_loss_backward(s->dkd, s->ps, s->pt, B, C, s->T);
+      double kd = 0.0; /* a PM of other logits (pm.outputs) comes with a_kd = 0 and the linearised step */
+      if (s->OT == C) {
+        kd = fh_kd_loss_forward(s->ps, s->pt, z, s->teacher + (size_t)at * C, B, C, s->T);
+        fh_kd_loss_backward(s->dkd, s->ps, s->pt, B, C, s->T);
+      } else {
+        memset(s->dkd, 0, (size_t)B * C * sizeof(float));
+      }
       const float *f = fh_model_pass_features(s->pass);
       if (s->second && !s->block_all) { /* f | softmax(z) | softmax(z / T) of each row */
         for (int b = 0; b < B; b++) {
@@ -705,7 +830,7 @@ static int augfl_server_collective(fh_run *run, const fh_accum *acc) {
         const int D = s->crd.D;
         float *gh = s->vec + s->np + s->nconn;
         memset(gh, 0, s->nhead * sizeof(float));
-        crd_draw_chunk(run, s, at, B);
+        crd_draw_chunk(run, s, at, B, (uint32_t)s->crd_pass[0]);
         crd = fh_crd_loss(&s->crd, f, s->tfeat + (size_t)at * s->dt, s->cidx, B, s->acrd, s->dfs, gh);
         memcpy(s->vs_all + (size_t)at * D, s->crd.vs, (size_t)B * D * sizeof(float));
         memcpy(s->vt_all + (size_t)at * D, s->crd.vt, (size_t)B * D * sizeof(float));
@@ -818,6 +943,9 @@ static void augfl_destroy(fh_run *run) {
   free(s->dfs);
   free(s->vs_all);
   free(s->vt_all);
+  if (s->sfeat) fh_accum_destroy(&s->hacc);
+  free(s->sfeat);
+  free(s->hvec);
   free(s);
   run->alg_state = NULL;
 }
