@@ -38,12 +38,16 @@ static float *floats(const torch_tensor *t) {
   return p;
 }
 
-static void check_case(const char *tag) {
+/* dense: 1 the [B, N] score products (what N <= 8 (K + 1) picks, as here),
+ * 0 the gathered dot products: both must match torch. */
+static void check_case(const char *tag, int dense) {
   const torch_tensor *dims = fixture_get(&fx, "dims"), *hyper = fixture_get(&fx, "hyper");
   const int B = (int)dims->v[0], ds = (int)dims->v[1], dt = (int)dims->v[2], D = (int)dims->v[3],
             K = (int)dims->v[4], N = (int)dims->v[5];
   fh_crd c;
   fh_crd_create(&c, ds, dt, D, K, (float)hyper->v[0], (float)hyper->v[1], N, B);
+  assert_int_equal(c.dense, 1);
+  c.dense = dense;
   c.head = floats(fixture_get(&fx, "%s/head", tag));
   c.mem_s = floats(fixture_get(&fx, "%s/mem_s", tag));
   c.mem_t = floats(fixture_get(&fx, "%s/mem_t", tag));
@@ -60,13 +64,13 @@ static void check_case(const char *tag) {
 
   const double L = fh_crd_loss(&c, fs, ft, idx, B, weight, dfs, gh);
   char what[64];
-  snprintf(what, sizeof what, "%s: Z", tag);
+  snprintf(what, sizeof what, "%s%s: Z", tag, dense ? "" : " (gathered)");
   assert_close(what, c.Z, fixture_get(&fx, "%s/z", tag), 1e-5);
-  snprintf(what, sizeof what, "%s: loss", tag);
+  snprintf(what, sizeof what, "%s%s: loss", tag, dense ? "" : " (gathered)");
   assert_scalar_close(what, L, fixture_get(&fx, "%s/loss", tag)->v[0], 1e-5);
-  snprintf(what, sizeof what, "%s: d/dfs", tag);
+  snprintf(what, sizeof what, "%s%s: d/dfs", tag, dense ? "" : " (gathered)");
   assert_close(what, dfs, fixture_get(&fx, "%s/dfs", tag), 1e-4);
-  snprintf(what, sizeof what, "%s: d/dheads", tag);
+  snprintf(what, sizeof what, "%s%s: d/dheads", tag, dense ? "" : " (gathered)");
   assert_close(what, gh, fixture_get(&fx, "%s/ghead", tag), 1e-4);
 
   /* the gradient ADDS to ghead and is linear in the weight */
@@ -92,12 +96,14 @@ static void check_case(const char *tag) {
 
 static void test_first_batch_sets_z(void **state) {
   (void)state;
-  check_case("a");
+  check_case("a", 1);
+  check_case("a", 0);
 }
 
 static void test_later_batch(void **state) {
   (void)state;
-  check_case("b");
+  check_case("b", 1);
+  check_case("b", 0);
 }
 
 /* Two momentum-SGD steps of the heads alone (features, banks and Z fixed),

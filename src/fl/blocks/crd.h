@@ -47,7 +47,16 @@ typedef struct {
   float *vs, *vt;   /* [maxB, D] normalised: the last batch's v_s, v_t         */
   float *dv, *de;   /* [maxB, D]                                                */
   double *coef;     /* [K + 1]                                                  */
+  /* Dense scores (set by fh_crd_create when N <= FH_CRD_DENSE_RATIO (K + 1)):
+   * every row's score against the whole bank, S = v M^T, as one sgemm, the
+   * draws' coefficients summed into C [B, N] and dv = C M as another, in place
+   * of K + 1 gathered dot products and axpys a row. The choice depends on N
+   * and K alone, so it is the same on every rank. 0: the gathered path. */
+  int dense;
+  float *S, *C;     /* [maxB, N] when dense                                     */
 } fh_crd;
+
+#define FH_CRD_DENSE_RATIO 8
 
 /* Floats of the two heads: D (ds + 1) + D (dt + 1). */
 size_t fh_crd_head_n(int ds, int dt, int D);
