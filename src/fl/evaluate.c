@@ -308,7 +308,7 @@ static void eval_stream(fh_evaluator *ev, fh_model *m, long long off, long long 
     const long long lo = c > off ? c : off, hi = c + L < end ? c + L : end;
     if (lo > c || hi < c + L) memset(ev->batch, 0, (size_t)L * rowb);
     for (long long i = lo; i < hi; i++) memcpy(ev->batch + (size_t)(i - c) * ev->dim, io->row(io->ctx, in, i), rowb);
-    const float *logits = fh_model_forward(m, ev->batch, L, 0);
+    const float *logits = fh_model_infer_rows(m, ev->batch, L, (int)(lo - c), (int)(hi - c));
     for (long long i = lo; i < hi; i++) io->take(io->ctx, ev, out, i, logits + (size_t)(i - c) * ev->C);
   }
 }
