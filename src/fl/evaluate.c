@@ -297,8 +297,10 @@ typedef struct {
  * stream of `total` rows held by the ranks in rank order. Forward batches are
  * the chunks [c, c + evb) of the whole stream, so every row is computed in the
  * same batch position and size on any rank count; a chunk split between
- * ranks is padded with zero rows (rows of a batch do not mix in evaluation).
- * Rows are taken in stream order, logits handed over in the same order. */
+ * ranks is padded with zero rows (rows of a batch do not mix in evaluation),
+ * and the model skips the pieces of it that hold none of this rank's rows
+ * (fh_model_infer_rows). Rows are taken in stream order, logits handed over
+ * in the same order. */
 static void eval_stream(fh_evaluator *ev, fh_model *m, long long off, long long n, long long total,
                         const stream_io *io, seg_cursor *in, seg_cursor *out) {
   const long long end = off + n;
@@ -308,7 +310,7 @@ static void eval_stream(fh_evaluator *ev, fh_model *m, long long off, long long 
     const long long lo = c > off ? c : off, hi = c + L < end ? c + L : end;
     if (lo > c || hi < c + L) memset(ev->batch, 0, (size_t)L * rowb);
     for (long long i = lo; i < hi; i++) memcpy(ev->batch + (size_t)(i - c) * ev->dim, io->row(io->ctx, in, i), rowb);
-    const float *logits = fh_model_forward(m, ev->batch, L, 0);
+    const float *logits = fh_model_infer_rows(m, ev->batch, L, (int)(lo - c), (int)(hi - c));
     for (long long i = lo; i < hi; i++) io->take(io->ctx, ev, out, i, logits + (size_t)(i - c) * ev->C);
   }
 }

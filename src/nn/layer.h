@@ -100,6 +100,16 @@ typedef struct {
   double (*flops_backward)(const fh_layer *L, int B);
   /* "Linear(60, 200)" for summaries; NULL: kind_name alone. */
   void (*describe)(const fh_layer *L, char *buf, size_t cap);
+  /* x [B, in_size] -> y [B, out_size] in evaluation mode, keeping nothing a
+   * backward would read (no argmax, masks or saved statistics): the values
+   * of forward with train = 0, bit for bit. NULL: forward with train = 0.
+   * fh_model_infer calls it. */
+  void (*infer)(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y, int B);
+  /* The same on relu(x), the ReLU (x < 0 ? 0 : x, as fh_relu_forward) taken
+   * of each element as it is read: fh_model_infer folds a ReLU layer whose
+   * only reader is this one into it, saving the pass over its output.
+   * NULL: not offered. */
+  void (*infer_relu)(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y, int B);
 } fh_layer_ops;
 
 struct fh_layer {

@@ -54,6 +54,13 @@ struct fh_model {
   int want_dinput;
   float *dinput;
   int last_train; /* the mode of the last forward, which the backward follows */
+  int last_infer; /* the last forward was fh_model_infer: nothing to go back on */
+
+  /* fh_model_infer's plan (infer_plan): layers [0, infer_split) run in pieces
+   * of infer_piece rows, the rest on the whole batch; infer_fold[i] = 1 when
+   * layer i is a ReLU that the next layer takes into its infer_relu. */
+  int infer_split, infer_piece;
+  unsigned char *infer_fold;
 
   int *view_layer; /* [nviews]: the layer that owns each trainable view */
 
@@ -168,6 +175,67 @@ static void fuse_relus(fh_model *m) {
 
 static int skipped(const fh_layer *L) { return L->kind == FH_LAYER_RELU && L->fused_relu; }
 
+/* Floats that the widest layer of a piece reads and writes in
+ * fh_model_infer: 1 MiB, half the L2 cache of the cores this was measured on
+ * (2 MiB; the rest holds oneDNN's blocked copies and the weights), so a
+ * piece's maps pass from layer to layer in the cache instead of through
+ * memory. */
+#define INFER_PIECE_FLOATS (256 * 1024)
+
+/* How fh_model_infer walks the model; a function of the layers alone, so
+ * every rank runs the same products on the same rows.
+ *   The prefix: the leading layers whose outputs are maps (more than one
+ * position), cut where no later layer reads inside it (a residual join
+ * reaching back), run piece by piece: their per-row activations are large,
+ * and rows do not mix in evaluation mode. The rest (flatten and the dense
+ * head, whose products want the whole batch to reuse their weights) runs on
+ * the whole batch, as the forward does.
+ *   Folds: a ReLU whose only reader is the next layer, in the same part,
+ * offering infer_relu (max pooling). */
+static void infer_plan(fh_model *m) {
+  const int n = m->nlayers;
+  int k = 0;
+  while (k < n && m->layers[k].out_shape[1] * m->layers[k].out_shape[2] > 1) k++;
+  for (int cut = 0; !cut && k > 0;) {
+    cut = 1;
+    for (int j = k; j < n; j++) {
+      const int srcs[2] = {m->layers[j].input, m->layers[j].input2};
+      for (int s = 0; s < 2; s++)
+        if (srcs[s] >= 0 && srcs[s] < k - 1) cut = 0;
+    }
+    if (!cut) k--;
+  }
+  /* A fused ReLU shares its input's buffer (fuse_relus), and the prefix's
+   * layers write each piece at the buffer's start except the last, which
+   * writes the piece's rows of the whole batch: end the prefix at the ReLU's
+   * input, which applies the ReLU itself, so that the next piece cannot
+   * overwrite the rows of the first. */
+  while (k > 0 && skipped(&m->layers[k - 1])) k--;
+  if (k < 2) k = 0; /* one layer in pieces gains nothing */
+  m->infer_fold = fh_calloc((size_t)n, 1);
+  int *readers = fh_calloc((size_t)n + 1, sizeof(int));
+  for (int j = 0; j < n; j++) {
+    if (m->layers[j].input >= 0) readers[m->layers[j].input]++;
+    if (m->layers[j].input2 >= 0) readers[m->layers[j].input2]++;
+  }
+  for (int i = 0; i + 1 < n; i++) {
+    const fh_layer *L = &m->layers[i], *next = &m->layers[i + 1];
+    m->infer_fold[i] = L->kind == FH_LAYER_RELU && readers[i] == 1 && next->input == i &&
+                       next->input2 == FH_LAYER_NO_INPUT && next->ops->infer_relu &&
+                       (i + 1 < k || i >= k);
+  }
+  free(readers);
+  size_t widest = 1; /* of the layers that run (a folded ReLU does not) */
+  for (int i = 0; i < k; i++)
+    if (!m->infer_fold[i] && m->layers[i].in_size + m->layers[i].out_size > widest)
+      widest = m->layers[i].in_size + m->layers[i].out_size;
+  size_t piece = INFER_PIECE_FLOATS / widest;
+  if (piece < 1) piece = 1;
+  if (piece > (size_t)m->max_batch) piece = (size_t)m->max_batch;
+  m->infer_split = k;
+  m->infer_piece = (int)piece;
+}
+
 /* Long on purpose: the model's layout in one pass (parameter and buffer
  * views, the payload limit, the readers of each output for backward, the
  * activation workspace), each step commented, all of them reading the same
@@ -268,6 +336,7 @@ int fh_model_finish(fh_model *m) {
   m->dtmp[0] = w, w += mb * tmp_floats[0];
   m->dtmp[1] = w, w += mb * tmp_floats[1];
   m->dinput = w;
+  infer_plan(m);
   return 0;
 }
 
@@ -284,6 +353,7 @@ void fh_model_free(fh_model *m) {
   free(m->dact);
   free(m->scratch);
   free(m->acc);
+  free(m->infer_fold);
   free(m->view_layer);
   free(m);
 }
@@ -495,6 +565,7 @@ static const float *source(const fh_model *m, const float *x, int src) {
 /* t [nlayers] (NULL: untimed) receives each layer's seconds. */
 static const float *forward_pass(fh_model *m, const float *x, int B, int train, double *t) {
   m->last_train = train != 0;
+  m->last_infer = 0;
   for (int i = 0; i < m->nlayers; i++) {
     const fh_layer *L = &m->layers[i];
     fh_layer_ctx c = layer_ctx(m, i, train);
@@ -533,6 +604,11 @@ static void add_back(fh_model *m, int i, int s, int src, int B) {
  * block's input) gets the sum of their dx: the first reader met overwrites,
  * the others add (acc, dtmp). */
 static void backward_pass(fh_model *m, const float *x, int B, double *t) {
+  if (m->last_infer) {
+    fprintf(stderr, "fedhpc: internal error: a backward after fh_model_infer, which keeps no "
+                    "activations; run fh_model_forward\n");
+    abort();
+  }
   for (int i = m->nlayers - 1; i >= 0; i--) {
     const fh_layer *L = &m->layers[i];
     if (skipped(L)) {
@@ -601,6 +677,53 @@ void fh_model_set_input_grad(fh_model *m, int on) { m->want_dinput = on != 0; }
 
 const float *fh_model_input_grad(const fh_model *m) { return m->want_dinput ? m->dinput : NULL; }
 
+/* Layers [lo, hi) of fh_model_infer on B rows whose model input is x: each
+ * writes its activation, the last y_last. */
+static void infer_layers(fh_model *m, const float *x, int lo, int hi, float *y_last, int B) {
+  for (int i = lo; i < hi; i++) {
+    const fh_layer *L = &m->layers[i];
+    if (m->infer_fold[i]) continue; /* the next layer takes the ReLU of its input */
+    float *y = i == hi - 1 ? y_last : m->act[i];
+    if (skipped(L) && y == m->act[i]) continue; /* done inside its input (fuse_relus), in place */
+    fh_layer_ctx c = layer_ctx(m, i, 0);
+    if (L->input2 != FH_LAYER_NO_INPUT) c.x2 = source(m, x, L->input2);
+    if (i > 0 && m->infer_fold[i - 1])
+      L->ops->infer_relu(L, &c, source(m, x, m->layers[i - 1].input), y, B);
+    else if (L->ops->infer)
+      L->ops->infer(L, &c, source(m, x, L->input), y, B);
+    else
+      L->ops->forward(L, &c, source(m, x, L->input), y, B);
+  }
+}
+
+const float *fh_model_infer_rows(fh_model *m, const float *x, int B, int lo, int hi) {
+  check_batch(m, B, "fh_model_infer");
+  m->last_train = 0;
+  m->last_infer = 1;
+  const int k = m->infer_split, P = m->infer_piece, n = m->nlayers;
+  /* The prefix piece by piece: its activations hold one piece at a time (from
+   * row 0, cache-resident), its last layer's output the whole batch. A piece
+   * without a wanted row is skipped, its rows of that output zeroed; the
+   * others run as they would anyway (same pieces, same positions). */
+  for (int r0 = 0; r0 < B && k > 0; r0 += P) {
+    const int rows = B - r0 < P ? B - r0 : P;
+    const size_t out = m->layers[k - 1].out_size;
+    float *y = m->act[k - 1] + (size_t)r0 * out;
+    if (r0 + rows <= lo || r0 >= hi)
+      memset(y, 0, (size_t)rows * out * sizeof(float));
+    else
+      infer_layers(m, x + (size_t)r0 * m->in_size, 0, k, y, rows);
+  }
+  /* The head on every row: a row of its products depends on that row alone,
+   * while the kernels may depend on the batch size. */
+  infer_layers(m, x, k, n, m->act[n - 1], B);
+  return m->act[n - 1];
+}
+
+const float *fh_model_infer(fh_model *m, const float *x, int B) {
+  return fh_model_infer_rows(m, x, B, 0, B);
+}
+
 int fh_model_evaluate(fh_model *m, const float *x, const int32_t *y, int B, double *loss_sum) {
   const int C = m->num_classes;
   int correct = 0;
@@ -608,7 +731,7 @@ int fh_model_evaluate(fh_model *m, const float *x, const int32_t *y, int B, doub
   /* Any B: chunks of max_batch through the workspace. */
   for (int start = 0; start < B; start += m->max_batch) {
     const int n = B - start < m->max_batch ? B - start : m->max_batch;
-    const float *logits = forward_pass(m, x + (size_t)start * m->in_size, n, 0, NULL);
+    const float *logits = fh_model_infer(m, x + (size_t)start * m->in_size, n);
     sum += fh_softmax_ce_forward(m->probs, logits, y + start, n, C) * n;
     for (int b = 0; b < n; b++) {
       const float *z = logits + (size_t)b * C;

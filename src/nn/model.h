@@ -61,6 +61,20 @@ int fh_model_num_classes(const fh_model *m);
  * (dropout, batch statistics) once such layers exist. */
 const float *fh_model_forward(fh_model *m, const float *x, int B, int train);
 
+/* The evaluation-mode forward (fh_model_forward with train = 0), the same
+ * logits bit for bit, for inference only: it keeps no activations for a
+ * backward (no argmax, masks or statistics; a backward after it is an
+ * internal error), runs the leading layers of feature maps in pieces of
+ * rows that stay in cache, the dense head on the whole batch, and takes a
+ * ReLU before a max pool inside the pool. Returns the logits [B,
+ * num_classes], B <= max_batch, valid until the next call. */
+const float *fh_model_infer(fh_model *m, const float *x, int B);
+/* The same where only rows [lo, hi) of the batch are wanted (the others pad
+ * a batch to its fixed size): their logits are those fh_model_infer gives,
+ * bit for bit; pieces of the feature-map layers without a wanted row are
+ * skipped, and the other rows' logits are meaningless. */
+const float *fh_model_infer_rows(fh_model *m, const float *x, int B, int lo, int hi);
+
 /* Forward in training mode, mean softmax cross-entropy against labels y [B],
  * backward: grads are OVERWRITTEN with d(mean loss)/d(params). Returns the mean
  * loss (NaN/Inf propagate: the caller checks). */

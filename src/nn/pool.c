@@ -202,6 +202,85 @@ void fh_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int B,
   }
 }
 
+/* One step of the max loop on values alone: v replaces m when v > m or v is
+ * NaN (take_max without the index). Selects through bit masks, which the
+ * compiler vectorises where it leaves conditional expressions as branches. */
+static inline float max_step(float m, float v) {
+  const uint32_t mask = 0u - (uint32_t)((v > m) | (v != v));
+  uint32_t vb, mb;
+  memcpy(&vb, &v, sizeof vb);
+  memcpy(&mb, &m, sizeof mb);
+  mb = (vb & mask) | (mb & ~mask);
+  memcpy(&m, &mb, sizeof mb);
+  return m;
+}
+
+/* x < 0 ? +0 : x, as fh_relu_forward (NaN and -0 pass), by a mask. */
+static inline float relu1(float v) {
+  uint32_t b;
+  memcpy(&b, &v, sizeof b);
+  b &= ~(0u - (uint32_t)(v < 0.0f));
+  memcpy(&v, &b, sizeof v);
+  return v;
+}
+
+/* 2x2 windows of stride 2 inside the input, relu (0/1) taken of each
+ * element first: the elements of a window in row-major order through
+ * max_step, whole output rows at a time. */
+static void maxpool2_infer(float *y, const float *x, int B, const fh_pool2d_geom *g, int relu) {
+  const int H = g->h, W = g->w, OH = g->out_h, OW = g->out_w;
+  for (size_t pl = 0; pl < (size_t)B * g->c; pl++)
+    for (int oh = 0; oh < OH; oh++) {
+      const float *restrict r0 = x + pl * H * W + (size_t)2 * oh * W, *restrict r1 = r0 + W;
+      float *restrict yr = y + pl * OH * OW + (size_t)oh * OW;
+      if (relu)
+        for (int ow = 0; ow < OW; ow++) {
+          float m = relu1(r0[2 * ow]);
+          m = max_step(m, relu1(r0[2 * ow + 1]));
+          m = max_step(m, relu1(r1[2 * ow]));
+          yr[ow] = max_step(m, relu1(r1[2 * ow + 1]));
+        }
+      else
+        for (int ow = 0; ow < OW; ow++) {
+          float m = r0[2 * ow];
+          m = max_step(m, r0[2 * ow + 1]);
+          m = max_step(m, r1[2 * ow]);
+          yr[ow] = max_step(m, r1[2 * ow + 1]);
+        }
+    }
+}
+
+void fh_maxpool2d_infer(float *y, const float *x, int B, const fh_pool2d_geom *g, int relu) {
+  if (g->kernel == 2 && g->stride == 2 && g->padding == 0 && 2 * g->out_h <= g->h &&
+      2 * g->out_w <= g->w) {
+    maxpool2_infer(y, x, B, g, relu);
+    return;
+  }
+  /* Any other window: its in-range elements in row-major order. The
+   * forward's orders (rows apart, then combined; the separable passes) give
+   * the same values: the step is associative. */
+  const int H = g->h, W = g->w, OH = g->out_h, OW = g->out_w;
+  for (size_t pl = 0; pl < (size_t)B * g->c; pl++) {
+    const float *xp = x + pl * H * W;
+    float *yp = y + pl * OH * OW;
+    for (int oh = 0; oh < OH; oh++) {
+      int h0, h1;
+      window(g, oh, H, &h0, &h1);
+      for (int ow = 0; ow < OW; ow++) {
+        int w0, w1;
+        window(g, ow, W, &w0, &w1);
+        float m = -INFINITY;
+        for (int ih = h0; ih < h1; ih++)
+          for (int iw = w0; iw < w1; iw++) {
+            const float v = xp[ih * W + iw];
+            m = max_step(m, relu ? relu1(v) : v);
+          }
+        yp[oh * OW + ow] = m;
+      }
+    }
+  }
+}
+
 void fh_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, int B,
                            const fh_pool2d_geom *g) {
   const size_t plane = (size_t)g->h * g->w, oplane = (size_t)g->out_h * g->out_w;
@@ -285,6 +364,20 @@ static void maxpool_forward(const fh_layer *L, const fh_layer_ctx *c, const floa
                             int B) {
   const fh_pool2d_geom g = layer_geom(L);
   fh_maxpool2d_forward(y, (int32_t *)c->scratch, x, B, &g);
+}
+
+static void maxpool_infer(const fh_layer *L, const fh_layer_ctx *c, const float *x, float *y,
+                          int B) {
+  (void)c;
+  const fh_pool2d_geom g = layer_geom(L);
+  fh_maxpool2d_infer(y, x, B, &g, 0);
+}
+
+static void maxpool_infer_relu(const fh_layer *L, const fh_layer_ctx *c, const float *x,
+                               float *y, int B) {
+  (void)c;
+  const fh_pool2d_geom g = layer_geom(L);
+  fh_maxpool2d_infer(y, x, B, &g, 1);
 }
 
 static void maxpool_backward(const fh_layer *L, const fh_layer_ctx *c, const float *x,
@@ -409,6 +502,8 @@ static const fh_layer_ops maxpool_ops = {
     .flops_forward = no_flops,
     .flops_backward = no_flops,
     .describe = maxpool_describe,
+    .infer = maxpool_infer,
+    .infer_relu = maxpool_infer_relu,
 };
 
 static const fh_layer_ops avgpool_ops = {

@@ -35,6 +35,10 @@ int fh_pool2d_geometry_ceil(fh_pool2d_geom *g, int c, int h, int w, int kernel, 
  * (NaN propagates), as in PyTorch. */
 void fh_maxpool2d_forward(float *y, int32_t *argmax, const float *x, int B,
                           const fh_pool2d_geom *g);
+/* The same values without the argmax, for evaluation: relu = 1 takes the
+ * ReLU (x < 0 ? 0 : x) of each element as it is read, bit for bit a ReLU
+ * layer before the pool, without its pass over the whole map. */
+void fh_maxpool2d_infer(float *y, const float *x, int B, const fh_pool2d_geom *g, int relu);
 /* dy [B, C, OH, OW], argmax from the forward -> dx [B, C, H, W] (overwritten),
  * each dy added to its window's winner. */
 void fh_maxpool2d_backward(float *dx, const float *dy, const int32_t *argmax, int B,

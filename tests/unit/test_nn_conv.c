@@ -67,6 +67,14 @@ static void check_layer_against_torch(const char *prefix, fh_layer L, int B) {
   rig_forward(&r);
   snprintf(what, sizeof what, "%s y", prefix);
   assert_close(what, r.y, fixture_get(&g_fixture, "%s/y", prefix), 1e-5);
+  if (L.ops->infer) { /* the evaluation-only forward: the same values, bit for bit */
+    float *yi = malloc((size_t)B * L.out_size * sizeof(float));
+    r.L.ops->infer(&r.L, &r.ctx, r.x, yi, B);
+    snprintf(what, sizeof what, "%s infer y", prefix);
+    assert_close(what, yi, fixture_get(&g_fixture, "%s/y", prefix), 1e-5);
+    assert_memory_equal(yi, r.y, (size_t)B * L.out_size * sizeof(float));
+    free(yi);
+  }
   rig_backward(&r, dy, r.dx);
   snprintf(what, sizeof what, "%s dx", prefix);
   assert_close(what, r.dx, fixture_get(&g_fixture, "%s/dx", prefix), 1e-5);
@@ -313,6 +321,44 @@ static void test_maxpool_ties_and_nan(void **state) {
   assert_int_equal(cg.out_h, 1);
 }
 
+/* The evaluation-only max pool (fh_maxpool2d_infer) against the forward,
+ * bit for bit, with relu folded in against fh_relu_forward then the
+ * forward: ties between +0 and -0 (the first stays), NaN (wins, the last
+ * one), -inf, on every code path of the forward (2x2 stride 2, windows
+ * clipped by padding or ceil mode, overlapping windows, the separable
+ * 3x3 form). */
+static void test_maxpool_infer_bitwise(void **state) {
+  (void)state;
+  const int geo[][6] = {/* c, h, w, kernel, stride, padding (ceil: last column) */
+                        {3, 8, 8, 2, 2, 0}, {2, 7, 9, 2, 2, 0}, {2, 9, 7, 3, 2, 1},
+                        {1, 6, 6, 3, 1, 1}, {2, 16, 17, 3, 2, 1}, {2, 7, 7, 2, 2, 1}};
+  for (int t = 0; t < 6; t++)
+    for (int ceil = 0; ceil < 2; ceil++) {
+      fh_pool2d_geom g;
+      const int *v = geo[t];
+      if (fh_pool2d_geometry_ceil(&g, v[0], v[1], v[2], v[3], v[4], v[5], ceil)) continue;
+      const int B = 3;
+      const size_t nx = (size_t)B * v[0] * v[1] * v[2], ny = (size_t)B * v[0] * g.out_h * g.out_w;
+      float *x = malloc(nx * sizeof(float)), *r = malloc(nx * sizeof(float));
+      float *y = malloc(ny * sizeof(float)), *yi = malloc(ny * sizeof(float));
+      int32_t *arg = malloc(ny * sizeof(int32_t));
+      /* a few values only, so windows tie; signed zeros, NaN, -inf among them */
+      const float pick[8] = {-1.0f, 0.0f, -0.0f, 2.0f, -0.0f, 0.0f, -INFINITY, 1.0f};
+      for (size_t i = 0; i < nx; i++) {
+        x[i] = pick[fh_rng_u32(&g_rng) % 8];
+        if (fh_rng_u32(&g_rng) % 97 == 0) x[i] = NAN;
+      }
+      fh_maxpool2d_forward(y, arg, x, B, &g);
+      fh_maxpool2d_infer(yi, x, B, &g, 0);
+      assert_memory_equal(yi, y, ny * sizeof(float));
+      fh_relu_forward(r, x, nx);
+      fh_maxpool2d_forward(y, arg, r, B, &g);
+      fh_maxpool2d_infer(yi, x, B, &g, 1);
+      assert_memory_equal(yi, y, ny * sizeof(float));
+      free(x), free(r), free(y), free(yi), free(arg);
+    }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv_matches_torch),
@@ -322,6 +368,7 @@ int main(void) {
       cmocka_unit_test(test_conv_gradients),
       cmocka_unit_test(test_pool_gradients),
       cmocka_unit_test(test_maxpool_ties_and_nan),
+      cmocka_unit_test(test_maxpool_infer_bitwise),
   };
   return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

@@ -257,6 +257,61 @@ static void test_res_auto_projection(void **state) {
   fh_model_free(m);
 }
 
+/* ---- evaluation-only forward ------------------------------------------------------ */
+
+/* fh_model_infer against fh_model_forward in evaluation mode, bit for bit:
+ * the leading map layers in pieces of rows (a batch of 40 spans several),
+ * ReLUs folded into the max pools after them (not one with two readers),
+ * residual joins inside the pieces, BatchNorm with moved running statistics
+ * and dropout in the head; fh_model_infer_rows gives the wanted rows the
+ * same logits. The forward is itself checked against PyTorch above. */
+static void test_infer_matches_forward(void **state) {
+  (void)state;
+  const struct {
+    const char *spec;
+    int c, h, w;
+  } nets[] = {
+      {NULL, 1, 28, 28}, /* mnist_cnn, the PFLlib workload's network */
+      {"conv(16,k=3,p=1,bias=0) bn relu res[conv(16,k=3,p=1,bias=0) bn relu conv(16,k=3,p=1,bias=0) "
+       "bn] relu maxpool(2) res(proj=conv)[conv(32,k=3,s=2,p=1) relu] relu maxpool(3,s=2,p=1) gap linear",
+       3, 32, 32},
+      {"conv(4,k=3,p=same,bias=0) leakyrelu(0.2) avgpool(3,s=2,p=1,ceil) relu maxpool(2,ceil) "
+       "elu avgpool(2,s=2,ceil) flatten linear(8,bias=0) bn relu linear",
+       3, 40, 36},
+      {"conv(8,k=3) relu maxpool(2) flatten dropout(0.5) linear(20) bn1d relu linear", 2, 30, 30},
+      /* a ReLU read by a max pool and by a join: not folded */
+      {"conv(8,k=3,p=1) relu res(proj=identity)[maxpool(3,s=1,p=1) conv(8,k=3,p=1)] relu gap linear",
+       3, 24, 24},
+  };
+  const int B = 40, K = 10;
+  for (size_t t = 0; t < sizeof nets / sizeof nets[0]; t++) {
+    const char *spec = nets[t].spec ? nets[t].spec : fh_netspec_named("mnist_cnn");
+    fh_model *m = NULL;
+    if (fh_model_create_layers(&m, "infer", spec, nets[t].c, nets[t].h, nets[t].w, K, B) != 0)
+      fail_msg("net %zu: %s", t, fh_error_msg());
+    fh_rng r;
+    fh_rng_init(&r, 11, FH_RNG_TEST, (uint32_t)t, 0);
+    fh_model_init(m, &r);
+    const size_t d = fh_model_input_size(m);
+    float *x = malloc((size_t)B * d * sizeof(float));
+    fh_rng_normal_fill(&r, x, (size_t)B * d, 0.0f, 1.0f);
+    fh_model_set_rng(m, &r);
+    fh_model_forward(m, x, B, 1); /* moves BatchNorm's running statistics */
+    fh_model_set_rng(m, NULL);
+    float *want = malloc((size_t)B * K * sizeof(float));
+    for (int b = B; b >= 5; b -= 35) {
+      memcpy(want, fh_model_forward(m, x, b, 0), (size_t)b * K * sizeof(float));
+      assert_memory_equal(fh_model_infer(m, x, b), want, (size_t)b * K * sizeof(float));
+      const int lo = b / 5, hi = b - b / 4;
+      const float *z = fh_model_infer_rows(m, x, b, lo, hi);
+      assert_memory_equal(z + (size_t)lo * K, want + (size_t)lo * K, (size_t)(hi - lo) * K * sizeof(float));
+    }
+    free(want);
+    free(x);
+    fh_model_free(m);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_augfl_matches_torch),
@@ -269,6 +324,7 @@ int main(void) {
       cmocka_unit_test(test_trunc_normal_and_constant_bias),
       cmocka_unit_test(test_errors_name_layer_and_shapes),
       cmocka_unit_test(test_res_auto_projection),
+      cmocka_unit_test(test_infer_matches_forward),
   };
   return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }
